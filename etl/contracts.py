@@ -1,0 +1,36 @@
+"""Names shared by the state machine (infra/workflow.py), the handlers and the local harness.
+
+See docs/contracts.md for the event shapes. Shipped to Lambda: Python 3.9 compatible.
+"""
+from __future__ import annotations
+
+FILE_ITEM = "FILE"
+CHUNK_PREFIX = "CHUNK#"
+
+# S3 prefixes (see docs/contracts.md "S3 layout")
+INCOMING_PREFIX = "incoming/"
+PROCESSED_PREFIX = "processed/"
+FAILED_PREFIX = "failed/"
+OUTPUT_PREFIX = "output/"
+REJECTED_PREFIX = "rejected/"
+MANIFEST_PREFIX = "manifests/"
+SCRATCH_PREFIX = "scratch/"
+
+DEFAULT_PARTNER = "default"
+DEFAULT_CHUNK_SIZE_BYTES = 50 * 1024 * 1024
+DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024
+
+# Step names (state names in the ASL) and the handler each runs.
+HANDLERS = {
+    "RegisterFile": ("register", "etl.handlers.register.handler"),
+    "ValidateHeader": ("validate-header", "etl.handlers.validate_header.handler"),
+    "PlanChunks": ("plan-chunks", "etl.handlers.plan_chunks.handler"),
+    "ProcessChunk": ("process-chunk", "etl.handlers.process_chunk.handler"),
+    "Finalize": ("finalize", "etl.handlers.finalize.handler"),
+    "MarkFailed": ("mark-failed", "etl.handlers.mark_failed.handler"),
+}
+
+
+def chunk_id(index: int) -> str:
+    """``CHUNK#00001`` style sort key; zero-padded so the table sorts chunks in order."""
+    return "%s%05d" % (CHUNK_PREFIX, index)
