@@ -33,4 +33,4 @@ HANDLERS = {
 
 def chunk_id(index: int) -> str:
     """``CHUNK#00001`` style sort key; zero-padded so the table sorts chunks in order."""
-    return "%s%05d" % (CHUNK_PREFIX, index)
+    return f"{CHUNK_PREFIX}{index:05d}"
