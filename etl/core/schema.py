@@ -1,0 +1,373 @@
+"""Partner schemas: Frictionless Table Schema + CSV Dialect files in ``etl/schemas/``.
+
+A schema file describes the columns of a partner's CSV *in header order*. Standard keys:
+``fields[].name/type/format/constraints`` (``required``, ``pattern``, ``enum``, ``minLength``,
+``maxLength``), ``dialect`` (``delimiter``, ``quoteChar``, ``doubleQuote``, ``header``),
+``encoding``, ``missingValues``. Our extensions use ``x-etl-*`` keys:
+
+- top level: ``x-etl-schema-id``, ``x-etl-version``, ``x-etl-dataset``,
+  ``x-etl-reject-threshold`` (share of rejected rows above which the file fails; default 0.01);
+- per field: ``x-etl-source-name`` (the partner's column name; ``name`` is our target name),
+  ``x-etl-decimal`` ``{precision, scale}`` (required on ``number`` fields: numbers are exact
+  decimals, never floats), ``x-etl-enum-file`` (a JSON file beside the schema whose ``codes``
+  list becomes the ``enum`` constraint, e.g. the ISO 4217 list), ``x-etl-ignore`` (the column
+  must be in the header but is not validated or kept).
+
+Every schema file is validated when loaded; a bad one raises :class:`SchemaError` naming the
+file and the offending key, so a broken deployment fails loudly on its first file.
+
+Shipped to Lambda: Python 3.9 compatible.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from etl.errors import PermanentError
+
+SCHEMA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schemas")
+DEFAULT_SCHEMA = "default"
+DEFAULT_REJECT_THRESHOLD = 0.01
+
+FIELD_TYPES = ("string", "integer", "number", "date", "datetime")
+_KNOWN_CONSTRAINTS = {"required", "pattern", "enum", "minLength", "maxLength"}
+# Frictionless keys we accept and ignore (documentation only).
+_DOC_KEYS = {"title", "description", "example", "rdfType", "$comment"}
+_FIELD_KEYS = _DOC_KEYS | {
+    "name",
+    "type",
+    "format",
+    "constraints",
+    "x-etl-source-name",
+    "x-etl-decimal",
+    "x-etl-enum-file",
+    "x-etl-ignore",
+}
+_TOP_KEYS = _DOC_KEYS | {
+    "fields",
+    "dialect",
+    "encoding",
+    "missingValues",
+    "primaryKey",
+    "x-etl-schema-id",
+    "x-etl-version",
+    "x-etl-dataset",
+    "x-etl-reject-threshold",
+}
+_DIALECT_KEYS = {"delimiter", "quoteChar", "doubleQuote", "header", "lineTerminator", "$comment"}
+# Partner names come from S3 keys: only such names may select a schema file (no path tricks).
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class SchemaError(PermanentError):
+    """A schema file is missing, not JSON, or violates the schema format (message says where)."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """One target column and the rules its values must meet.
+
+    ``name`` is the output column name, ``source_name`` the partner's header name.
+    ``pattern`` is the raw Frictionless pattern (implicitly anchored: the whole value must match).
+    """
+
+    name: str
+    source_name: str
+    type: str
+    format: str = "default"
+    required: bool = False
+    pattern: str | None = None
+    enum: tuple[str, ...] | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    precision: int | None = None
+    scale: int | None = None
+    description: str = ""
+
+    @property
+    def anchored_pattern(self) -> str | None:
+        """The pattern as an RE2 regex that must match the whole value."""
+        if self.pattern is None:
+            return None
+        return f"^(?:{self.pattern})$"
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A loaded, validated partner schema (see docs/internal-api.md)."""
+
+    schema_id: str
+    version: str
+    dataset: str
+    source_columns: list[str]
+    fields: list[Field]
+    column_mapping: dict[str, str]
+    reject_threshold: float = DEFAULT_REJECT_THRESHOLD
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    quote_char: str = '"'
+    ignored_columns: list[str] = field(default_factory=list)
+    path: str = ""
+
+    @property
+    def target_columns(self) -> list[str]:
+        """Output column names, in output order."""
+        return [f.name for f in self.fields]
+
+    def get_field(self, name: str) -> Field:
+        """The field with target name ``name`` (KeyError if none)."""
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+
+def _fail(path: str, msg: str) -> SchemaError:
+    return SchemaError(f"schema {os.path.basename(path) or path}: {msg}")
+
+
+def _check_pattern(path: str, where: str, pattern: Any) -> str:
+    if not isinstance(pattern, str) or not pattern:
+        raise _fail(path, f"{where}: pattern must be a non-empty string")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise _fail(path, f"{where}: pattern {pattern!r} does not compile: {exc}") from None
+    # Patterns run in RE2 (pyarrow.compute); Python's re accepts things RE2 rejects
+    # (backreferences, lookaround), so compile it there too.
+    import pyarrow as pa  # local import: schema loading stays cheap for callers not validating
+    import pyarrow.compute as pc
+
+    try:
+        pc.match_substring_regex(pa.array([""], pa.string()), f"^(?:{pattern})$")
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise _fail(path, f"{where}: pattern {pattern!r} is not valid RE2: {exc}") from None
+    return pattern
+
+
+def _opt_int(path: str, where: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _fail(path, f"{where} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _load_enum_file(path: str, where: str, rel: Any) -> tuple[str, ...]:
+    if not isinstance(rel, str) or os.path.isabs(rel) or ".." in rel.replace("\\", "/").split("/"):
+        raise _fail(path, f"{where}: x-etl-enum-file must be a relative path inside the schema folder")
+    enum_path = os.path.join(os.path.dirname(path), rel)
+    try:
+        with open(enum_path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise _fail(path, f"{where}: cannot read x-etl-enum-file {rel!r}: {exc}") from None
+    codes = doc.get("codes") if isinstance(doc, dict) else None
+    if not isinstance(codes, list) or not codes or not all(isinstance(c, str) for c in codes):
+        raise _fail(path, f"{where}: x-etl-enum-file {rel!r} needs a non-empty list of strings under 'codes'")
+    return tuple(codes)
+
+
+def _parse_field(path: str, index: int, raw: Any) -> tuple[Field, bool]:
+    where = f"fields[{index}]"
+    if not isinstance(raw, dict):
+        raise _fail(path, f"{where} must be an object")
+    unknown = sorted(set(raw) - _FIELD_KEYS)
+    if unknown:
+        raise _fail(path, "{}: unknown keys {}".format(where, ", ".join(unknown)))
+    name = raw.get("name")
+    if not isinstance(name, str) or not _IDENT.match(name):
+        raise _fail(path, f"{where}: name must be an identifier ([A-Za-z_][A-Za-z0-9_]*), got {name!r}")
+    where = f"field {name!r}"
+    source_name = raw.get("x-etl-source-name", name)
+    if not isinstance(source_name, str) or not source_name or source_name != source_name.strip():
+        raise _fail(path, f"{where}: x-etl-source-name must be a non-empty string without outer spaces")
+    ftype = raw.get("type", "string")
+    if ftype not in FIELD_TYPES:
+        raise _fail(path, "{}: type {!r} is not one of {}".format(where, ftype, ", ".join(FIELD_TYPES)))
+    fmt = raw.get("format", "default")
+    if fmt not in ("default", "any") and not (ftype == "date" and fmt == "%Y-%m-%d"):
+        # Only ISO formats are supported: YYYY-MM-DD dates, ISO 8601 datetimes with an offset.
+        raise _fail(path, f"{where}: format {fmt!r} is not supported (use 'default')")
+    ignore = raw.get("x-etl-ignore", False)
+    if not isinstance(ignore, bool):
+        raise _fail(path, f"{where}: x-etl-ignore must be true or false")
+    cons = raw.get("constraints", {})
+    if not isinstance(cons, dict):
+        raise _fail(path, f"{where}: constraints must be an object")
+    unknown = sorted(set(cons) - _KNOWN_CONSTRAINTS)
+    if unknown:
+        raise _fail(path, "{}: unsupported constraints {}".format(where, ", ".join(unknown)))
+    required = cons.get("required", False)
+    if not isinstance(required, bool):
+        raise _fail(path, f"{where}: constraints.required must be true or false")
+    pattern = _check_pattern(path, where, cons["pattern"]) if "pattern" in cons else None
+    enum: tuple[str, ...] | None = None
+    if "enum" in cons:
+        values = cons["enum"]
+        if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+            raise _fail(path, f"{where}: constraints.enum must be a non-empty list of strings")
+        enum = tuple(values)
+    if "x-etl-enum-file" in raw:
+        if enum is not None:
+            raise _fail(path, f"{where}: use either constraints.enum or x-etl-enum-file, not both")
+        enum = _load_enum_file(path, where, raw["x-etl-enum-file"])
+    if enum is not None and ftype != "string":
+        raise _fail(path, f"{where}: enum is supported on string fields only")
+    min_length = _opt_int(path, where + ": minLength", cons.get("minLength"))
+    max_length = _opt_int(path, where + ": maxLength", cons.get("maxLength"))
+    if min_length is not None and max_length is not None and min_length > max_length:
+        raise _fail(path, f"{where}: minLength > maxLength")
+    if (pattern or min_length is not None or max_length is not None) and ftype != "string":
+        raise _fail(path, f"{where}: pattern/minLength/maxLength apply to string fields only")
+    precision = scale = None
+    dec = raw.get("x-etl-decimal")
+    if ftype == "number":
+        if not isinstance(dec, dict) or set(dec) != {"precision", "scale"}:
+            raise _fail(path, f"{where}: number fields need x-etl-decimal {{precision, scale}}")
+        precision = _opt_int(path, where + ": precision", dec["precision"])
+        scale = _opt_int(path, where + ": scale", dec["scale"])
+        if precision is None or scale is None or not (1 <= precision <= 38) or scale > precision:
+            raise _fail(
+                path, f"{where}: x-etl-decimal needs 1 <= precision <= 38 and 0 <= scale <= precision"
+            )
+    elif dec is not None:
+        raise _fail(path, f"{where}: x-etl-decimal is only allowed on number fields")
+    desc = raw.get("description", "")
+    return (
+        Field(
+            name=name,
+            source_name=source_name,
+            type=ftype,
+            format=fmt,
+            required=required,
+            pattern=pattern,
+            enum=enum,
+            min_length=min_length,
+            max_length=max_length,
+            precision=precision,
+            scale=scale,
+            description=desc if isinstance(desc, str) else "",
+        ),
+        ignore,
+    )
+
+
+def parse_schema(doc: Any, path: str = "<memory>") -> Schema:
+    """Validate a schema document (already JSON-decoded) and build a :class:`Schema`."""
+    if not isinstance(doc, dict):
+        raise _fail(path, "top level must be a JSON object")
+    unknown = sorted(k for k in set(doc) - _TOP_KEYS)
+    if unknown:
+        raise _fail(path, "unknown top-level keys {}".format(", ".join(unknown)))
+    for key in ("x-etl-schema-id", "x-etl-version", "x-etl-dataset"):
+        value = doc.get(key)
+        if not isinstance(value, str) or not _SAFE_NAME.match(value):
+            raise _fail(path, f"{key} is required: a short name of [A-Za-z0-9_.-], got {value!r}")
+    threshold = doc.get("x-etl-reject-threshold", DEFAULT_REJECT_THRESHOLD)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise _fail(path, f"x-etl-reject-threshold must be a number between 0 and 1, got {threshold!r}")
+    encoding = doc.get("encoding", "utf-8")
+    if not isinstance(encoding, str) or encoding.lower().replace("_", "-") not in ("utf-8", "utf8"):
+        raise _fail(path, f"encoding {encoding!r} is not supported (only utf-8)")
+    if doc.get("missingValues", [""]) != [""]:
+        raise _fail(path, 'missingValues must be [""] (an empty field is a missing value)')
+    dialect = doc.get("dialect", {})
+    if not isinstance(dialect, dict):
+        raise _fail(path, "dialect must be an object")
+    unknown = sorted(set(dialect) - _DIALECT_KEYS)
+    if unknown:
+        raise _fail(path, "dialect: unsupported keys {}".format(", ".join(unknown)))
+    delimiter = dialect.get("delimiter", ",")
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n' or ord(delimiter) > 127:
+        raise _fail(path, "dialect.delimiter must be one ASCII character other than a quote or newline")
+    if dialect.get("quoteChar", '"') != '"' or dialect.get("doubleQuote", True) is not True:
+        raise _fail(path, "dialect: only quoteChar '\"' with doubleQuote true (RFC 4180) is supported")
+    if dialect.get("header", True) is not True:
+        raise _fail(path, "dialect.header must be true: files must start with a header line")
+    raw_fields = doc.get("fields")
+    if not isinstance(raw_fields, list) or not raw_fields:
+        raise _fail(path, "fields must be a non-empty list")
+    fields: list[Field] = []
+    source_columns: list[str] = []
+    ignored: list[str] = []
+    mapping: dict[str, str] = {}
+    seen_targets = set()
+    for i, raw in enumerate(raw_fields):
+        fld, ignore = _parse_field(path, i, raw)
+        if fld.source_name in source_columns:
+            raise _fail(path, f"duplicate source column {fld.source_name!r}")
+        source_columns.append(fld.source_name)
+        if ignore:
+            ignored.append(fld.source_name)
+            continue
+        if fld.name in seen_targets:
+            raise _fail(path, f"duplicate field name {fld.name!r}")
+        seen_targets.add(fld.name)
+        fields.append(fld)
+        mapping[fld.source_name] = fld.name
+    if not fields:
+        raise _fail(path, "every field is x-etl-ignore: nothing to output")
+    return Schema(
+        schema_id=doc["x-etl-schema-id"],
+        version=doc["x-etl-version"],
+        dataset=doc["x-etl-dataset"],
+        source_columns=source_columns,
+        fields=fields,
+        column_mapping=mapping,
+        reject_threshold=float(threshold),
+        delimiter=delimiter,
+        encoding="utf-8",
+        quote_char='"',
+        ignored_columns=ignored,
+        path=path,
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _load_cached(path: str, mtime_ns: int) -> Schema:
+    # mtime is part of the key so an edited file (tests, local runs) is re-read.
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise _fail(path, f"cannot read: {exc}") from None
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _fail(path, f"not valid JSON: {exc}") from None
+    return parse_schema(doc, path)
+
+
+def load_schema_file(path: str) -> Schema:
+    """Load and validate one schema file (cached per path and modification time)."""
+    path = os.path.abspath(path)
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError as exc:
+        raise _fail(path, f"cannot read: {exc}") from None
+    return _load_cached(path, mtime)
+
+
+def schema_path(partner: str) -> str:
+    """The file ``load_schema(partner)`` reads: the partner's own if present, else the default."""
+    if partner and _SAFE_NAME.match(partner):
+        candidate = os.path.join(SCHEMA_DIR, partner + ".json")
+        if os.path.isfile(candidate):
+            return candidate
+    return os.path.join(SCHEMA_DIR, DEFAULT_SCHEMA + ".json")
+
+
+def load_schema(partner: str) -> Schema:
+    """The schema for ``partner``: ``etl/schemas/<partner>.json`` if present, else ``default.json``.
+
+    Partner names that are not plain file names (``..``, slashes, spaces) never select a file;
+    they get the default schema.
+    """
+    return load_schema_file(schema_path(partner))
