@@ -1,0 +1,103 @@
+"""Unit tests for etl.core.identity (RUN1 identity, RUN2 partner routing, RUN8 odd keys)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from etl.core.identity import decode_event_key, file_id_for, partner_from_key
+from etl.errors import InvalidEvent
+
+
+def _expected(bucket: str, key: str, tag: str) -> str:
+    return hashlib.sha256(f"{bucket}\0{key}\0{tag}".encode()).hexdigest()[:32]
+
+
+class TestFileIdFor:
+    def test_is_first_32_hex_of_sha256_of_bucket_key_version(self) -> None:
+        fid = file_id_for("b", "incoming/acme/f.csv", "v1", "etag1")
+        assert fid == _expected("b", "incoming/acme/f.csv", "v1")
+        assert len(fid) == 32
+        assert all(c in "0123456789abcdef" for c in fid)
+
+    def test_deterministic(self) -> None:
+        assert file_id_for("b", "k", "v", None) == file_id_for("b", "k", "v", None)
+
+    def test_version_id_wins_over_etag(self) -> None:
+        assert file_id_for("b", "k", "v1", "e1") == file_id_for("b", "k", "v1", "e2")
+        assert file_id_for("b", "k", "v1", "e1") != file_id_for("b", "k", "v2", "e1")
+
+    def test_etag_used_without_version_and_quotes_ignored(self) -> None:
+        assert file_id_for("b", "k", None, "abc") == _expected("b", "k", "abc")
+        # HeadObject returns the ETag quoted, events carry it bare: same object, same id.
+        assert file_id_for("b", "k", None, '"abc"') == file_id_for("b", "k", None, "abc")
+        assert file_id_for("b", "k", "", "abc") == _expected("b", "k", "abc")
+
+    def test_neither_version_nor_etag(self) -> None:
+        assert file_id_for("b", "k", None, None) == _expected("b", "k", "")
+
+    def test_separator_prevents_concatenation_collisions(self) -> None:
+        assert file_id_for("ab", "c", "v", None) != file_id_for("a", "bc", "v", None)
+        assert file_id_for("b", "k1", "", None) != file_id_for("b", "k", "1", None)
+
+    def test_bucket_and_key_matter(self) -> None:
+        base = file_id_for("b", "k", "v", None)
+        assert file_id_for("b2", "k", "v", None) != base
+        assert file_id_for("b", "k2", "v", None) != base
+
+    def test_non_ascii_key_is_hashed_as_utf8(self) -> None:
+        key = "incoming/acme/résumé 2024.csv"
+        assert file_id_for("b", key, "v", None) == _expected("b", key, "v")
+
+
+class TestDecodeEventKey:
+    @pytest.mark.parametrize(
+        ("raw", "decoded"),
+        [
+            ("incoming/acme/file.csv", "incoming/acme/file.csv"),
+            ("incoming/acme/my+file.csv", "incoming/acme/my file.csv"),
+            ("incoming/acme/a%2Bb.csv", "incoming/acme/a+b.csv"),
+            ("incoming/acme/r%C3%A9sum%C3%A9.csv", "incoming/acme/résumé.csv"),
+            ("incoming/acme/%E6%97%A5%E6%9C%AC+%282%29.csv", "incoming/acme/日本 (2).csv"),
+            ("incoming/acme/100%25.csv", "incoming/acme/100%.csv"),
+            ("incoming/acme/x%3Dy%26z.csv.gz", "incoming/acme/x=y&z.csv.gz"),
+        ],
+    )
+    def test_decodes_form_encoding(self, raw: str, decoded: str) -> None:
+        assert decode_event_key(raw) == decoded
+
+    def test_invalid_utf8_escape_is_invalid_event(self) -> None:
+        with pytest.raises(InvalidEvent, match="not URL-encoded UTF-8"):
+            decode_event_key("incoming/acme/%FF.csv")
+
+    def test_id_of_encoded_and_decoded_forms_match_after_decoding(self) -> None:
+        key = decode_event_key("incoming/acme/Q1+r%C3%A9sum%C3%A9.csv")
+        assert file_id_for("b", key, "v", None) == _expected("b", "incoming/acme/Q1 résumé.csv", "v")
+
+
+class TestPartnerFromKey:
+    @pytest.mark.parametrize(
+        ("key", "partner"),
+        [
+            ("incoming/acme_bank/2024/01/f.csv", "acme_bank"),
+            ("incoming/acme-bank/f.csv.gz", "acme-bank"),
+            ("incoming/ACME/f.csv", "acme"),
+            ("incoming/bank42/f.csv", "bank42"),
+            ("incoming/file.csv", "default"),
+            ("incoming/my file.csv", "default"),
+            ("incoming//f.csv", "default"),
+            ("incoming/bank a/f.csv", "default"),
+            ("incoming/../etc/f.csv", "default"),
+            ("incoming/bänk/f.csv", "default"),
+            ("incoming/a.b/f.csv", "default"),
+            ("incoming/" + "x" * 65 + "/f.csv", "default"),
+            ("elsewhere/acme/f.csv", "default"),
+            ("processed/acme/f.csv", "default"),
+        ],
+    )
+    def test_partner(self, key: str, partner: str) -> None:
+        assert partner_from_key(key) == partner
+
+    def test_partner_from_decoded_event_key_with_spaces(self) -> None:
+        assert partner_from_key(decode_event_key("incoming/acme/daily+report+%C3%A9.csv")) == "acme"
