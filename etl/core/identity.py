@@ -47,7 +47,7 @@ def decode_event_key(raw: str) -> str:
         return unquote_plus(raw, encoding="utf-8", errors="strict")
     except UnicodeDecodeError as exc:
         # S3 keys are UTF-8, so an escape sequence that is not UTF-8 means a forged/broken event.
-        raise InvalidEvent("object key %r is not URL-encoded UTF-8: %s" % (raw, exc)) from exc
+        raise InvalidEvent(f"object key {raw!r} is not URL-encoded UTF-8: {exc}") from exc
 
 
 def partner_from_key(key: str) -> str:
