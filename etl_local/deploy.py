@@ -1,0 +1,528 @@
+"""Create the primary stack's resources on the emulator, from the synthesized template.
+
+Nothing here restates the workflow: names, key schema, queue attributes, function handlers and
+environments, the rule's event pattern and the state machine's definition all come from the
+template CDK synthesizes. The state machine is created through the Step Functions API (moto's
+CloudFormation would land it in the non-executing backend) from the template's
+``DefinitionString`` with every intrinsic resolved to the emulated ARN, URL or name; an
+intrinsic we cannot resolve is an error, never a guess.
+
+Resources with no behaviour in the local run (IAM, log groups, dashboards, alarms, KMS,
+custom-resource providers, layers' SSM lookups) are recorded but not created.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from etl_local.relay import RELAY_QUEUE_PREFIX, TARGET_TAG
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LOCAL_SUFFIX = "local"
+ROLE_NAME = "etl-local-execution-role"
+
+
+class TemplateError(RuntimeError):
+    """The template holds something the local deploy does not know how to emulate."""
+
+
+@dataclass
+class Outputs:
+    """What the CLI needs to know about a deployed stack (real or emulated)."""
+
+    bucket: str
+    table: str
+    state_machine_arn: str
+    results_queue_url: str | None = None
+    alerts_topic_arn: str | None = None
+    region: str = "us-east-1"
+    endpoint: str | None = None
+    functions: dict[str, str] = field(default_factory=dict)  # logical id -> function name
+    relay_queue_url: str | None = None
+    chunk_size_bytes: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Outputs:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+# ---------------------------------------------------------------------------------------------
+# Templates
+
+
+def _infra_fingerprint(context: dict[str, str]) -> str:
+    h = hashlib.sha256(json.dumps(context, sort_keys=True).encode())
+    files = [REPO_ROOT / "app.py", REPO_ROOT / "cdk.json", REPO_ROOT / "etl" / "contracts.py"]
+    files += sorted((REPO_ROOT / "infra").rglob("*.py"))
+    for f in files:
+        if f.exists():
+            h.update(str(f.relative_to(REPO_ROOT)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def synth_primary_template(suffix: str = LOCAL_SUFFIX, cache_dir: Path | None = None) -> dict[str, Any]:
+    """The primary stack's template, synthesized in-process by engineer A's tooling.
+
+    Cached under ``.etl-local/templates`` by a hash of the infra code and context (a synth
+    costs seconds; the cache is invalidated by any change to ``infra/``, ``app.py``,
+    ``cdk.json``).
+    """
+    context = {"environmentSuffix": suffix}
+    cache_dir = cache_dir or REPO_ROOT / ".etl-local" / "templates"
+    cached = cache_dir / f"{_infra_fingerprint(context)}.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
+    os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+    from infra.template_tools import synth_templates
+
+    templates = synth_templates(context)
+    template = pick_primary(templates)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(template))
+    return template
+
+
+def pick_primary(templates: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The primary (us-east-1) stack: the one whose S3 rule is enabled, not the DR standby."""
+    candidates = []
+    for name, tpl in templates.items():
+        rules = [r for r in tpl.get("Resources", {}).values() if r.get("Type") == "AWS::Events::Rule"]
+        enabled = any((r.get("Properties", {}).get("State", "ENABLED") == "ENABLED") for r in rules)
+        is_dr = "dr" in name.lower().replace("-", " ").split() or "disaster" in name.lower()
+        candidates.append((not enabled, is_dr, name))
+    if not candidates:
+        raise TemplateError("synth produced no stacks")
+    candidates.sort()
+    return templates[candidates[0][2]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Intrinsics
+
+
+class Resolver:
+    """Maps ``Ref``/``Fn::GetAtt`` and pseudo parameters to emulated values."""
+
+    def __init__(self, region: str, account: str) -> None:
+        self.region = region
+        self.account = account
+        self.refs: dict[str, str] = {}
+        self.attrs: dict[tuple[str, str], str] = {}
+
+    def pseudo(self, name: str) -> str:
+        values = {
+            "AWS::Region": self.region,
+            "AWS::AccountId": self.account,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::StackName": f"etl-{LOCAL_SUFFIX}",
+        }
+        if name not in values:
+            raise TemplateError(f"unknown pseudo parameter {name}")
+        return values[name]
+
+    def ref(self, logical_id: str) -> str:
+        if logical_id.startswith("AWS::"):
+            return self.pseudo(logical_id)
+        if logical_id not in self.refs:
+            raise TemplateError(f"Ref to {logical_id!r}, which the local deploy does not emulate")
+        return self.refs[logical_id]
+
+    def get_att(self, logical_id: str, attr: str) -> str:
+        key = (logical_id, attr)
+        if key not in self.attrs:
+            raise TemplateError(f"Fn::GetAtt {logical_id}.{attr} is not emulated")
+        return self.attrs[key]
+
+    def __call__(self, value: Any) -> Any:
+        return resolve(value, self)
+
+
+def resolve(value: Any, resolver: Resolver) -> Any:
+    """Resolve intrinsics in ``value``; prefer engineer A's ``infra.template_tools``."""
+    try:
+        from infra.template_tools import resolve_intrinsics
+    except ImportError:
+        return _resolve(value, resolver)
+    return resolve_intrinsics(value, _ResolverAdapter(resolver))
+
+
+class _ResolverAdapter:
+    """Adapter to whatever resolver protocol infra.template_tools expects (see _resolve)."""
+
+    def __init__(self, resolver: Resolver) -> None:
+        self._r = resolver
+
+    def __call__(self, kind: str, arg: Any) -> Any:
+        if kind == "Ref":
+            return self._r.ref(arg)
+        if kind == "Fn::GetAtt":
+            logical, attr = arg if isinstance(arg, list) else arg.split(".", 1)
+            return self._r.get_att(logical, attr)
+        raise TemplateError(f"unsupported intrinsic {kind}")
+
+    def ref(self, logical_id: str) -> str:
+        return self._r.ref(logical_id)
+
+    def get_att(self, logical_id: str, attr: str) -> str:
+        return self._r.get_att(logical_id, attr)
+
+
+def _resolve(value: Any, r: Resolver) -> Any:
+    if isinstance(value, list):
+        return [_resolve(v, r) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        ((key, arg),) = value.items()
+        if key == "Ref":
+            return r.ref(arg)
+        if key == "Fn::GetAtt":
+            logical, attr = arg if isinstance(arg, list) else arg.split(".", 1)
+            return r.get_att(logical, attr)
+        if key == "Fn::Join":
+            sep, parts = arg
+            return sep.join(str(_resolve(p, r)) for p in _resolve(parts, r))
+        if key == "Fn::Select":
+            index, items = arg
+            return _resolve(items, r)[int(_resolve(index, r))]
+        if key == "Fn::Split":
+            sep, text = arg
+            return str(_resolve(text, r)).split(sep)
+        if key == "Fn::Sub":
+            text, variables = (arg, {}) if isinstance(arg, str) else arg
+            variables = {k: _resolve(v, r) for k, v in variables.items()}
+            import re
+
+            def sub(m: Any) -> str:
+                name = m.group(1)
+                if name in variables:
+                    return str(variables[name])
+                if "." in name:
+                    return str(r.get_att(*name.split(".", 1)))
+                return str(r.ref(name))
+
+            return re.sub(r"\$\{([^}!]+)\}", sub, text)
+        if key.startswith("Fn::") or key == "Condition":
+            raise TemplateError(f"unsupported intrinsic {key}")
+    return {k: _resolve(v, r) for k, v in value.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Deploy
+
+IGNORED_TYPES = {
+    "AWS::IAM::Role",
+    "AWS::IAM::Policy",
+    "AWS::IAM::ManagedPolicy",
+    "AWS::Logs::LogGroup",
+    "AWS::CloudWatch::Dashboard",
+    "AWS::CloudWatch::Alarm",
+    "AWS::KMS::Key",
+    "AWS::KMS::Alias",
+    "AWS::S3::BucketPolicy",
+    "AWS::SQS::QueuePolicy",
+    "AWS::SNS::TopicPolicy",
+    "AWS::SNS::Subscription",
+    "AWS::Lambda::Permission",
+    "AWS::Lambda::LayerVersion",
+    "AWS::SSM::Parameter",
+    "AWS::CDK::Metadata",
+    "Custom::S3AutoDeleteObjects",
+    "Custom::AWS",
+    "Custom::LogRetention",
+}
+
+
+def _dummy_zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("README.txt", "local mode runs the real handler in-process (etl_local.lambda_runtime)\n")
+    return buf.getvalue()
+
+
+def _props(res: dict[str, Any]) -> dict[str, Any]:
+    return dict(res.get("Properties") or {})
+
+
+def _plan_names(template: dict[str, Any], r: Resolver) -> None:
+    """Fill the resolver with every emulated resource's physical name/ARN/URL."""
+    region, acct = r.region, r.account
+    res = template.get("Resources", {})
+    for lid, spec in res.items():
+        t, p = spec.get("Type"), _props(spec)
+        low = lid.lower()[:40]
+        if t == "AWS::S3::Bucket":
+            name = _resolve(p.get("BucketName", f"{low}-{LOCAL_SUFFIX}"), r)
+            r.refs[lid] = name
+            r.attrs[(lid, "Arn")] = f"arn:aws:s3:::{name}"
+            r.attrs[(lid, "DomainName")] = f"{name}.s3.amazonaws.com"
+            r.attrs[(lid, "RegionalDomainName")] = f"{name}.s3.{region}.amazonaws.com"
+        elif t == "AWS::DynamoDB::Table":
+            name = _resolve(p.get("TableName", f"{low}-{LOCAL_SUFFIX}"), r)
+            r.refs[lid] = name
+            r.attrs[(lid, "Arn")] = f"arn:aws:dynamodb:{region}:{acct}:table/{name}"
+        elif t == "AWS::SQS::Queue":
+            name = _resolve(p.get("QueueName", f"{low}-{LOCAL_SUFFIX}"), r)
+            url = f"{os.environ.get('AWS_ENDPOINT_URL', 'http://localhost')}/{acct}/{name}"
+            r.refs[lid] = url
+            r.attrs[(lid, "QueueUrl")] = url
+            r.attrs[(lid, "QueueName")] = name
+            r.attrs[(lid, "Arn")] = f"arn:aws:sqs:{region}:{acct}:{name}"
+        elif t == "AWS::SNS::Topic":
+            name = _resolve(p.get("TopicName", f"{low}-{LOCAL_SUFFIX}"), r)
+            arn = f"arn:aws:sns:{region}:{acct}:{name}"
+            r.refs[lid] = arn
+            r.attrs[(lid, "TopicArn")] = arn
+            r.attrs[(lid, "TopicName")] = name
+        elif t == "AWS::Lambda::Function":
+            name = _resolve(p.get("FunctionName", f"{low}-{LOCAL_SUFFIX}"), r)
+            r.refs[lid] = name
+            r.attrs[(lid, "Arn")] = f"arn:aws:lambda:{region}:{acct}:function:{name}"
+        elif t == "AWS::StepFunctions::StateMachine":
+            name = _resolve(p.get("StateMachineName", f"{low}-{LOCAL_SUFFIX}"), r)
+            arn = f"arn:aws:states:{region}:{acct}:stateMachine:{name}"
+            r.refs[lid] = arn
+            r.attrs[(lid, "Arn")] = arn
+            r.attrs[(lid, "Name")] = name
+        elif t == "AWS::Events::Rule":
+            name = _resolve(p.get("Name", f"{low}-{LOCAL_SUFFIX}"), r)
+            r.refs[lid] = name
+            r.attrs[(lid, "Arn")] = f"arn:aws:events:{region}:{acct}:rule/{name}"
+        elif t == "AWS::IAM::Role":
+            name = f"{ROLE_NAME}"
+            r.refs[lid] = name
+            r.attrs[(lid, "Arn")] = f"arn:aws:iam::{acct}:role/{name}"
+        elif t == "AWS::Logs::LogGroup":
+            name = _resolve(p.get("LogGroupName", f"/local/{low}"), r)
+            r.refs[lid] = name
+            r.attrs[(lid, "Arn")] = f"arn:aws:logs:{region}:{acct}:log-group:{name}:*"
+        elif t == "AWS::KMS::Key":
+            r.refs[lid] = f"local-{low}"
+            r.attrs[(lid, "Arn")] = f"arn:aws:kms:{region}:{acct}:key/local-{low}"
+
+
+def deploy(
+    template: dict[str, Any],
+    session: Any,
+    endpoint: str,
+    *,
+    chunk_size_bytes: int | None = None,
+    region: str = "us-east-1",
+    account: str = "123456789012",
+) -> Outputs:
+    """Create every emulated resource of ``template``; return the stack's outputs."""
+    os.environ.setdefault("AWS_ENDPOINT_URL", endpoint)
+    r = Resolver(region, account)
+    _plan_names(template, r)
+    # SQS URLs must carry the emulator's endpoint.
+    for lid, attr in list(r.attrs):
+        if attr == "QueueUrl":
+            url = f"{endpoint}/{account}/{r.attrs[(lid, 'QueueName')]}"
+            r.attrs[(lid, attr)] = url
+            r.refs[lid] = url
+
+    def client(service: str) -> Any:
+        return session.client(service, endpoint_url=endpoint, region_name=region)
+
+    resources = template.get("Resources", {})
+    by_type: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    unknown = []
+    for lid, spec in resources.items():
+        t = spec.get("Type", "")
+        by_type.setdefault(t, []).append((lid, spec))
+        known = {
+            "AWS::S3::Bucket",
+            "AWS::DynamoDB::Table",
+            "AWS::SQS::Queue",
+            "AWS::SNS::Topic",
+            "AWS::Lambda::Function",
+            "AWS::StepFunctions::StateMachine",
+            "AWS::Events::Rule",
+            "Custom::S3BucketNotifications",
+        }
+        if t not in known and t not in IGNORED_TYPES and not t.startswith("Custom::"):
+            unknown.append(f"{lid} ({t})")
+    if unknown:
+        # Not fatal: a resource without behaviour in the workflow (e.g. a new alarm type).
+        # Anything the workflow references is caught by the definition's resolution below.
+        pass
+
+    iam = client("iam")
+    with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
+        iam.create_role(
+            RoleName=ROLE_NAME,
+            AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+        )
+
+    s3 = client("s3")
+    for lid, spec in by_type.get("AWS::S3::Bucket", []):
+        name = r.refs[lid]
+        s3.create_bucket(Bucket=name)
+        p = _props(spec)
+        if (p.get("VersioningConfiguration") or {}).get("Status") == "Enabled":
+            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        if (p.get("NotificationConfiguration") or {}).get("EventBridgeConfiguration") is not None:
+            s3.put_bucket_notification_configuration(
+                Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}}
+            )
+    # CDK turns `event_bridge_enabled=True` into a custom resource on the bucket.
+    for _lid, spec in by_type.get("Custom::S3BucketNotifications", []):
+        p = _props(spec)
+        if "EventBridgeConfiguration" in (p.get("NotificationConfiguration") or {}):
+            name = _resolve(p["BucketName"], r)
+            s3.put_bucket_notification_configuration(
+                Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}}
+            )
+
+    ddb = client("dynamodb")
+    for lid, spec in by_type.get("AWS::DynamoDB::Table", []):
+        p = _props(spec)
+        ddb.create_table(
+            TableName=r.refs[lid],
+            KeySchema=p["KeySchema"],
+            AttributeDefinitions=p["AttributeDefinitions"],
+            BillingMode=p.get("BillingMode", "PAY_PER_REQUEST"),
+            **{k: p[k] for k in ("GlobalSecondaryIndexes",) if k in p},
+        )
+
+    sqs = client("sqs")
+    queues: dict[str, dict[str, Any]] = {}
+    for lid, spec in by_type.get("AWS::SQS::Queue", []):
+        p = _props(spec)
+        attrs = {}
+        for key in ("FifoQueue", "ContentBasedDeduplication", "VisibilityTimeout", "MessageRetentionPeriod"):
+            if key in p:
+                value = p[key]
+                attrs[key] = str(value).lower() if isinstance(value, bool) else str(value)
+        sqs.create_queue(QueueName=r.attrs[(lid, "QueueName")], Attributes=attrs)
+        queues[lid] = p
+    for lid, p in queues.items():
+        if p.get("RedrivePolicy"):
+            redrive = _resolve(p["RedrivePolicy"], r)
+            sqs.set_queue_attributes(QueueUrl=r.refs[lid], Attributes={"RedrivePolicy": json.dumps(redrive)})
+
+    sns = client("sns")
+    for lid, _spec in by_type.get("AWS::SNS::Topic", []):
+        sns.create_topic(Name=r.attrs[(lid, "TopicName")])
+
+    lam = client("lambda")
+    role_arn = f"arn:aws:iam::{account}:role/{ROLE_NAME}"
+    functions: dict[str, str] = {}
+    envs: dict[str, dict[str, str]] = {}
+    code = _dummy_zip()
+    for lid, spec in by_type.get("AWS::Lambda::Function", []):
+        p = _props(spec)
+        if not str(p.get("Runtime", "python")).startswith("python"):
+            continue  # CDK's own helpers (Node.js custom-resource providers) do nothing locally
+        module = str(p.get("Handler", "")).rpartition(".")[0]
+        if not module or importlib.util.find_spec(module) is None:
+            raise TemplateError(f"{lid}: handler {p.get('Handler')!r} is not importable here")
+        env = _resolve((p.get("Environment") or {}).get("Variables") or {}, r)
+        env = {k: str(v) for k, v in env.items()}
+        if chunk_size_bytes:
+            env["CHUNK_SIZE_BYTES"] = str(int(chunk_size_bytes))
+        lam.create_function(
+            FunctionName=r.refs[lid],
+            Runtime=p.get("Runtime", "python3.12"),
+            Role=role_arn,
+            Handler=p["Handler"],
+            Code={"ZipFile": code},
+            Timeout=int(p.get("Timeout", 900)),
+            MemorySize=int(p.get("MemorySize", 3072)),
+            Environment={"Variables": env},
+        )
+        functions[lid] = r.refs[lid]
+        envs[lid] = env
+
+    sfn = client("stepfunctions")
+    machines = by_type.get("AWS::StepFunctions::StateMachine", [])
+    if len(machines) != 1:
+        raise TemplateError(f"expected one state machine in the template, found {len(machines)}")
+    sm_lid, sm_spec = machines[0]
+    p = _props(sm_spec)
+    if "DefinitionString" in p:
+        definition = resolve(p["DefinitionString"], r)
+    elif "Definition" in p:
+        definition = json.dumps(resolve(p["Definition"], r))
+    else:
+        raise TemplateError("state machine has neither DefinitionString nor Definition")
+    if p.get("DefinitionSubstitutions"):
+        subs = resolve(p["DefinitionSubstitutions"], r)
+        for k, v in subs.items():
+            definition = definition.replace(f"${{{k}}}", str(v))
+    json.loads(definition)  # must be JSON after resolution
+    sm_arn = sfn.create_state_machine(
+        name=r.attrs[(sm_lid, "Name")],
+        definition=definition,
+        roleArn=role_arn,
+        type=p.get("StateMachineType", "STANDARD"),
+    )["stateMachineArn"]
+
+    events = client("events")
+    relay_url = None
+    for lid, spec in by_type.get("AWS::Events::Rule", []):
+        rp = _props(spec)
+        targets = rp.get("Targets") or []
+        target_arns = [resolve(t.get("Arn"), r) for t in targets]
+        if sm_arn not in target_arns:
+            continue  # not the rule that starts the workflow
+        pattern = resolve(rp["EventPattern"], r)
+        rule_name = r.refs[lid]
+        events.put_rule(Name=rule_name, EventPattern=json.dumps(pattern), State=rp.get("State", "ENABLED"))
+        relay_name = f"{RELAY_QUEUE_PREFIX}{hashlib.sha256(rule_name.encode()).hexdigest()[:12]}"
+        relay_url = sqs.create_queue(QueueName=relay_name, tags={TARGET_TAG: sm_arn})["QueueUrl"]
+        relay_arn = f"arn:aws:sqs:{region}:{account}:{relay_name}"
+        # moto raises on a Step Functions target (and then drops the other targets), so the
+        # relay queue is the rule's only target here; the relay starts the real target.
+        events.put_targets(Rule=rule_name, Targets=[{"Id": "etl-local-relay", "Arn": relay_arn}])
+
+    # Outputs: read from the functions' configuration, exactly what the handlers will use.
+    first_env = next(iter(envs.values()), {})
+    fifo = [
+        lid
+        for lid, q in queues.items()
+        if str(q.get("FifoQueue")).lower() == "true"
+        and "dlq" not in lid.lower()
+        and "dlq" not in r.attrs[(lid, "QueueName")].lower()
+        and "dead" not in lid.lower()
+    ]
+    topics = [r.refs[lid] for lid, _ in by_type.get("AWS::SNS::Topic", [])]
+    alerts = [t for t in topics if t in definition] or topics
+    return Outputs(
+        bucket=first_env.get("BUCKET_NAME", ""),
+        table=first_env.get("TABLE_NAME", ""),
+        state_machine_arn=sm_arn,
+        results_queue_url=r.refs[fifo[0]] if fifo else None,
+        alerts_topic_arn=alerts[0] if alerts else None,
+        region=region,
+        endpoint=endpoint,
+        functions=functions,
+        relay_queue_url=relay_url,
+        chunk_size_bytes=int(first_env["CHUNK_SIZE_BYTES"]) if "CHUNK_SIZE_BYTES" in first_env else None,
+    )
+
+
+def set_chunk_size(session: Any, outputs: Outputs, chunk_size_bytes: int) -> None:
+    """Override CHUNK_SIZE_BYTES on every deployed function (the `--chunk-mb` of a local run)."""
+    lam = session.client("lambda", endpoint_url=outputs.endpoint, region_name=outputs.region)
+    for name in outputs.functions.values():
+        cfg = lam.get_function_configuration(FunctionName=name)
+        env = dict((cfg.get("Environment") or {}).get("Variables") or {})
+        env["CHUNK_SIZE_BYTES"] = str(int(chunk_size_bytes))
+        lam.update_function_configuration(FunctionName=name, Environment={"Variables": env})
+    outputs.chunk_size_bytes = int(chunk_size_bytes)

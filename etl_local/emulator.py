@@ -1,0 +1,112 @@
+"""The AWS emulator: moto's server on loopback with Step Functions execution on.
+
+Everything that must happen in the *server* process lives here: the Lambda patch (Step
+Functions invokes Lambda inside the server), the retry clock, ``MOTO_PORT`` (the parser's own
+boto client calls ``localhost:$MOTO_PORT``) and the EventBridge relay.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import urllib.request
+from dataclasses import dataclass, field
+
+from etl_local import lambda_runtime, retry_clock
+from etl_local.relay import Relay
+
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"
+# moto accepts any credentials; set them so nothing ever looks for real ones.
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def moto_api(endpoint: str, path: str, body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"{endpoint}/moto-api/{path}", data=data, method="POST" if data else "GET")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        raw = resp.read()
+    return json.loads(raw) if raw else {}
+
+
+def ping(endpoint: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{endpoint}/moto-api/config", timeout=timeout) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+@dataclass
+class Emulator:
+    """moto in this process, patched to run the real handlers. Use as a context manager."""
+
+    port: int = 0
+    host: str = "127.0.0.1"
+    retry_sleep: object = None  # callable(seconds) or None to really sleep
+    retry_jitter: str = "random"
+    relay_interval: float = 0.2
+    _server: object = field(default=None, init=False, repr=False)
+    relay: Relay | None = field(default=None, init=False)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> Emulator:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+        lambda_runtime.install()
+        retry_clock.install(sleep=self.retry_sleep, jitter=self.retry_jitter)  # type: ignore[arg-type]
+        if not self.port:
+            self.port = free_port()
+        os.environ.update(FAKE_CREDENTIALS)
+        os.environ["MOTO_PORT"] = str(self.port)
+        # The handlers (in this process) talk to the emulator; so does every boto3 client here.
+        os.environ["AWS_ENDPOINT_URL"] = self.endpoint
+        lambda_runtime.STATE.extra_env["AWS_ENDPOINT_URL"] = self.endpoint
+        server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
+        server.start()
+        self._server = server
+        moto_api(self.endpoint, "config", {"stepfunctions": {"execute_state_machine": True}})
+        self.relay = Relay(self.endpoint, interval=self.relay_interval)
+        self.relay.start()
+        return self
+
+    def reset(self) -> None:
+        """Forget every resource (moto-api reset) and every recorded invocation/fault."""
+        moto_api(self.endpoint, "reset", {})
+        moto_api(self.endpoint, "config", {"stepfunctions": {"execute_state_machine": True}})
+        lambda_runtime.STATE.clear()
+        retry_clock.CLOCK.clear()
+        if self.relay:
+            self.relay.clear()
+
+    def stop(self) -> None:
+        if self.relay:
+            self.relay.stop()
+        if self._server is not None:
+            self._server.stop()  # type: ignore[attr-defined]
+            self._server = None
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
