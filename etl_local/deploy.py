@@ -20,10 +20,10 @@ import io
 import json
 import os
 import zipfile
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from etl_cli.pipeline import Outputs
 from etl_local.relay import RELAY_QUEUE_PREFIX, TARGET_TAG
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -31,31 +31,8 @@ LOCAL_SUFFIX = "local"
 ROLE_NAME = "etl-local-execution-role"
 
 
-class TemplateError(RuntimeError):
+class TemplateError(ValueError):
     """The template holds something the local deploy does not know how to emulate."""
-
-
-@dataclass
-class Outputs:
-    """What the CLI needs to know about a deployed stack (real or emulated)."""
-
-    bucket: str
-    table: str
-    state_machine_arn: str
-    results_queue_url: str | None = None
-    alerts_topic_arn: str | None = None
-    region: str = "us-east-1"
-    endpoint: str | None = None
-    functions: dict[str, str] = field(default_factory=dict)  # logical id -> function name
-    relay_queue_url: str | None = None
-    chunk_size_bytes: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Outputs:
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -90,14 +67,21 @@ def synth_primary_template(suffix: str = LOCAL_SUFFIX, cache_dir: Path | None = 
     from infra.template_tools import synth_templates
 
     templates = synth_templates(context)
-    template = pick_primary(templates)
+    template = pick_primary(templates, suffix)
     cache_dir.mkdir(parents=True, exist_ok=True)
     cached.write_text(json.dumps(template))
     return template
 
 
-def pick_primary(templates: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The primary (us-east-1) stack: the one whose S3 rule is enabled, not the DR standby."""
+def pick_primary(templates: dict[str, dict[str, Any]], suffix: str = LOCAL_SUFFIX) -> dict[str, Any]:
+    """The primary (us-east-1) stack, by the app's own naming; else the one whose rule is enabled."""
+    try:
+        from infra.application import primary_stack_name
+
+        if primary_stack_name(suffix) in templates:
+            return templates[primary_stack_name(suffix)]
+    except ImportError:
+        pass
     candidates = []
     for name, tpl in templates.items():
         rules = [r for r in tpl.get("Resources", {}).values() if r.get("Type") == "AWS::Events::Rule"]
@@ -148,78 +132,14 @@ class Resolver:
             raise TemplateError(f"Fn::GetAtt {logical_id}.{attr} is not emulated")
         return self.attrs[key]
 
-    def __call__(self, value: Any) -> Any:
-        return resolve(value, self)
-
 
 def resolve(value: Any, resolver: Resolver) -> Any:
-    """Resolve intrinsics in ``value``; prefer engineer A's ``infra.template_tools``."""
-    try:
-        from infra.template_tools import resolve_intrinsics
-    except ImportError:
-        return _resolve(value, resolver)
-    return resolve_intrinsics(value, _ResolverAdapter(resolver))
+    """Resolve ``Ref``/``Fn::GetAtt``/``Fn::Join`` with engineer A's resolver (fails on the rest)."""
+    from infra.template_tools import resolve_intrinsics
 
-
-class _ResolverAdapter:
-    """Adapter to whatever resolver protocol infra.template_tools expects (see _resolve)."""
-
-    def __init__(self, resolver: Resolver) -> None:
-        self._r = resolver
-
-    def __call__(self, kind: str, arg: Any) -> Any:
-        if kind == "Ref":
-            return self._r.ref(arg)
-        if kind == "Fn::GetAtt":
-            logical, attr = arg if isinstance(arg, list) else arg.split(".", 1)
-            return self._r.get_att(logical, attr)
-        raise TemplateError(f"unsupported intrinsic {kind}")
-
-    def ref(self, logical_id: str) -> str:
-        return self._r.ref(logical_id)
-
-    def get_att(self, logical_id: str, attr: str) -> str:
-        return self._r.get_att(logical_id, attr)
-
-
-def _resolve(value: Any, r: Resolver) -> Any:
-    if isinstance(value, list):
-        return [_resolve(v, r) for v in value]
-    if not isinstance(value, dict):
-        return value
-    if len(value) == 1:
-        ((key, arg),) = value.items()
-        if key == "Ref":
-            return r.ref(arg)
-        if key == "Fn::GetAtt":
-            logical, attr = arg if isinstance(arg, list) else arg.split(".", 1)
-            return r.get_att(logical, attr)
-        if key == "Fn::Join":
-            sep, parts = arg
-            return sep.join(str(_resolve(p, r)) for p in _resolve(parts, r))
-        if key == "Fn::Select":
-            index, items = arg
-            return _resolve(items, r)[int(_resolve(index, r))]
-        if key == "Fn::Split":
-            sep, text = arg
-            return str(_resolve(text, r)).split(sep)
-        if key == "Fn::Sub":
-            text, variables = (arg, {}) if isinstance(arg, str) else arg
-            variables = {k: _resolve(v, r) for k, v in variables.items()}
-            import re
-
-            def sub(m: Any) -> str:
-                name = m.group(1)
-                if name in variables:
-                    return str(variables[name])
-                if "." in name:
-                    return str(r.get_att(*name.split(".", 1)))
-                return str(r.ref(name))
-
-            return re.sub(r"\$\{([^}!]+)\}", sub, text)
-        if key.startswith("Fn::") or key == "Condition":
-            raise TemplateError(f"unsupported intrinsic {key}")
-    return {k: _resolve(v, r) for k, v in value.items()}
+    return resolve_intrinsics(
+        value, lambda lid, attr: resolver.ref(lid) if attr is None else resolver.get_att(lid, attr)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,40 +187,40 @@ def _plan_names(template: dict[str, Any], r: Resolver) -> None:
         t, p = spec.get("Type"), _props(spec)
         low = lid.lower()[:40]
         if t == "AWS::S3::Bucket":
-            name = _resolve(p.get("BucketName", f"{low}-{LOCAL_SUFFIX}"), r)
+            name = resolve(p.get("BucketName", f"{low}-{LOCAL_SUFFIX}"), r)
             r.refs[lid] = name
             r.attrs[(lid, "Arn")] = f"arn:aws:s3:::{name}"
             r.attrs[(lid, "DomainName")] = f"{name}.s3.amazonaws.com"
             r.attrs[(lid, "RegionalDomainName")] = f"{name}.s3.{region}.amazonaws.com"
         elif t == "AWS::DynamoDB::Table":
-            name = _resolve(p.get("TableName", f"{low}-{LOCAL_SUFFIX}"), r)
+            name = resolve(p.get("TableName", f"{low}-{LOCAL_SUFFIX}"), r)
             r.refs[lid] = name
             r.attrs[(lid, "Arn")] = f"arn:aws:dynamodb:{region}:{acct}:table/{name}"
         elif t == "AWS::SQS::Queue":
-            name = _resolve(p.get("QueueName", f"{low}-{LOCAL_SUFFIX}"), r)
+            name = resolve(p.get("QueueName", f"{low}-{LOCAL_SUFFIX}"), r)
             url = f"{os.environ.get('AWS_ENDPOINT_URL', 'http://localhost')}/{acct}/{name}"
             r.refs[lid] = url
             r.attrs[(lid, "QueueUrl")] = url
             r.attrs[(lid, "QueueName")] = name
             r.attrs[(lid, "Arn")] = f"arn:aws:sqs:{region}:{acct}:{name}"
         elif t == "AWS::SNS::Topic":
-            name = _resolve(p.get("TopicName", f"{low}-{LOCAL_SUFFIX}"), r)
+            name = resolve(p.get("TopicName", f"{low}-{LOCAL_SUFFIX}"), r)
             arn = f"arn:aws:sns:{region}:{acct}:{name}"
             r.refs[lid] = arn
             r.attrs[(lid, "TopicArn")] = arn
             r.attrs[(lid, "TopicName")] = name
         elif t == "AWS::Lambda::Function":
-            name = _resolve(p.get("FunctionName", f"{low}-{LOCAL_SUFFIX}"), r)
+            name = resolve(p.get("FunctionName", f"{low}-{LOCAL_SUFFIX}"), r)
             r.refs[lid] = name
             r.attrs[(lid, "Arn")] = f"arn:aws:lambda:{region}:{acct}:function:{name}"
         elif t == "AWS::StepFunctions::StateMachine":
-            name = _resolve(p.get("StateMachineName", f"{low}-{LOCAL_SUFFIX}"), r)
+            name = resolve(p.get("StateMachineName", f"{low}-{LOCAL_SUFFIX}"), r)
             arn = f"arn:aws:states:{region}:{acct}:stateMachine:{name}"
             r.refs[lid] = arn
             r.attrs[(lid, "Arn")] = arn
             r.attrs[(lid, "Name")] = name
         elif t == "AWS::Events::Rule":
-            name = _resolve(p.get("Name", f"{low}-{LOCAL_SUFFIX}"), r)
+            name = resolve(p.get("Name", f"{low}-{LOCAL_SUFFIX}"), r)
             r.refs[lid] = name
             r.attrs[(lid, "Arn")] = f"arn:aws:events:{region}:{acct}:rule/{name}"
         elif t == "AWS::IAM::Role":
@@ -308,7 +228,7 @@ def _plan_names(template: dict[str, Any], r: Resolver) -> None:
             r.refs[lid] = name
             r.attrs[(lid, "Arn")] = f"arn:aws:iam::{acct}:role/{name}"
         elif t == "AWS::Logs::LogGroup":
-            name = _resolve(p.get("LogGroupName", f"/local/{low}"), r)
+            name = resolve(p.get("LogGroupName", f"/local/{low}"), r)
             r.refs[lid] = name
             r.attrs[(lid, "Arn")] = f"arn:aws:logs:{region}:{acct}:log-group:{name}:*"
         elif t == "AWS::KMS::Key":
@@ -324,6 +244,7 @@ def deploy(
     chunk_size_bytes: int | None = None,
     region: str = "us-east-1",
     account: str = "123456789012",
+    stack_name: str | None = None,
 ) -> Outputs:
     """Create every emulated resource of ``template``; return the stack's outputs."""
     os.environ.setdefault("AWS_ENDPOINT_URL", endpoint)
@@ -384,7 +305,7 @@ def deploy(
     for _lid, spec in by_type.get("Custom::S3BucketNotifications", []):
         p = _props(spec)
         if "EventBridgeConfiguration" in (p.get("NotificationConfiguration") or {}):
-            name = _resolve(p["BucketName"], r)
+            name = resolve(p["BucketName"], r)
             s3.put_bucket_notification_configuration(
                 Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}}
             )
@@ -413,7 +334,7 @@ def deploy(
         queues[lid] = p
     for lid, p in queues.items():
         if p.get("RedrivePolicy"):
-            redrive = _resolve(p["RedrivePolicy"], r)
+            redrive = resolve(p["RedrivePolicy"], r)
             sqs.set_queue_attributes(QueueUrl=r.refs[lid], Attributes={"RedrivePolicy": json.dumps(redrive)})
 
     sns = client("sns")
@@ -422,7 +343,6 @@ def deploy(
 
     lam = client("lambda")
     role_arn = f"arn:aws:iam::{account}:role/{ROLE_NAME}"
-    functions: dict[str, str] = {}
     envs: dict[str, dict[str, str]] = {}
     code = _dummy_zip()
     for lid, spec in by_type.get("AWS::Lambda::Function", []):
@@ -432,7 +352,7 @@ def deploy(
         module = str(p.get("Handler", "")).rpartition(".")[0]
         if not module or importlib.util.find_spec(module) is None:
             raise TemplateError(f"{lid}: handler {p.get('Handler')!r} is not importable here")
-        env = _resolve((p.get("Environment") or {}).get("Variables") or {}, r)
+        env = resolve((p.get("Environment") or {}).get("Variables") or {}, r)
         env = {k: str(v) for k, v in env.items()}
         if chunk_size_bytes:
             env["CHUNK_SIZE_BYTES"] = str(int(chunk_size_bytes))
@@ -446,7 +366,6 @@ def deploy(
             MemorySize=int(p.get("MemorySize", 3072)),
             Environment={"Variables": env},
         )
-        functions[lid] = r.refs[lid]
         envs[lid] = env
 
     sfn = client("stepfunctions")
@@ -474,7 +393,6 @@ def deploy(
     )["stateMachineArn"]
 
     events = client("events")
-    relay_url = None
     for lid, spec in by_type.get("AWS::Events::Rule", []):
         rp = _props(spec)
         targets = rp.get("Targets") or []
@@ -485,36 +403,24 @@ def deploy(
         rule_name = r.refs[lid]
         events.put_rule(Name=rule_name, EventPattern=json.dumps(pattern), State=rp.get("State", "ENABLED"))
         relay_name = f"{RELAY_QUEUE_PREFIX}{hashlib.sha256(rule_name.encode()).hexdigest()[:12]}"
-        relay_url = sqs.create_queue(QueueName=relay_name, tags={TARGET_TAG: sm_arn})["QueueUrl"]
+        sqs.create_queue(QueueName=relay_name, tags={TARGET_TAG: sm_arn})["QueueUrl"]
         relay_arn = f"arn:aws:sqs:{region}:{account}:{relay_name}"
         # moto raises on a Step Functions target (and then drops the other targets), so the
         # relay queue is the rule's only target here; the relay starts the real target.
         events.put_targets(Rule=rule_name, Targets=[{"Id": "etl-local-relay", "Arn": relay_arn}])
 
-    # Outputs: read from the functions' configuration, exactly what the handlers will use.
+    # The stack's own Outputs section, resolved like everything else (what describe_stacks gives).
+    raw: dict[str, str] = {}
+    for out_id, out in (template.get("Outputs") or {}).items():
+        try:
+            raw[out_id] = str(resolve(out["Value"], r))
+        except ValueError:  # TemplateError or template_tools.UnresolvableIntrinsic
+            continue  # e.g. a dashboard name: nothing local reads it
     first_env = next(iter(envs.values()), {})
-    fifo = [
-        lid
-        for lid, q in queues.items()
-        if str(q.get("FifoQueue")).lower() == "true"
-        and "dlq" not in lid.lower()
-        and "dlq" not in r.attrs[(lid, "QueueName")].lower()
-        and "dead" not in lid.lower()
-    ]
-    topics = [r.refs[lid] for lid, _ in by_type.get("AWS::SNS::Topic", [])]
-    alerts = [t for t in topics if t in definition] or topics
-    return Outputs(
-        bucket=first_env.get("BUCKET_NAME", ""),
-        table=first_env.get("TABLE_NAME", ""),
-        state_machine_arn=sm_arn,
-        results_queue_url=r.refs[fifo[0]] if fifo else None,
-        alerts_topic_arn=alerts[0] if alerts else None,
-        region=region,
-        endpoint=endpoint,
-        functions=functions,
-        relay_queue_url=relay_url,
-        chunk_size_bytes=int(first_env["CHUNK_SIZE_BYTES"]) if "CHUNK_SIZE_BYTES" in first_env else None,
-    )
+    outputs = Outputs.from_stack_outputs(raw, region=region, endpoint=endpoint, stack_name=stack_name)
+    if "CHUNK_SIZE_BYTES" in first_env:
+        outputs.chunk_size_bytes = int(first_env["CHUNK_SIZE_BYTES"])
+    return outputs
 
 
 def set_chunk_size(session: Any, outputs: Outputs, chunk_size_bytes: int) -> None:

@@ -1,0 +1,386 @@
+"""Operator operations on one deployed pipeline — the same code against AWS and the emulator.
+
+A :class:`Pipeline` is a boto3 session (region, profile, optional endpoint) plus the stack's
+outputs (``describe_stacks`` on AWS; the emulated stack's outputs locally). Everything here
+reads the status table and S3 layout of docs/contracts.md; nothing re-implements a step of the
+workflow: uploads trigger the real rule, reprocess starts the real state machine.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from etl import contracts
+from etl.core.identity import file_id_for, partner_from_key
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+TERMINAL_FILE_STATES = {"SUCCEEDED", "FAILED"}
+TERMINAL_EXECUTION_STATES = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+
+# Stack output names (infra/stack.py) -> Outputs fields.
+OUTPUT_KEYS = {
+    "BucketName": "bucket",
+    "TableName": "table",
+    "StateMachineArn": "state_machine_arn",
+    "ResultQueueUrl": "results_queue_url",
+    "AlertTopicArn": "alerts_topic_arn",
+}
+
+
+class PipelineError(RuntimeError):
+    """An operator-facing error (missing stack, unknown file...)."""
+
+
+@dataclass
+class Outputs:
+    """What the CLI needs to know about a deployed stack (real or emulated)."""
+
+    bucket: str
+    table: str
+    state_machine_arn: str
+    results_queue_url: str | None = None
+    alerts_topic_arn: str | None = None
+    region: str = "us-east-1"
+    endpoint: str | None = None
+    functions: dict[str, str] = field(default_factory=dict)  # step -> function name
+    chunk_size_bytes: int | None = None
+    stack_name: str | None = None
+
+    @classmethod
+    def from_stack_outputs(cls, outputs: dict[str, str], **extra: Any) -> Outputs:
+        missing = [k for k in ("BucketName", "TableName", "StateMachineArn") if k not in outputs]
+        if missing:
+            raise PipelineError(f"stack outputs lack {', '.join(missing)}")
+        values: dict[str, Any] = {field_: outputs.get(key) for key, field_ in OUTPUT_KEYS.items()}
+        names = {step: outputs.get(step + "FunctionName") for step in contracts.HANDLERS}
+        functions = {step: name for step, name in names.items() if name}
+        return cls(**values, functions=functions, **extra)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Outputs:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def make_session(region: str | None = None, profile: str | None = None) -> Any:
+    import boto3
+
+    return boto3.session.Session(profile_name=profile, region_name=region)
+
+
+def outputs_from_stack(session: Any, stack_name: str, endpoint: str | None = None) -> Outputs:
+    cfn = session.client("cloudformation", endpoint_url=endpoint)
+    try:
+        stacks = cfn.describe_stacks(StackName=stack_name)["Stacks"]
+    except Exception as exc:  # botocore ClientError: the stack does not exist / no access
+        raise PipelineError(f"cannot describe stack {stack_name!r}: {exc}") from exc
+    raw = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    return Outputs.from_stack_outputs(
+        raw, region=session.region_name or "us-east-1", endpoint=endpoint, stack_name=stack_name
+    )
+
+
+def _num(value: Any) -> Any:
+    """DynamoDB Decimals -> int/float for JSON and display."""
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _num(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_num(v) for v in value]
+    return value
+
+
+@dataclass
+class FileReport:
+    status: str
+    file_id: str | None
+    bucket: str
+    key: str | None = None
+    size_bytes: int | None = None
+    rows_total: int | None = None
+    rows_valid: int | None = None
+    rows_rejected: int | None = None
+    chunks: int | None = None
+    chunks_succeeded: int | None = None
+    error: str | None = None
+    duration_s: float | None = None
+    throughput_mb_s: float | None = None
+    execution_arn: str | None = None
+    execution_status: str | None = None
+    manifest: str | None = None
+    outputs: str | None = None
+    rejects: str | None = None
+    processed: str | None = None
+    failed: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Pipeline:
+    def __init__(self, session: Any, outputs: Outputs) -> None:
+        self.session = session
+        self.outputs = outputs
+        self._clients: dict[str, Any] = {}
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            kwargs: dict[str, Any] = {"region_name": self.outputs.region}
+            if self.outputs.endpoint:
+                kwargs["endpoint_url"] = self.outputs.endpoint
+            if service == "s3" and self.outputs.endpoint:
+                from botocore.config import Config
+
+                kwargs["config"] = Config(s3={"addressing_style": "path"})
+            self._clients[service] = self.session.client(service, **kwargs)
+        return self._clients[service]
+
+    # -- uploads ---------------------------------------------------------------------------
+
+    def upload(self, path: Path, partner: str | None = None, name: str | None = None) -> dict[str, Any]:
+        """Put ``path`` under ``incoming/<partner>/``; the bucket's rule starts the workflow."""
+        partner = partner or contracts.DEFAULT_PARTNER
+        key = f"{contracts.INCOMING_PREFIX}{partner}/{name or Path(path).name}"
+        s3 = self.client("s3")
+        with open(path, "rb") as fh:
+            s3.upload_fileobj(fh, self.outputs.bucket, key)
+        head = s3.head_object(Bucket=self.outputs.bucket, Key=key)
+        version = head.get("VersionId")
+        if version == "null":
+            version = None
+        etag = head.get("ETag")
+        return {
+            "bucket": self.outputs.bucket,
+            "key": key,
+            "version_id": version,
+            "etag": etag,
+            "size": head.get("ContentLength"),
+            "file_id": file_id_for(self.outputs.bucket, key, version, etag),
+            "partner": partner_from_key(key),
+        }
+
+    # -- status ----------------------------------------------------------------------------
+
+    def get_file(self, file_id: str) -> dict[str, Any] | None:
+        table = self.client("dynamodb")
+        resp = table.get_item(
+            TableName=self.outputs.table,
+            Key={"file_id": {"S": file_id}, "chunk_id": {"S": contracts.FILE_ITEM}},
+            ConsistentRead=True,
+        )
+        item = resp.get("Item")
+        return _plain(item) if item else None
+
+    def list_chunks(self, file_id: str) -> list[dict[str, Any]]:
+        ddb = self.client("dynamodb")
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.outputs.table,
+            "KeyConditionExpression": "file_id = :f AND begins_with(chunk_id, :c)",
+            "ExpressionAttributeValues": {":f": {"S": file_id}, ":c": {"S": contracts.CHUNK_PREFIX}},
+            "ConsistentRead": True,
+        }
+        while True:
+            resp = ddb.query(**kwargs)
+            items += [_plain(i) for i in resp.get("Items", [])]
+            if "LastEvaluatedKey" not in resp:
+                return items
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def resolve_file_id(self, file_id_or_key: str) -> str:
+        """A file id, or an S3 key (incoming/, processed/, failed/) of a registered file."""
+        if re.fullmatch(r"[0-9a-f]{32}", file_id_or_key):
+            return file_id_or_key
+        key = file_id_or_key
+        if key.startswith("s3://"):
+            key = key.split("/", 3)[3]
+        matches = [
+            f
+            for f in self.list_files()
+            if key in (f.get("key"), f.get("original_key"), f.get("processed_key"), f.get("failed_key"))
+        ]
+        if not matches:
+            raise PipelineError(f"no registered file with id or key {file_id_or_key!r}")
+        matches.sort(key=lambda f: str(f.get("created_at", "")))
+        return str(matches[-1]["file_id"])
+
+    def list_files(self, status: str | None = None, since: datetime | None = None) -> list[dict[str, Any]]:
+        """File items (scan: the table holds one item per file + its chunks; fine for operators)."""
+        ddb = self.client("dynamodb")
+        kwargs: dict[str, Any] = {
+            "TableName": self.outputs.table,
+            "FilterExpression": "chunk_id = :f",
+            "ExpressionAttributeValues": {":f": {"S": contracts.FILE_ITEM}},
+        }
+        files: list[dict[str, Any]] = []
+        while True:
+            resp = ddb.scan(**kwargs)
+            files += [_plain(i) for i in resp.get("Items", [])]
+            if "LastEvaluatedKey" not in resp:
+                break
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        if status:
+            files = [f for f in files if str(f.get("status", "")).upper() == status.upper()]
+        if since:
+            files = [f for f in files if (_parse_time(f.get("created_at")) or _EPOCH) >= since]
+        files.sort(key=lambda f: str(f.get("created_at", "")))
+        return files
+
+    # -- workflow --------------------------------------------------------------------------
+
+    def reprocess(self, file_id: str) -> str:
+        """Start the real state machine with a reprocess request (docs/contracts.md)."""
+        item = self.get_file(file_id)
+        if item is None:
+            raise PipelineError(f"unknown file {file_id}")
+        if item.get("status") == "SUCCEEDED":
+            raise PipelineError(f"file {file_id} already SUCCEEDED; nothing to reprocess")
+        sfn = self.client("stepfunctions")
+        attempt = int(item.get("attempts") or 1) + 1
+        name = f"reprocess-{file_id}-{attempt}-{int(time.time())}"
+        resp = sfn.start_execution(
+            stateMachineArn=self.outputs.state_machine_arn,
+            name=name[:80],
+            input=json.dumps({"reprocess": {"file_id": file_id}}),
+        )
+        return str(resp["executionArn"])
+
+    def describe_execution(self, arn: str) -> dict[str, Any]:
+        return dict(self.client("stepfunctions").describe_execution(executionArn=arn))
+
+    def wait_for_file(
+        self,
+        file_id: str,
+        *,
+        timeout: float = 1800,
+        poll: float = 0.5,
+        on_progress: Callable[[dict[str, Any] | None, list[dict[str, Any]]], None] | None = None,
+        execution_arn: str | None = None,
+        not_before: str | None = None,
+    ) -> FileReport:
+        """Poll until the file is terminal *and* its execution has stopped.
+
+        ``execution_arn``: wait for this execution (reprocess). ``not_before``: ignore a file
+        state older than this ``updated_at`` (a re-run of a FAILED file starts from FAILED).
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            item = self.get_file(file_id)
+            chunks = self.list_chunks(file_id) if item else []
+            if on_progress:
+                on_progress(item, chunks)
+            exec_arn = execution_arn or (item or {}).get("execution_arn")
+            exec_status = None
+            if exec_arn:
+                exec_status = self.describe_execution(exec_arn)["status"]
+            fresh = not not_before or str((item or {}).get("updated_at", "")) > not_before
+            file_done = bool(item) and item.get("status") in TERMINAL_FILE_STATES and fresh
+            if execution_arn and exec_status in TERMINAL_EXECUTION_STATES:
+                return self.report(file_id, execution_arn=exec_arn)
+            if file_done and (exec_status is None or exec_status in TERMINAL_EXECUTION_STATES):
+                return self.report(file_id, execution_arn=exec_arn)
+            if time.monotonic() > deadline:
+                rep = self.report(file_id, execution_arn=exec_arn)
+                rep.error = (rep.error or "") + f" (timed out after {timeout:.0f}s waiting)"
+                return rep
+            time.sleep(poll)
+
+    def report(self, file_id: str, execution_arn: str | None = None) -> FileReport:
+        item = self.get_file(file_id) or {}
+        chunks = self.list_chunks(file_id) if item else []
+        bucket = self.outputs.bucket
+        rep = FileReport(
+            status=str(item.get("status", "UNKNOWN")),
+            file_id=file_id,
+            bucket=bucket,
+            key=item.get("original_key") or item.get("key"),
+            size_bytes=item.get("size"),
+            rows_total=item.get("rows_total"),
+            rows_valid=item.get("rows_valid"),
+            rows_rejected=item.get("rows_rejected"),
+            chunks=item.get("chunk_count"),
+            chunks_succeeded=sum(1 for c in chunks if c.get("status") == "SUCCEEDED"),
+            error=item.get("error"),
+            execution_arn=execution_arn or item.get("execution_arn"),
+        )
+        started = _parse_time(item.get("created_at"))
+        finished = _parse_time(item.get("finished_at") or item.get("updated_at"))
+        if rep.execution_arn:
+            try:
+                ex = self.describe_execution(rep.execution_arn)
+                rep.execution_status = ex.get("status")
+                if ex.get("startDate") and ex.get("stopDate"):
+                    started, finished = ex["startDate"], ex["stopDate"]
+                out = json.loads(ex.get("output") or "null") or {}
+                result = out.get("result") if isinstance(out, dict) else None
+                if isinstance(result, dict):
+                    if result.get("output_prefix"):
+                        rep.outputs = f"s3://{bucket}/{result['output_prefix']}"
+                    if result.get("rejected_prefix"):
+                        rep.rejects = f"s3://{bucket}/{result['rejected_prefix']}"
+                if ex.get("status") == "FAILED" and not rep.error:
+                    rep.error = f"{ex.get('error')}: {ex.get('cause')}"
+            except Exception:  # the execution may be gone (AWS retention) or elsewhere
+                pass
+        if started and finished and finished > started:
+            rep.duration_s = round((finished - started).total_seconds(), 3)
+            if rep.size_bytes:
+                rep.throughput_mb_s = round(rep.size_bytes / 1e6 / rep.duration_s, 2)
+        if item.get("manifest_key"):
+            rep.manifest = f"s3://{bucket}/{item['manifest_key']}"
+        if item.get("processed_key"):
+            rep.processed = f"s3://{bucket}/{item['processed_key']}"
+        if item.get("failed_key"):
+            rep.failed = f"s3://{bucket}/{item['failed_key']}"
+        partner = item.get("partner")
+        if partner and rep.status == "SUCCEEDED":
+            rep.rejects = rep.rejects or (
+                f"s3://{bucket}/{contracts.REJECTED_PREFIX}partner={partner}/file_id={file_id}/"
+            )
+            if not rep.outputs and rep.manifest:
+                rep.outputs = f"s3://{bucket}/{contracts.OUTPUT_PREFIX} (see manifest)"
+        return rep
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    des = TypeDeserializer()
+    return {k: _num(des.deserialize(v)) for k, v in item.items()}
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(float(value), UTC)
+    text = str(value)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_since(text: str) -> datetime:
+    """``2026-11-25``, an ISO timestamp, or a relative ``30m`` / ``6h`` / ``2d``."""
+    m = re.fullmatch(r"(\d+)([smhd])", text.strip())
+    if m:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
+        return datetime.now(UTC) - timedelta(**{unit: int(m.group(1))})
+    parsed = _parse_time(text)
+    if parsed is None:
+        raise PipelineError(f"cannot read time {text!r} (use ISO 8601 or 30m/6h/2d)")
+    return parsed
