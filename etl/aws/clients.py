@@ -1,0 +1,77 @@
+"""boto3 clients shared by every handler in one process.
+
+Clients are created lazily, once per process, behind a lock: on Lambda that keeps connection
+pools warm across invocations; locally the harness runs Map iterations on threads, and boto3
+*clients* (unlike resources and sessions) are safe to share between threads once created.
+
+The endpoint comes from boto3 itself: since botocore 1.31 ``AWS_ENDPOINT_URL`` (and
+``AWS_ENDPOINT_URL_S3`` etc.) is honoured by every client, so the same code talks to AWS on
+Lambda and to the emulator locally without any parameter here.
+
+Shipped to Lambda: Python 3.9 compatible.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+# Parallel ranged reads (etl.aws.s3.iter_blocks) use up to 8-16 threads per client; the pool
+# must be at least that large or urllib3 discards connections and logs warnings.
+MAX_POOL_CONNECTIONS = 32
+
+_lock = threading.Lock()
+_clients: dict[str, Any] = {}
+
+
+def _config(service: str) -> Config:
+    """Retry and pool settings: standard retry mode (exponential backoff with jitter, retries
+    throttling and 5xx), a few more attempts than the default because our callers turn the
+    final failure into ``TransientError`` and the state machine retries again on top."""
+    kwargs: dict[str, Any] = {
+        "retries": {"mode": "standard", "total_max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "5"))},
+        "max_pool_connections": MAX_POOL_CONNECTIONS,
+        "connect_timeout": 10,
+        "read_timeout": 60,
+    }
+    if service == "s3" and (os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")):
+        # An emulator on loopback: virtual-hosted addressing would need <bucket>.localhost to
+        # resolve; path style always works there. On AWS (no endpoint override) keep the default.
+        kwargs["s3"] = {"addressing_style": "path"}
+    return Config(**kwargs)
+
+
+def client(service: str) -> Any:
+    """The process-wide boto3 client for ``service`` (created on first use)."""
+    found = _clients.get(service)
+    if found is not None:
+        return found
+    with _lock:
+        found = _clients.get(service)
+        if found is None:
+            # A private Session: boto3.client() uses the module-level default session, whose
+            # lazy initialisation is not thread-safe.
+            session = boto3.session.Session()
+            found = session.client(service, config=_config(service))
+            _clients[service] = found
+        return found
+
+
+def s3() -> Any:
+    """The S3 client."""
+    return client("s3")
+
+
+def dynamodb() -> Any:
+    """The DynamoDB (low-level) client."""
+    return client("dynamodb")
+
+
+def reset_clients() -> None:
+    """Forget every client (tests: after changing env vars or entering a new moto mock)."""
+    with _lock:
+        _clients.clear()

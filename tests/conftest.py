@@ -1,0 +1,109 @@
+"""Shared fixtures: a moto-backed bucket and status table with the real key schema.
+
+``etl_aws`` is the one to use: inside ``moto.mock_aws`` it creates the versioned bucket
+``etl-data-test`` and the table ``etl-status-test`` (pk ``file_id`` S, sk ``chunk_id`` S),
+sets the environment every handler reads (docs/contracts.md), and resets the process-wide
+boto3 clients before and after so no client leaks between tests.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+# Before any etl module is imported: Powertools reads these when its objects are created.
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "transaction-etl")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "TransactionEtl")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+
+TEST_BUCKET = "etl-data-test"
+TEST_TABLE = "etl-status-test"
+
+
+@dataclass
+class EtlAws:
+    """Handles on the mocked resources."""
+
+    bucket: str
+    table_name: str
+    s3: Any
+    dynamodb: Any
+
+    def put(self, key: str, body: bytes) -> dict[str, Any]:
+        """Upload an object; returns the PutObject response (VersionId, ETag)."""
+        return self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+
+    def get(self, key: str) -> bytes:
+        """The current bytes of ``key``."""
+        return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def keys(self, prefix: str = "") -> list[str]:
+        """Current keys under ``prefix``, sorted."""
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return sorted(o["Key"] for p in pages for o in p.get("Contents", []))
+
+    @property
+    def repo(self) -> Any:
+        """A StatusRepository on the test table."""
+        from etl.aws.status import StatusRepository
+
+        return StatusRepository(self.table_name)
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Environment of the handlers (docs/contracts.md) with fake credentials, no endpoint."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "BUCKET_NAME": TEST_BUCKET,
+        "TABLE_NAME": TEST_TABLE,
+        "POWERTOOLS_SERVICE_NAME": "transaction-etl",
+        "POWERTOOLS_METRICS_NAMESPACE": "TransactionEtl",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(name, value)
+    # mock_aws intercepts AWS endpoints only: an emulator URL would bypass it.
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def etl_aws(aws_env: None) -> Iterator[EtlAws]:
+    """Mocked versioned bucket + status table (real key schema); clients reset around it."""
+    import boto3
+    from moto import mock_aws
+
+    from etl.aws import clients
+
+    with mock_aws():
+        clients.reset_clients()
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket=TEST_BUCKET)
+        s3.put_bucket_versioning(Bucket=TEST_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        ddb.create_table(
+            TableName=TEST_TABLE,
+            KeySchema=[
+                {"AttributeName": "file_id", "KeyType": "HASH"},
+                {"AttributeName": "chunk_id", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "file_id", "AttributeType": "S"},
+                {"AttributeName": "chunk_id", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        try:
+            yield EtlAws(bucket=TEST_BUCKET, table_name=TEST_TABLE, s3=s3, dynamodb=ddb)
+        finally:
+            clients.reset_clients()
