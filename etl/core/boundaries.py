@@ -33,7 +33,7 @@ import re
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Protocol, Union
 
 import numpy as np
 
@@ -53,6 +53,15 @@ _WINDOW_MAX = 1 << 22
 _CONTENT = re.compile(rb"[^\r\n]")
 
 DEFAULT_BLOCK_SIZE = 8 * 1024 * 1024
+
+# Blocks may be any bytes-like object (S3 bodies give bytes; a benchmark may give mmap slices).
+BytesLike = Union[bytes, bytearray, memoryview]
+
+
+class SupportsRead(Protocol):
+    """What :func:`split_stream` needs from its stream (``BinaryIO``, ``GzipFile``, S3 bodies)."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -108,7 +117,7 @@ class _Scanner:
 
     # -- public --------------------------------------------------------------------------------
 
-    def feed(self, block: bytes) -> list[tuple[int, int]]:
+    def feed(self, block: BytesLike) -> list[tuple[int, int]]:
         """Scan the next block; return the cuts that became final."""
         if not isinstance(block, bytes):
             block = bytes(block)  # bytes.find/count need bytes; a copy is ~30 GB/s
@@ -311,7 +320,7 @@ class _Scanner:
 
 
 def plan_chunks(
-    blocks: Iterable[bytes],
+    blocks: Iterable[BytesLike],
     data_start: int,
     total_size: int,
     chunk_size: int,
@@ -350,7 +359,7 @@ def plan_chunks(
 
 
 def split_stream(
-    stream: BinaryIO,
+    stream: SupportsRead,
     header: bytes,
     chunk_size: int,
     max_record_bytes: int,

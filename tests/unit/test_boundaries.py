@@ -235,7 +235,7 @@ def test_invalid_arguments(data_start: int, chunk_size: int, max_record: int) ->
 def test_accepts_memoryview_and_bytearray_blocks() -> None:
     data = HEADER + b'1,"a\nb",x\n2,b,y\n'
     mv = memoryview(data)
-    blocks = [mv[:10], bytearray(data[10:20]), mv[20:]]
+    blocks: list[bytes | bytearray | memoryview] = [mv[:10], bytearray(data[10:20]), mv[20:]]
     check_plan(data, HEADER, plan_chunks(iter(blocks), len(HEADER), len(data), 1, BIG))
 
 
