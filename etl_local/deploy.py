@@ -198,7 +198,7 @@ def _plan_names(template: dict[str, Any], r: Resolver) -> None:
             r.attrs[(lid, "Arn")] = f"arn:aws:dynamodb:{region}:{acct}:table/{name}"
         elif t == "AWS::SQS::Queue":
             name = resolve(p.get("QueueName", f"{low}-{LOCAL_SUFFIX}"), r)
-            url = f"{os.environ.get('AWS_ENDPOINT_URL', 'http://localhost')}/{acct}/{name}"
+            url = f"http://localhost/{acct}/{name}"  # endpoint filled in by deploy()
             r.refs[lid] = url
             r.attrs[(lid, "QueueUrl")] = url
             r.attrs[(lid, "QueueName")] = name
@@ -247,7 +247,6 @@ def deploy(
     stack_name: str | None = None,
 ) -> Outputs:
     """Create every emulated resource of ``template``; return the stack's outputs."""
-    os.environ.setdefault("AWS_ENDPOINT_URL", endpoint)
     r = Resolver(region, account)
     _plan_names(template, r)
     # SQS URLs must carry the emulator's endpoint.

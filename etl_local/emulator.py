@@ -76,10 +76,12 @@ class Emulator:
         retry_clock.install(sleep=self.retry_sleep, jitter=self.retry_jitter)  # type: ignore[arg-type]
         if not self.port:
             self.port = free_port()
-        os.environ.update(FAKE_CREDENTIALS)
+        for key, value in FAKE_CREDENTIALS.items():
+            os.environ.setdefault(key, value)
+        # moto's Step Functions interpreter calls Lambda/SQS/SNS at localhost:$MOTO_PORT.
         os.environ["MOTO_PORT"] = str(self.port)
-        # The handlers (in this process) talk to the emulator; so does every boto3 client here.
-        os.environ["AWS_ENDPOINT_URL"] = self.endpoint
+        # The handlers talk to the emulator: set for the duration of each invocation only, so
+        # nothing else in this process (e.g. other tests) is redirected.
         lambda_runtime.STATE.extra_env["AWS_ENDPOINT_URL"] = self.endpoint
         server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
         server.start()

@@ -135,6 +135,7 @@ class _EnvLeases:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._held: dict[str, tuple[str, int]] = {}
+        self._saved: dict[str, str | None] = {}
 
     def acquire(self, env: dict[str, str]) -> None:
         with self._cond:
@@ -142,15 +143,23 @@ class _EnvLeases:
                 self._cond.wait(timeout=1.0)
             for k, v in env.items():
                 value, count = self._held.get(k, (v, 0))
+                if count == 0:
+                    self._saved[k] = os.environ.get(k)
                 self._held[k] = (value, count + 1)
                 os.environ[k] = v
 
     def release(self, env: dict[str, str]) -> None:
+        """The last holder puts the process's own value back (tests share this process)."""
         with self._cond:
             for k in env:
                 value, count = self._held[k]
                 if count <= 1:
                     del self._held[k]
+                    previous = self._saved.pop(k, None)
+                    if previous is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = previous
                 else:
                     self._held[k] = (value, count - 1)
             self._cond.notify_all()
