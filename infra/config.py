@@ -1,0 +1,205 @@
+"""Typed settings for the CDK app, read once from CDK context.
+
+Every knob the infrastructure has is here, validated with an error that names the context key,
+so a typo in ``-c key=value`` fails the synth instead of deploying something unexpected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from aws_cdk import Annotations
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+PRIMARY_REGION = "us-east-1"
+DR_REGION = "eu-west-1"
+
+# python3.9 was deprecated by AWS Lambda on 2025-12-15; 3.10 and 3.11 are next in line.
+SUPPORTED_RUNTIMES = (
+    "python3.9",
+    "python3.10",
+    "python3.11",
+    "python3.12",
+    "python3.13",
+    "python3.14",
+)
+LATEST_PYTHON = SUPPORTED_RUNTIMES[-1]
+DEPRECATED_OR_AGING_RUNTIMES = ("python3.9", "python3.10", "python3.11")
+ARCHITECTURES = ("x86_64", "arm64")
+
+# AWS SDK for pandas release whose managed layer the functions use (pandas 3, pyarrow, numpy).
+# Its SSM parameter path carries this version; change it with -c sdkPandasVersion=...
+DEFAULT_SDK_PANDAS_VERSION = "3.17.1"
+
+_SUFFIX_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
+_VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Bucket names are the tightest limit: "etl-access-logs-" + suffix + "-" + 12-digit account
+# + "-" + region (up to 14 chars) must stay within 63 characters.
+MAX_SUFFIX_LENGTH = 16
+
+
+class ConfigError(ValueError):
+    """A context value is missing, malformed or out of range."""
+
+
+@dataclass(frozen=True)
+class EtlConfig:
+    """Settings shared by both stacks (primary and DR)."""
+
+    environment_suffix: str = "dev"
+    lambda_runtime: str = "python3.13"
+    architecture: str = "x86_64"
+    chunk_size_mb: int = 50
+    max_record_mb: int = 16
+    dr_active: bool = False
+    alarm_email: str | None = None
+    sdk_pandas_version: str = DEFAULT_SDK_PANDAS_VERSION
+    account: str | None = None
+
+    def __post_init__(self) -> None:
+        if not (1 <= len(self.environment_suffix) <= MAX_SUFFIX_LENGTH) or not _SUFFIX_RE.match(
+            self.environment_suffix
+        ):
+            raise ConfigError(
+                f"environmentSuffix must be 1-{MAX_SUFFIX_LENGTH} characters of [a-z0-9-], not "
+                "starting or ending with '-' (it goes into bucket, queue and function names); "
+                f"got {self.environment_suffix!r}"
+            )
+        if self.lambda_runtime not in SUPPORTED_RUNTIMES:
+            raise ConfigError(
+                "lambdaRuntime must be one of {}; got {!r}".format(
+                    ", ".join(SUPPORTED_RUNTIMES), self.lambda_runtime
+                )
+            )
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(
+                "architecture must be one of {}; got {!r}".format(", ".join(ARCHITECTURES), self.architecture)
+            )
+        if not 1 <= self.chunk_size_mb <= 1024:
+            raise ConfigError(f"chunkSizeMb must be 1-1024; got {self.chunk_size_mb!r}")
+        if not 1 <= self.max_record_mb <= self.chunk_size_mb:
+            raise ConfigError(
+                f"maxRecordMb must be 1..chunkSizeMb ({self.chunk_size_mb}); got {self.max_record_mb!r}"
+            )
+        if self.alarm_email is not None and not _EMAIL_RE.match(self.alarm_email):
+            raise ConfigError(f"alarmEmail is not an e-mail address: {self.alarm_email!r}")
+        if not _VERSION_RE.match(self.sdk_pandas_version):
+            raise ConfigError(f"sdkPandasVersion must look like 3.17.1; got {self.sdk_pandas_version!r}")
+
+    # ---- derived values -------------------------------------------------------------------
+    @property
+    def runtime(self) -> lambda_.Runtime:
+        """The CDK runtime constant, e.g. ``Runtime.PYTHON_3_13`` for ``python3.13``."""
+        runtime: lambda_.Runtime = getattr(lambda_.Runtime, "PYTHON_" + self.python_version.replace(".", "_"))
+        return runtime
+
+    @property
+    def lambda_architecture(self) -> lambda_.Architecture:
+        return lambda_.Architecture.ARM_64 if self.architecture == "arm64" else lambda_.Architecture.X86_64
+
+    @property
+    def python_version(self) -> str:
+        """``3.13`` for ``python3.13``."""
+        return self.lambda_runtime[len("python") :]
+
+    @property
+    def chunk_size_bytes(self) -> int:
+        return self.chunk_size_mb * 1024 * 1024
+
+    @property
+    def max_record_bytes(self) -> int:
+        return self.max_record_mb * 1024 * 1024
+
+    @property
+    def sdk_pandas_layer_parameter(self) -> str:
+        """Public SSM parameter holding the AWS SDK for pandas layer ARN in the deploy region.
+
+        Format from the AWS SDK for pandas install guide ("Layer ARNs can also be obtained from
+        SSM public parameters"): /aws/service/aws-sdk-pandas/<version>/py<X.Y>/<arch>/layer-arn
+        """
+        return (
+            f"/aws/service/aws-sdk-pandas/{self.sdk_pandas_version}"
+            f"/py{self.python_version}/{self.architecture}/layer-arn"
+        )
+
+    @property
+    def powertools_layer_parameter(self) -> str:
+        """Public SSM parameter holding the latest Powertools for AWS Lambda (Python) v3 layer.
+
+        Format from Powertools' own SSM publishing workflow and install guide:
+        /aws/service/powertools/python/<arch>/<pythonX.Y>/latest
+        """
+        return f"/aws/service/powertools/python/{self.architecture}/{self.lambda_runtime}/latest"
+
+    def name(self, base: str) -> str:
+        """``etl-<base>-<suffix>``: the naming rule of INF1."""
+        return f"etl-{base}-{self.environment_suffix}"
+
+    def warn_about_runtime(self, scope: Construct) -> None:
+        """L2: an old runtime still synthesizes, with a warning annotation on ``scope``."""
+        if self.lambda_runtime in DEPRECATED_OR_AGING_RUNTIMES:
+            Annotations.of(scope).add_warning_v2(
+                "etl:deprecated-runtime",
+                f"lambdaRuntime={self.lambda_runtime}: AWS Lambda deprecated python3.9 on "
+                "2025-12-15 (no security patches; cfn-lint and checkov reject it) and "
+                "python3.10/3.11 follow; use python3.12, python3.13 or python3.14. Also check that "
+                f"AWS SDK for pandas {self.sdk_pandas_version} publishes a py{self.python_version} "
+                "layer (recent releases dropped py3.9).",
+            )
+
+    # ---- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_context(cls, scope: Construct) -> EtlConfig:
+        """Read and validate every setting from CDK context (``cdk.json`` or ``-c``)."""
+
+        def ctx(key: str) -> Any:
+            return scope.node.try_get_context(key)
+
+        def as_int(key: str, default: int) -> int:
+            raw = ctx(key)
+            if raw is None or raw == "":
+                return default
+            if isinstance(raw, bool):
+                raise ConfigError(f"{key} must be an integer; got {raw!r}")
+            try:
+                return int(str(raw), 10)
+            except ValueError:
+                raise ConfigError(f"{key} must be an integer; got {raw!r}") from None
+
+        def as_bool(key: str, default: bool) -> bool:
+            raw = ctx(key)
+            if raw is None or raw == "":
+                return default
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("true", "1", "yes"):
+                return True
+            if text in ("false", "0", "no"):
+                return False
+            raise ConfigError(f"{key} must be true or false; got {raw!r}")
+
+        def as_str(key: str, default: str | None) -> str | None:
+            raw = ctx(key)
+            if raw is None or raw == "":
+                return default
+            return str(raw).strip()
+
+        account = os.environ.get("CDK_DEFAULT_ACCOUNT") or None
+        return cls(
+            environment_suffix=as_str("environmentSuffix", "dev") or "dev",
+            lambda_runtime=as_str("lambdaRuntime", "python3.13") or "python3.13",
+            architecture=as_str("architecture", "x86_64") or "x86_64",
+            chunk_size_mb=as_int("chunkSizeMb", 50),
+            max_record_mb=as_int("maxRecordMb", 16),
+            dr_active=as_bool("drActive", False),
+            alarm_email=as_str("alarmEmail", None),
+            sdk_pandas_version=as_str("sdkPandasVersion", DEFAULT_SDK_PANDAS_VERSION)
+            or DEFAULT_SDK_PANDAS_VERSION,
+            account=account,
+        )

@@ -1,0 +1,256 @@
+"""INF6 + L3: one Lambda function per workflow step, with least-privilege roles.
+
+The step -> handler table comes from ``etl.contracts.HANDLERS`` (the same table as
+docs/contracts.md), so a renamed handler cannot drift between the ASL and the functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+from etl import contracts as c
+from infra.config import LATEST_PYTHON, EtlConfig
+from infra.nag import acknowledge, logical_id
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# The asset is the repository root filtered down to the `etl` package: handlers import
+# `etl.core`, `etl.aws`, `etl.contracts` and read `etl/schemas/*`, so the package must keep its
+# name. Everything else (infra, tests, .venv, node_modules ...) stays out.
+ASSET_EXCLUDES = [
+    "*",
+    ".*",  # "*" does not match dotfiles (.git, .venv ...)
+    "!etl",
+    "!etl/**",
+    "**/.*",
+    "**/__pycache__",
+    "**/__pycache__/**",
+    "**/*.pyc",
+    "**/.mypy_cache",
+    "**/.pytest_cache",
+    "**/.ruff_cache",
+]
+
+MEMORY_MB = 3072
+TIMEOUT = Duration.minutes(15)
+LOG_RETENTION = logs.RetentionDays.ONE_MONTH
+
+GET = ("s3:GetObject", "s3:GetObjectVersion")
+PUT = ("s3:PutObject",)
+DELETE = ("s3:DeleteObject", "s3:DeleteObjectVersion")
+# CopyObject (the moves to processed/ and failed/) copies the source's tags as well.
+TAGS = ("s3:GetObjectTagging", "s3:GetObjectVersionTagging", "s3:PutObjectTagging")
+
+
+@dataclass(frozen=True)
+class Access:
+    """What one function may do: S3 actions per prefix and DynamoDB actions on the table."""
+
+    s3: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]
+    table: tuple[str, ...]
+    # Prefixes it may list (HeadObject then answers 404 instead of 403 for a missing key,
+    # which re-runs use to see whether a move already happened).
+    list_prefixes: tuple[str, ...] = ()
+
+
+INC, FAIL, PROC = c.INCOMING_PREFIX, c.FAILED_PREFIX, c.PROCESSED_PREFIX
+OUT, REJ, MAN, SCR = c.OUTPUT_PREFIX, c.REJECTED_PREFIX, c.MANIFEST_PREFIX, c.SCRATCH_PREFIX
+
+# Keyed by the state name in docs/contracts.md.
+ACCESS: dict[str, Access] = {
+    # Head of the new object (incoming/) or of a quarantined one for `etl reprocess` (failed/).
+    "RegisterFile": Access(
+        s3=((GET, (INC, FAIL)),),
+        table=("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"),
+        list_prefixes=(INC, FAIL),
+    ),
+    "ValidateHeader": Access(
+        s3=((GET, (INC, FAIL)),),
+        table=("dynamodb:UpdateItem",),
+    ),
+    "PlanChunks": Access(
+        s3=((GET, (INC, FAIL)), (PUT, (SCR,))),
+        table=(
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:BatchWriteItem",
+            "dynamodb:GetItem",
+        ),
+    ),
+    "ProcessChunk": Access(
+        s3=((GET, (INC, FAIL, SCR)), (PUT, (OUT, REJ))),
+        table=("dynamodb:UpdateItem", "dynamodb:GetItem"),
+    ),
+    "Finalize": Access(
+        s3=((GET + PUT + DELETE + TAGS, (INC, FAIL, PROC, MAN)),),
+        table=("dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:GetItem"),
+        list_prefixes=(INC, FAIL, PROC, MAN),
+    ),
+    "MarkFailed": Access(
+        s3=((GET + PUT + DELETE + TAGS, (INC, FAIL)),),
+        table=("dynamodb:UpdateItem", "dynamodb:GetItem"),
+        list_prefixes=(INC, FAIL),
+    ),
+}
+
+
+def construct_id(step: str) -> str:
+    """``RegisterFile`` -> ``RegisterFileFunction`` (stable logical-id prefix)."""
+    return step + "Function"
+
+
+class EtlFunctions(Construct):
+    """The six step functions, their log groups, roles and the two managed layers."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id_: str,
+        *,
+        config: EtlConfig,
+        bucket: s3.IBucket,
+        table: dynamodb.ITable,
+    ) -> None:
+        super().__init__(scope, construct_id_)
+        if set(ACCESS) != set(c.HANDLERS):
+            raise ValueError("ACCESS and etl.contracts.HANDLERS list different steps")
+
+        # L3: resolved by CloudFormation at deploy time from the public SSM parameters of the
+        # deploy region (a template parameter of type AWS::SSM::Parameter::Value<String>), so
+        # synth needs no credentials and no layer ARN or account id is written down here.
+        self.layers = [
+            lambda_.LayerVersion.from_layer_version_arn(
+                self,
+                "AwsSdkPandasLayer",
+                ssm.StringParameter.value_for_string_parameter(self, config.sdk_pandas_layer_parameter),
+            ),
+            lambda_.LayerVersion.from_layer_version_arn(
+                self,
+                "PowertoolsLayer",
+                ssm.StringParameter.value_for_string_parameter(self, config.powertools_layer_parameter),
+            ),
+        ]
+        code = lambda_.Code.from_asset(str(REPO_ROOT), exclude=ASSET_EXCLUDES)
+        environment = {
+            "BUCKET_NAME": bucket.bucket_name,
+            "TABLE_NAME": table.table_name,
+            "CHUNK_SIZE_BYTES": str(config.chunk_size_bytes),
+            "MAX_RECORD_BYTES": str(config.max_record_bytes),
+            "POWERTOOLS_SERVICE_NAME": "transaction-etl",
+            "POWERTOOLS_METRICS_NAMESPACE": "TransactionEtl",
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+        }
+
+        self.functions: dict[str, lambda_.Function] = {}
+        self.log_groups: dict[str, logs.LogGroup] = {}
+        for step, (short_name, handler) in c.HANDLERS.items():
+            function_name = config.name(short_name)
+            log_group = logs.LogGroup(
+                self,
+                step + "LogGroup",
+                log_group_name="/aws/lambda/" + function_name,
+                retention=LOG_RETENTION,
+                removal_policy=RemovalPolicy.DESTROY,
+            )
+            # An explicit role (no AWSLambdaBasicExecutionRole managed policy): the function
+            # writes only to its own log group.
+            role = iam.Role(
+                self,
+                step + "Role",
+                assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                description=f"Runs {function_name} ({handler})",
+            )
+            log_group.grant_write(role)
+            self._grant(role, ACCESS[step], bucket, table)
+
+            function = lambda_.Function(
+                self,
+                construct_id(step),
+                function_name=function_name,
+                description=f"ETL step {step}: {handler}",
+                runtime=config.runtime,
+                architecture=config.lambda_architecture,
+                handler=handler,
+                code=code,
+                layers=self.layers,
+                memory_size=MEMORY_MB,
+                timeout=TIMEOUT,
+                tracing=lambda_.Tracing.ACTIVE,
+                logging_format=lambda_.LoggingFormat.JSON,
+                log_group=log_group,
+                role=role,
+                environment=environment,
+            )
+            self.functions[step] = function
+            self.log_groups[step] = log_group
+            self._acknowledge(function, role, step, config, bucket)
+
+    @staticmethod
+    def _acknowledge(
+        function: lambda_.Function,
+        role: iam.Role,
+        step: str,
+        config: EtlConfig,
+        bucket: s3.IBucket,
+    ) -> None:
+        bucket_id = logical_id(bucket)
+        for prefix in sorted({p for _, ps in ACCESS[step].s3 for p in ps}):
+            acknowledge(
+                role,
+                f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{prefix}*]",
+                f"Object keys under {prefix} are data-driven (partner, file_id, chunk number), so "
+                f"{step} is granted that one prefix, nothing wider.",
+            )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "Only xray:PutTraceSegments/PutTelemetryRecords (added for active tracing) use '*': "
+            "X-Ray supports no resource-level permissions.",
+        )
+        acknowledge(
+            function,
+            "Serverless-LambdaDLQ",
+            "Invoked synchronously by Step Functions only; a failed invocation is retried and "
+            "then caught by the state machine (MarkFailed -> SNS alert -> Fail), so an "
+            "asynchronous-invocation DLQ would never receive anything.",
+        )
+        if config.lambda_runtime != LATEST_PYTHON:
+            for rule in ("AwsSolutions-L1", "Serverless-LambdaLatestVersion"):
+                acknowledge(
+                    function,
+                    rule,
+                    f"{config.lambda_runtime} is a supported, non-deprecated runtime (SPEC L2) for "
+                    f"which both managed layers publish builds; {LATEST_PYTHON} is one context value away "
+                    f"(-c lambdaRuntime={LATEST_PYTHON}).",
+                )
+
+    @staticmethod
+    def _grant(role: iam.IRole, access: Access, bucket: s3.IBucket, table: dynamodb.ITable) -> None:
+        for actions, prefixes in access.s3:
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=list(actions),
+                    resources=[bucket.arn_for_objects(p + "*") for p in prefixes],
+                )
+            )
+        if access.list_prefixes:
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=["s3:ListBucket"],
+                    resources=[bucket.bucket_arn],
+                    conditions={"StringLike": {"s3:prefix": [p + "*" for p in access.list_prefixes]}},
+                )
+            )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=list(access.table), resources=[table.table_arn])
+        )

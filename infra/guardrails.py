@@ -1,0 +1,167 @@
+"""INF10-INF12 as Aspects: tags, a Deny on every IAM role, nothing retained on delete.
+
+Aspects see every construct, including the ones CDK adds on its own (the auto-delete-objects
+custom-resource provider is a raw ``CfnResource`` whose properties are a plain dict), which is
+why these rules live here instead of in the constructs that create roles.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsii
+from aws_cdk import (
+    Annotations,
+    Aspects,
+    CfnDeletionPolicy,
+    CfnResource,
+    IAspect,
+    IResolvable,
+    IResolveContext,
+    Stack,
+    Tags,
+    Token,
+)
+from aws_cdk import aws_iam as iam
+from constructs import Construct, IConstruct
+
+TAGS = {"Environment": "Production", "Project": "ETL"}
+
+DENY_POLICY_NAME = "DenyDestructiveDataDeletes"
+DENY_STATEMENT: dict[str, Any] = {
+    "Sid": "DenyBucketAndTableDeletion",
+    "Effect": "Deny",
+    "Action": ["s3:DeleteBucket", "dynamodb:DeleteTable"],
+    "Resource": "*",
+}
+DENY_POLICY: dict[str, Any] = {
+    "PolicyName": DENY_POLICY_NAME,
+    "PolicyDocument": {"Version": "2012-10-17", "Statement": [DENY_STATEMENT]},
+}
+# Raw CfnResources (custom-resource providers) bypass the TagManager; tag these types by hand.
+RAW_TAGGABLE_TYPES = ("AWS::IAM::Role", "AWS::Lambda::Function")
+FORBIDDEN_DELETION_POLICIES = (
+    CfnDeletionPolicy.RETAIN,
+    CfnDeletionPolicy.SNAPSHOT,
+    CfnDeletionPolicy.RETAIN_EXCEPT_ON_CREATE,
+)
+
+
+def apply_tags(scope: Construct) -> None:
+    """INF10: real AWS tags on every taggable resource under ``scope``."""
+    for key, value in TAGS.items():
+        Tags.of(scope).add(key, value)
+
+
+def _has_deny(policies: list[Any]) -> bool:
+    for policy in policies:
+        name = policy.get("PolicyName") if isinstance(policy, dict) else getattr(policy, "policy_name", None)
+        if name == DENY_POLICY_NAME:
+            return True
+    return False
+
+
+@jsii.implements(IResolvable)
+class _AppendDenyAtRender:
+    """Resolves a role's original ``Policies`` (often a Lazy) at render time and appends ours."""
+
+    def __init__(self, original: Any) -> None:
+        self._original = original
+
+    @property
+    def creation_stack(self) -> list[str]:
+        return []
+
+    @property
+    def type_hint(self) -> str | None:
+        return None
+
+    def resolve(self, context: IResolveContext) -> Any:
+        resolved = context.resolve(self._original) if self._original is not None else None
+        if resolved is None:
+            return [DENY_POLICY]
+        if not isinstance(resolved, list):
+            raise ValueError(f"role Policies resolved to {resolved!r}, not a list")
+        return resolved if _has_deny(resolved) else [*resolved, DENY_POLICY]
+
+    def to_string(self) -> str:
+        return Token.as_string(self)
+
+
+@jsii.implements(IAspect)
+class DenyDataDeletionOnEveryRole:
+    """INF11: every ``AWS::IAM::Role`` gets an inline Deny of s3:DeleteBucket/dynamodb:DeleteTable.
+
+    L2 roles render through ``CfnRole.policies`` (a plain list, or nothing); the provider roles
+    CDK synthesizes for custom resources are raw ``CfnResource`` objects whose ``Policies`` is a
+    Lazy, so for them the original value is resolved at render time and the Deny appended.
+    Existing inline policies are always kept.
+    """
+
+    def visit(self, node: IConstruct) -> None:
+        if not isinstance(node, CfnResource) or node.cfn_resource_type != "AWS::IAM::Role":
+            return
+        if isinstance(node, iam.CfnRole):
+            existing = node.policies
+            if Token.is_unresolved(existing):
+                node.add_property_override("Policies", _AppendDenyAtRender(existing))
+                return
+            current = list(existing or [])  # type: ignore[arg-type]
+            if not _has_deny(current):
+                node.policies = [
+                    *current,
+                    iam.CfnRole.PolicyProperty(
+                        policy_name=DENY_POLICY_NAME, policy_document=DENY_POLICY["PolicyDocument"]
+                    ),
+                ]
+            return
+        properties = node._cfn_properties  # raw CfnResource: plain dict of CFN properties
+        if not isinstance(properties, dict):
+            raise ValueError(f"unexpected raw role properties at {node.node.path}")
+        node.add_property_override("Policies", _AppendDenyAtRender(properties.get("Policies")))
+
+
+@jsii.implements(IAspect)
+class TagRawResources:
+    """INF10 for raw CfnResources: Tags.of() only reaches resources with a TagManager."""
+
+    def visit(self, node: IConstruct) -> None:
+        if (
+            isinstance(node, CfnResource)
+            and type(node) is CfnResource  # L1 classes have a TagManager; raw ones do not
+            and node.cfn_resource_type in RAW_TAGGABLE_TYPES
+        ):
+            properties = node._cfn_properties
+            tags = list(properties.get("Tags") or []) if isinstance(properties, dict) else []
+            present = {t.get("Key") for t in tags if isinstance(t, dict)}
+            tags += [{"Key": k, "Value": v} for k, v in TAGS.items() if k not in present]
+            node.add_property_override("Tags", tags)
+
+
+@jsii.implements(IAspect)
+class ForbidRetainedResources:
+    """INF12: fail the synth if any resource would survive ``cdk destroy``."""
+
+    def visit(self, node: IConstruct) -> None:
+        if not isinstance(node, CfnResource):
+            return
+        options = node.cfn_options
+        for label, policy in (
+            ("DeletionPolicy", options.deletion_policy),
+            ("UpdateReplacePolicy", options.update_replace_policy),
+        ):
+            if policy in FORBIDDEN_DELETION_POLICIES:
+                Annotations.of(node).add_error(
+                    f"{label} {policy} on {node.cfn_resource_type}: "
+                    "every resource must be destroyable (INF12)"
+                )
+        if getattr(node, "deletion_protection_enabled", None) is True:
+            Annotations.of(node).add_error("DynamoDB deletion protection is on (INF12)")
+
+
+def apply_guardrails(stack: Stack) -> None:
+    """Tags plus the three aspects on one stack."""
+    apply_tags(stack)
+    Aspects.of(stack).add(DenyDataDeletionOnEveryRole())
+    Aspects.of(stack).add(TagRawResources())
+    Aspects.of(stack).add(ForbidRetainedResources())

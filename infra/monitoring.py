@@ -1,0 +1,135 @@
+"""INF9: dashboard and alarms (alarms notify the alert topic)."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from infra.config import EtlConfig
+
+# Powertools Metrics emits EMF with the namespace and a `service` dimension taken from
+# POWERTOOLS_METRICS_NAMESPACE / POWERTOOLS_SERVICE_NAME (set on every function).
+CUSTOM_NAMESPACE = "TransactionEtl"
+SERVICE_DIMENSION = {"service": "transaction-etl"}
+CUSTOM_METRICS = ("RowsProcessed", "RowsRejected", "BytesProcessed")
+PERIOD = Duration.minutes(5)
+
+
+class Monitoring(Construct):
+    """One dashboard for the pipeline plus three alarms wired to SNS."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: EtlConfig,
+        region: str,
+        state_machine: sfn.IStateMachine,
+        functions: dict[str, lambda_.IFunction],
+        dead_letter_queues: dict[str, sqs.IQueue],
+        alert_topic: sns.ITopic,
+    ) -> None:
+        super().__init__(scope, construct_id)
+
+        started = state_machine.metric_started(period=PERIOD, statistic="Sum")
+        succeeded = state_machine.metric_succeeded(period=PERIOD, statistic="Sum")
+        failed = state_machine.metric_failed(period=PERIOD, statistic="Sum")
+        failure_rate = cw.MathExpression(
+            expression="IF(started > 0, 100 * failed / started, 0)",
+            using_metrics={"started": started, "failed": failed},
+            label="Failure rate (%)",
+            period=PERIOD,
+        )
+        duration = state_machine.metric_time(period=PERIOD, statistic="p90")
+
+        action = cw_actions.SnsAction(alert_topic)
+        self.alarms: list[cw.Alarm] = []
+
+        def alarm(alarm_id: str, metric: cw.IMetric, threshold: float, what: str) -> None:
+            created = cw.Alarm(
+                self,
+                alarm_id,
+                alarm_name="{}-{}".format(config.name("alarm"), alarm_id.lower()),
+                alarm_description=what,
+                metric=metric,
+                threshold=threshold,
+                evaluation_periods=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            )
+            created.add_alarm_action(action)
+            self.alarms.append(created)
+
+        alarm("FailureRate", failure_rate, 10, "10% or more of ETL executions failed in 5 minutes")
+        alarm("FailedExecutions", failed, 1, "At least one ETL execution ended FAILED")
+        dlq_depth: list[cw.IMetric] = []
+        for name, queue in dead_letter_queues.items():
+            depth = queue.metric_approximate_number_of_messages_visible(
+                period=PERIOD, statistic="Maximum", label=f"{name} depth"
+            )
+            dlq_depth.append(depth)
+            alarm(name + "Depth", depth, 1, f"Messages are waiting in the {name}")
+
+        def per_function(metric_name: str, statistic: str) -> list[cw.IMetric]:
+            return [
+                fn.metric(metric_name, period=PERIOD, statistic=statistic, label=step)
+                for step, fn in functions.items()
+            ]
+
+        def custom(metric_name: str) -> cw.Metric:
+            return cw.Metric(
+                namespace=CUSTOM_NAMESPACE,
+                metric_name=metric_name,
+                dimensions_map=SERVICE_DIMENSION,
+                statistic="Sum",
+                period=PERIOD,
+            )
+
+        # Dashboards are global in an account: the region keeps primary and DR apart.
+        self.dashboard = cw.Dashboard(
+            self,
+            "Dashboard",
+            dashboard_name=f"etl-{config.environment_suffix}-{region}",
+            widgets=[
+                [
+                    cw.GraphWidget(title="Executions", left=[started, succeeded, failed], width=8),
+                    cw.GraphWidget(title="Failure rate (%)", left=[failure_rate], width=8),
+                    cw.GraphWidget(title="Execution duration p90 (ms)", left=[duration], width=8),
+                ],
+                [
+                    cw.GraphWidget(
+                        title="Function invocations",
+                        left=per_function("Invocations", "Sum"),
+                        width=6,
+                    ),
+                    cw.GraphWidget(title="Function errors", left=per_function("Errors", "Sum"), width=6),
+                    cw.GraphWidget(
+                        title="Function throttles",
+                        left=per_function("Throttles", "Sum"),
+                        width=6,
+                    ),
+                    cw.GraphWidget(
+                        title="Function duration p90 (ms)",
+                        left=per_function("Duration", "p90"),
+                        width=6,
+                    ),
+                ],
+                [
+                    cw.GraphWidget(
+                        title="Rows processed / rejected",
+                        left=[custom("RowsProcessed"), custom("RowsRejected")],
+                        width=8,
+                    ),
+                    cw.GraphWidget(title="Bytes processed", left=[custom("BytesProcessed")], width=8),
+                    cw.GraphWidget(title="Dead-letter queue depth", left=dlq_depth, width=8),
+                ],
+                [cw.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms), width=24)],
+            ],
+        )

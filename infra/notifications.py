@@ -1,0 +1,99 @@
+"""INF8: the per-file result FIFO queue (+ DLQ) and the failure-alert topic."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.config import EtlConfig
+from infra.nag import acknowledge
+
+
+class Notifications(Construct):
+    """Result queue (FIFO, ordered per partner, de-duplicated per file) and alert topic."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: EtlConfig,
+        alarm_email: str | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+
+        self.result_dlq = sqs.Queue(
+            self,
+            "ResultDlq",
+            queue_name="{}.fifo".format(config.name("results-dlq")),
+            fifo=True,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        acknowledge(
+            self.result_dlq,
+            "AwsSolutions-SQS3",
+            "This queue is the dead-letter queue of the result queue; a DLQ of a DLQ only "
+            "moves the problem (its depth is alarmed instead).",
+        )
+        acknowledge(
+            self.result_dlq,
+            "Serverless-SQSRedrivePolicy",
+            "A dead-letter queue has no redrive target of its own; its depth is on the "
+            "dashboard and alarmed to the alert topic.",
+        )
+
+        self.result_queue = sqs.Queue(
+            self,
+            "ResultQueue",
+            queue_name="{}.fifo".format(config.name("results")),
+            fifo=True,
+            # The workflow passes MessageDeduplicationId = file_id; content-based dedup would
+            # treat a legitimate re-publication with an identical body differently.
+            content_based_deduplication=False,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+            visibility_timeout=Duration.minutes(5),
+            dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=5, queue=self.result_dlq),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+
+        # A customer managed key, not alias/aws/sns: CloudWatch alarms can only publish to an
+        # encrypted topic whose key policy lets cloudwatch.amazonaws.com use the key, and the
+        # AWS managed key's policy cannot be changed.
+        self.alert_key = kms.Key(
+            self,
+            "AlertKey",
+            description=f"Encrypts the ETL failure-alert topic ({config.environment_suffix})",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.DESTROY,
+            pending_window=Duration.days(7),
+        )
+        self.alert_key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchAlarmsToPublish",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],  # "*" in a key policy means this key
+            )
+        )
+
+        self.alert_topic = sns.Topic(
+            self,
+            "AlertTopic",
+            topic_name=config.name("alerts"),
+            display_name=f"ETL failure alerts ({config.environment_suffix})",
+            master_key=self.alert_key,
+            enforce_ssl=True,
+        )
+        self.alert_topic.apply_removal_policy(RemovalPolicy.DESTROY)
+        if alarm_email:
+            self.alert_topic.add_subscription(subscriptions.EmailSubscription(alarm_email))

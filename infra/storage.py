@@ -1,0 +1,103 @@
+"""INF3: the data bucket (landing, outputs, archive) and its server-access-log bucket."""
+
+from __future__ import annotations
+
+from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from etl import contracts
+from infra.config import EtlConfig
+from infra.nag import acknowledge
+
+
+class DataStorage(Construct):
+    """Versioned, SSE-S3, TLS-only bucket that announces new objects to EventBridge."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: EtlConfig) -> None:
+        super().__init__(scope, construct_id)
+        suffix = config.environment_suffix
+
+        # Access logs go to their own bucket: logging a bucket into itself loops.
+        self.log_bucket = s3.Bucket(
+            self,
+            "AccessLogBucket",
+            bucket_name=f"etl-logs-{suffix}-{Aws.ACCOUNT_ID}-{Aws.REGION}",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[
+                s3.LifecycleRule(id="expire-access-logs", expiration=Duration.days(90)),
+                s3.LifecycleRule(
+                    id="abort-incomplete-multipart",
+                    abort_incomplete_multipart_upload_after=Duration.days(7),
+                ),
+            ],
+            removal_policy=RemovalPolicy.DESTROY,
+            auto_delete_objects=True,
+        )
+        acknowledge(
+            self.log_bucket,
+            "AwsSolutions-S1",
+            "This is the server-access-log destination of the data bucket; logging it too "
+            "would need a third bucket or log into itself (a loop).",
+        )
+
+        self.bucket = s3.Bucket(
+            self,
+            "DataBucket",
+            bucket_name=f"etl-data-{suffix}-{Aws.ACCOUNT_ID}-{Aws.REGION}",
+            versioned=True,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.log_bucket,
+            server_access_logs_prefix="data-bucket/",
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="archive-processed",
+                    prefix=contracts.PROCESSED_PREFIX,
+                    transitions=[
+                        s3.Transition(
+                            storage_class=s3.StorageClass.GLACIER,
+                            transition_after=Duration.days(30),
+                        )
+                    ],
+                ),
+                s3.LifecycleRule(
+                    id="expire-scratch",
+                    prefix=contracts.SCRATCH_PREFIX,
+                    expiration=Duration.days(3),
+                ),
+                # Moves (incoming/ -> processed/ or failed/) and re-runs leave noncurrent
+                # versions behind; keep them long enough for an operator to recover a file.
+                s3.LifecycleRule(
+                    id="expire-noncurrent-versions",
+                    noncurrent_version_expiration=Duration.days(30),
+                    expired_object_delete_marker=True,
+                ),
+                s3.LifecycleRule(
+                    id="abort-incomplete-multipart",
+                    abort_incomplete_multipart_upload_after=Duration.days(7),
+                ),
+            ],
+            removal_policy=RemovalPolicy.DESTROY,
+            auto_delete_objects=True,
+        )
+        # EventBridge notifications set on the bucket resource itself. Bucket(event_bridge_enabled=True)
+        # would do this through the Custom::S3BucketNotifications Lambda (one more function,
+        # role and runtime to patch); CloudFormation supports the setting natively.
+        cfn_bucket = self.bucket.node.default_child
+        assert isinstance(cfn_bucket, s3.CfnBucket)
+        cfn_bucket.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
+            event_bridge_configuration=s3.CfnBucket.EventBridgeConfigurationProperty(
+                event_bridge_enabled=True
+            )
+        )
+
+    @staticmethod
+    def object_arn(bucket: s3.IBucket, prefix: str) -> str:
+        """ARN pattern of every object under ``prefix`` (for least-privilege statements)."""
+        return bucket.arn_for_objects(prefix + "*")

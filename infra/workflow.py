@@ -1,0 +1,252 @@
+"""INF5: the Standard state machine, built exactly from docs/contracts.md.
+
+JSONPath only (no JSONata, no ``Assign``): the local mode runs this very definition on moto's
+Step Functions executor, which supports neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from etl.errors import RETRYABLE_ERRORS
+from infra.config import EtlConfig
+from infra.nag import acknowledge, logical_id
+
+# Lambda's own transient failures plus our TransientError. PermanentError subclasses are
+# deliberately absent: retrying a bad header three times only delays the alert.
+LAMBDA_RETRY_ERRORS: Sequence[str] = (
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+    *RETRYABLE_ERRORS,
+)
+SQS_RETRY_ERRORS: Sequence[str] = ("SQS.SdkClientException", "States.Timeout")
+SNS_RETRY_ERRORS: Sequence[str] = ("SNS.SdkClientException", "States.Timeout")
+RETRY_INTERVAL = Duration.seconds(2)
+RETRY_MAX_ATTEMPTS = 3
+RETRY_BACKOFF_RATE = 2.0
+MAP_MAX_CONCURRENCY = 10
+ERROR_PATH = "$.error"
+
+
+def _retry(state: sfn.TaskStateBase, errors: Sequence[str]) -> None:
+    state.add_retry(
+        errors=list(errors),
+        interval=RETRY_INTERVAL,
+        max_attempts=RETRY_MAX_ATTEMPTS,
+        backoff_rate=RETRY_BACKOFF_RATE,
+        jitter_strategy=sfn.JitterType.FULL,
+    )
+
+
+class EtlWorkflow(Construct):
+    """RegisterFile -> IsDuplicate -> ValidateHeader -> PlanChunks -> Map -> Finalize -> SQS."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: EtlConfig,
+        functions: dict[str, lambda_.IFunction],
+        result_queue: sqs.IQueue,
+        alert_topic: sns.ITopic,
+        alert_key: kms.IKey,
+    ) -> None:
+        super().__init__(scope, construct_id)
+
+        def invoke(step: str, payload: sfn.TaskInput, result_path: str) -> tasks.LambdaInvoke:
+            task = tasks.LambdaInvoke(
+                self,
+                step,
+                state_name=step,
+                lambda_function=functions[step],
+                payload=payload,
+                # The handler's return value is the result (`$.file = {...}` in the contract):
+                # a ResultSelector can only nest `$.Payload` under a new key, never unwrap it.
+                payload_response_only=True,
+                # Otherwise CDK adds its own Retry (MaxAttempts 6) in front of ours.
+                retry_on_service_exceptions=False,
+                result_path=result_path,
+            )
+            _retry(task, LAMBDA_RETRY_ERRORS)
+            return task
+
+        # ---- failure path: MarkFailed -> AlertFailure -> Fail --------------------------------
+        file_failed = sfn.Fail(
+            self,
+            "FileFailed",
+            state_name="FileFailed",
+            error="FileFailed",
+            cause="The file failed; see MarkFailed's output ($.failure) and the SNS alert.",
+        )
+        mark_failed = invoke("MarkFailed", sfn.TaskInput.from_json_path_at("$"), "$.failure")
+        alert_failure = tasks.SnsPublish(
+            self,
+            "AlertFailure",
+            state_name="AlertFailure",
+            topic=alert_topic,
+            subject=sfn.JsonPath.string_at("$.failure.subject"),
+            message=sfn.TaskInput.from_json_path_at("$.failure.message"),
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        _retry(alert_failure, SNS_RETRY_ERRORS)
+        # If even the failure handling fails, the execution must still end FAILED.
+        mark_failed.add_catch(file_failed, errors=["States.ALL"], result_path="$.markFailedError")
+        alert_failure.add_catch(file_failed, errors=["States.ALL"], result_path="$.alertError")
+        mark_failed.next(alert_failure).next(file_failed)
+
+        def on_error(state: sfn.TaskStateBase | sfn.Map) -> None:
+            state.add_catch(mark_failed, errors=["States.ALL"], result_path=ERROR_PATH)
+
+        # ---- happy path --------------------------------------------------------------------
+        register = invoke(
+            "RegisterFile",
+            sfn.TaskInput.from_object(
+                {
+                    "event": sfn.JsonPath.entire_payload,
+                    "execution_arn": sfn.JsonPath.execution_id,
+                }
+            ),
+            "$.file",
+        )
+        validate = invoke(
+            "ValidateHeader",
+            sfn.TaskInput.from_object({"file": sfn.JsonPath.object_at("$.file")}),
+            "$.header",
+        )
+        plan = invoke(
+            "PlanChunks",
+            sfn.TaskInput.from_object(
+                {
+                    "file": sfn.JsonPath.object_at("$.file"),
+                    "header": sfn.JsonPath.object_at("$.header"),
+                }
+            ),
+            "$.plan",
+        )
+        process_chunk = invoke(
+            "ProcessChunk",
+            sfn.TaskInput.from_object(
+                {
+                    "file": sfn.JsonPath.object_at("$.file"),
+                    "header": sfn.JsonPath.object_at("$.header"),
+                    "chunk": sfn.JsonPath.object_at("$.chunk"),
+                }
+            ),
+            sfn.JsonPath.DISCARD,
+        )
+        process_chunks = sfn.Map(
+            self,
+            "ProcessChunks",
+            state_name="ProcessChunks",
+            max_concurrency=MAP_MAX_CONCURRENCY,
+            items_path="$.plan.chunks",
+            item_selector={
+                "file": sfn.JsonPath.object_at("$.file"),
+                "header": sfn.JsonPath.object_at("$.header"),
+                "chunk": sfn.JsonPath.object_at("$$.Map.Item.Value"),
+            },
+            # Totals are read back from the status table by Finalize: keep the state small.
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        process_chunks.item_processor(process_chunk)
+        finalize = invoke(
+            "Finalize",
+            sfn.TaskInput.from_object(
+                {
+                    "file": sfn.JsonPath.object_at("$.file"),
+                    "header": sfn.JsonPath.object_at("$.header"),
+                    "plan": sfn.JsonPath.object_at("$.plan"),
+                    "execution_arn": sfn.JsonPath.execution_id,
+                }
+            ),
+            "$.result",
+        )
+        notify = tasks.SqsSendMessage(
+            self,
+            "NotifyResult",
+            state_name="NotifyResult",
+            queue=result_queue,
+            message_body=sfn.TaskInput.from_json_path_at("$.result"),
+            message_group_id=sfn.JsonPath.string_at("$.result.message_group_id"),
+            message_deduplication_id=sfn.JsonPath.string_at("$.result.dedup_id"),
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        _retry(notify, SQS_RETRY_ERRORS)
+
+        for state in (register, validate, plan, process_chunks, finalize, notify):
+            on_error(state)
+
+        is_duplicate = (
+            sfn.Choice(self, "IsDuplicate", state_name="IsDuplicate")
+            .when(
+                sfn.Condition.boolean_equals("$.file.duplicate", True),
+                sfn.Succeed(self, "DuplicateIgnored", state_name="DuplicateIgnored"),
+            )
+            .otherwise(
+                validate.next(plan)
+                .next(process_chunks)
+                .next(finalize)
+                .next(notify)
+                .next(sfn.Succeed(self, "FileSucceeded", state_name="FileSucceeded"))
+            )
+        )
+        definition = register.next(is_duplicate)
+
+        self.log_group = logs.LogGroup(
+            self,
+            "LogGroup",
+            log_group_name="/aws/vendedlogs/states/{}".format(config.name("pipeline")),
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            state_machine_name=config.name("pipeline"),
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            comment="Transaction ETL: validate, split, process in parallel, publish "
+            f"({config.environment_suffix})",
+            tracing_enabled=True,
+            logs=sfn.LogOptions(
+                destination=self.log_group,
+                level=sfn.LogLevel.ALL,
+                include_execution_data=True,
+            ),
+        )
+        self.state_machine.apply_removal_policy(RemovalPolicy.DESTROY)
+        # SnsPublish grants sns:Publish only; the topic is KMS-encrypted.
+        alert_key.grant(self.state_machine, "kms:Decrypt", "kms:GenerateDataKey*")
+
+        for step, function in functions.items():
+            acknowledge(
+                self.state_machine,
+                f"AwsSolutions-IAM5[Resource::<{logical_id(function)}.Arn>:*]",
+                f"LambdaInvoke grants lambda:InvokeFunction on the {step} function and its "
+                "qualified ARNs (versions/aliases); no other function.",
+            )
+        acknowledge(
+            self.state_machine,
+            "AwsSolutions-IAM5[Resource::*]",
+            "X-Ray tracing and CloudWatch Logs vended delivery (logs:CreateLogDelivery, "
+            "PutResourcePolicy, DescribeLogGroups ...) support no resource-level permissions.",
+        )
+        acknowledge(
+            self.state_machine,
+            "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
+            "Publishing to the KMS-encrypted alert topic needs the GenerateDataKey family on that "
+            "one key (the statement's resource is the key ARN).",
+        )
