@@ -145,7 +145,7 @@ def _check_pattern(path: str, where: str, pattern: Any) -> str:
     import pyarrow.compute as pc
 
     try:
-        pc.match_substring_regex(pa.array([""], pa.string()), f"^(?:{pattern})$")
+        pc.match_substring_regex(pa.array([""], pa.string()), f"^(?:{pattern})$")  # type: ignore[attr-defined]
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise _fail(path, f"{where}: pattern {pattern!r} is not valid RE2: {exc}") from None
     return pattern
