@@ -105,6 +105,7 @@ class _Scanner:
         self.rec_start = data_start  # start of the record that contains the cursor
         self.rec_line = 1
         self.seen_content = False
+        self.first_content: int | None = None  # offset of the first non-blank data byte
         # A cut waits here until a non-blank byte is seen after it (None: not seen yet).
         self.pending: tuple[int, int] | None = None
         self.pending_content: int | None = None
@@ -144,7 +145,9 @@ class _Scanner:
         if not self.seen_content or (self.pending is not None and self.pending_content is None):
             m = _CONTENT.search(block, lo)
             if m is not None:
-                self.seen_content = True
+                if not self.seen_content:
+                    self.seen_content = True
+                    self.first_content = base + m.start()
                 if self.pending is not None and self.pending_content is None:
                     self.pending_content = base + m.start()
                     if self.pending_content < self.target:
@@ -216,6 +219,10 @@ class _Scanner:
     def _cut(self, c: int) -> None:
         """A record boundary at local offset ``c`` reached the chunk target."""
         cut = self._base + c
+        if self.first_content is None or self.first_content >= cut:
+            # Only blank lines so far: keep them in the first chunk instead of a chunk of their own.
+            self.target = cut + self.chunk_size
+            return
         if self.pending is not None:
             if self.pending_content is not None and self.pending_content < cut:
                 self._confirm()
