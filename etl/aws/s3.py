@@ -245,6 +245,11 @@ def move_object(bucket: str, src_key: str, dst_key: str, version_id: str | None 
     exists (a previous attempt got as far as the delete), it succeeds with ``moved=False``.
     Returns ``{"key": dst_key, "version_id": <destination version>, "moved": bool}``.
     """
+    if src_key == dst_key:
+        # Already where it belongs (a reprocessed file that fails again stays in failed/):
+        # copying onto itself and deleting the source version would delete the file.
+        dst = head(bucket, dst_key)
+        return {"key": dst_key, "version_id": dst.version_id, "moved": False}
     try:
         info = head(bucket, src_key, version_id)
     except SourceMissing:

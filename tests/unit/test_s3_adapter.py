@@ -177,6 +177,13 @@ def test_move_object_is_idempotent(etl_aws):
         s3.move_object(etl_aws.bucket, "incoming/p/g.csv", "failed/p/id/g.csv")
 
 
+def test_move_object_onto_itself_keeps_the_object(etl_aws):
+    etl_aws.put("failed/p/id/f.csv", b"bytes")
+    out = s3.move_object(etl_aws.bucket, "failed/p/id/f.csv", "failed/p/id/f.csv")
+    assert out["moved"] is False
+    assert etl_aws.get("failed/p/id/f.csv") == b"bytes"
+
+
 def test_move_object_uses_managed_copy_above_5_gib(etl_aws):
     etl_aws.put("incoming/p/big.csv", b"pretend this is 6 GiB")
     big = s3.ObjectInfo(size=6 * 1024**3, version_id=None, etag="x")

@@ -1,0 +1,119 @@
+"""ProcessChunk: one Map iteration: read exactly the chunk's bytes, validate every row, write
+typed Parquet and rejects, record the counts.
+
+Input ``{"file", "header", "chunk"}``; output ``{"chunk_id", "rows_in", "rows_valid",
+"rows_rejected"}``. Object names are deterministic (``part-<index>``) and the bytes are a
+function of the input, so a retry or a re-run overwrites with identical objects. The rejects
+object is written only when the chunk has rejects (``rejects_key`` is then null on the chunk
+item); an object left by an earlier run of the same chunk is deleted so it cannot linger.
+
+Shipped to Lambda: Python 3.9 compatible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+from etl import observability as obs
+from etl.aws import s3
+from etl.aws.status import PLANNED, PROCESSING, StatusRepository
+from etl.core.process import process_chunk
+from etl.core.schema import load_schema
+from etl.errors import ConservationViolation, InvalidFileState
+from etl.handlers.common import output_key, rejects_key, require, source_version, table_name
+
+PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
+
+
+def read_chunk_bytes(file: dict[str, Any], header_bytes: int, chunk: dict[str, Any]) -> bytes:
+    """The header line followed by exactly the chunk's records ``[start, end)``."""
+    key, start, end = str(chunk["key"]), int(chunk["start"]), int(chunk["end"])
+    # The source object is read at its registered version; scratch objects are ours.
+    version = source_version(file) if key == file["key"] else None
+    if start == header_bytes:  # the first chunk (and every gzip scratch chunk): one GET
+        return s3.read_range(file["bucket"], key, 0, end, version)
+    head = s3.read_range(file["bucket"], key, 0, header_bytes, version)
+    return head + s3.read_range(file["bucket"], key, start, end, version)
+
+
+@obs.lambda_handler("ProcessChunk")
+def handler(event: Any, context: Any = None) -> dict[str, Any]:
+    """Process one chunk; chunk item RUNNING -> SUCCEEDED (FAILED with the error if it raises)."""
+    file = require(event, "file")
+    header = require(event, "header")
+    chunk = require(event, "chunk")
+    file_id, cid, index = file["file_id"], chunk["chunk_id"], int(chunk["index"])
+    repo = StatusRepository(table_name())
+    started = time.monotonic()
+    # Refuse to work for a file that is no longer in flight (FAILED, SUCCEEDED).
+    repo.transition_file(file_id, {PLANNED, PROCESSING}, PROCESSING)
+    previous = repo.start_chunk(file_id, cid)
+    try:
+        schema = load_schema(file["partner"])
+        if (schema.schema_id, schema.version) != (header["schema_id"], header["schema_version"]):
+            raise InvalidFileState(
+                f"schema changed during the run: header validated with {header['schema_id']} "
+                f"{header['schema_version']}, now {schema.schema_id} {schema.version}"
+            )
+        data = read_chunk_bytes(file, int(header["header_bytes"]), chunk)
+        result = process_chunk(data, schema, int(chunk["first_line"]))
+        if result.rows_in != result.rows_valid + result.rows_rejected:
+            raise ConservationViolation(
+                f"{cid}: rows_in {result.rows_in} != valid {result.rows_valid} + "
+                f"rejected {result.rows_rejected}"
+            )
+        meta = {"file-id": file_id, "chunk-id": cid, "schema-version": str(schema.version)}
+        out_key = output_key(schema.dataset, file["partner"], file_id, index)
+        s3.put_bytes(file["bucket"], out_key, result.parquet, PARQUET_CONTENT_TYPE, meta)
+        rej_key: str | None = None
+        rej_sha: str | None = None
+        if result.rows_rejected > 0:
+            rej_key = rejects_key(file["partner"], file_id, index)
+            s3.put_bytes(file["bucket"], rej_key, result.rejects_csv, "text/csv; charset=utf-8", meta)
+            rej_sha = hashlib.sha256(result.rejects_csv).hexdigest()
+        elif previous.get("rejects_key"):
+            s3.delete_object(file["bucket"], str(previous["rejects_key"]))
+        repo.complete_chunk(
+            file_id,
+            cid,
+            result.rows_in,
+            result.rows_valid,
+            result.rows_rejected,
+            out_key,
+            rej_key,
+            # Checksums and sizes for the manifest: Finalize need not re-read the outputs.
+            output_sha256=hashlib.sha256(result.parquet).hexdigest(),
+            output_bytes=len(result.parquet),
+            rejects_sha256=rej_sha,
+            rejects_bytes=len(result.rejects_csv) if rej_key else None,
+            bytes_in=int(chunk["end"]) - int(chunk["start"]),
+        )
+    except Exception as exc:
+        try:
+            repo.fail_chunk(file_id, cid, f"{type(exc).__name__}: {exc}")
+        except Exception:  # recording the failure must not hide the failure itself
+            obs.logger.exception("could not record the chunk failure")
+        raise
+    duration_ms = (time.monotonic() - started) * 1000.0
+    obs.add_metric(obs.ROWS_PROCESSED, result.rows_in)
+    obs.add_metric(obs.ROWS_REJECTED, result.rows_rejected)
+    obs.add_metric(obs.BYTES_PROCESSED, int(chunk["end"]) - int(chunk["start"]), "Bytes")
+    obs.add_metric(obs.CHUNK_DURATION_MS, duration_ms, "Milliseconds")
+    obs.logger.info(
+        "chunk processed",
+        extra={
+            "rows_in": result.rows_in,
+            "rows_valid": result.rows_valid,
+            "rows_rejected": result.rows_rejected,
+            "rejects_by_column": result.rejects_by_column,
+            "duration_ms": int(duration_ms),
+        },
+    )
+    return {
+        "chunk_id": cid,
+        "rows_in": result.rows_in,
+        "rows_valid": result.rows_valid,
+        "rows_rejected": result.rows_rejected,
+    }
