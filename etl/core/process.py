@@ -101,10 +101,14 @@ def process_chunk(data: bytes, schema: Schema, first_line: int) -> ChunkResult:
     rejects: list[tuple[int, str, str, str]] = []
     text = data
     bad_utf8_rows = np.zeros(0, dtype=np.int64)
+    if n_records == 0:
+        return _finish(data, schema, first_line, 0, _empty_table(schema), [])
     try:
         table, ragged = _parse(text, base, schema)
     except pa.ArrowInvalid as exc:
-        if "UTF8" not in str(exc) and "UTF-8" not in str(exc):
+        # pyarrow reports invalid UTF-8 as a conversion error, or, inside a row with a wrong
+        # field count, as a parse error of that row (its handler cannot decode the text).
+        if not _has_invalid_utf8(data, base):
             raise MalformedCsv(f"CSV parse error near line {first_line}: {exc}") from None
         # Slow path, only for chunks holding invalid UTF-8: blank the bad bytes to '?' (same
         # length, never a delimiter/quote/newline, so the record structure is unchanged),
@@ -125,7 +129,11 @@ def process_chunk(data: bytes, schema: Schema, first_line: int) -> ChunkResult:
         bad_utf8_rows = np.unique(bad_utf8_rows)
 
     # Map the rows pyarrow skipped (wrong field count) back to their records.
-    ragged_idx = _locate_rows(text, recs, [t for t, _ in ragged])
+    try:
+        ragged_idx = _locate_rows(text, recs, [t for t, _ in ragged])
+    except MalformedCsv:
+        _check_bare_cr(text, base, first_line)  # the usual cause; a clearer message
+        raise
     for (_, n_fields), rec in zip(ragged, ragged_idx):
         if bad_utf8_rows.size and np.any(bad_utf8_rows == rec):
             continue  # already rejected for its encoding; one reject per row
@@ -180,8 +188,32 @@ def process_chunk(data: bytes, schema: Schema, first_line: int) -> ChunkResult:
         out = out.filter(pa.array(valid))
     # Drop the string table and unfiltered columns before writing Parquet: lower peak memory.
     del table, typed, ok_masks
-    rejects.sort(key=lambda r: r[0])
+    return _finish(data, schema, first_line, n_records, out, rejects)
 
+
+def _empty_table(schema: Schema) -> pa.Table:
+    s = _arrow_schema(schema)
+    return pa.table({f.name: pa.array([], f.type) for f in s}, schema=s)
+
+
+def _has_invalid_utf8(data: bytes, base: int) -> bool:
+    try:
+        data[base:].decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def _finish(
+    data: bytes,
+    schema: Schema,
+    first_line: int,
+    n_records: int,
+    out: pa.Table,
+    rejects: list[tuple[int, str, str, str]],
+) -> ChunkResult:
+    """Conservation check, then the output bytes."""
+    rejects.sort(key=lambda r: r[0])
     rows_valid = out.num_rows
     if rows_valid + len(rejects) != n_records:
         raise ConservationViolation(
