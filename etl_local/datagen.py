@@ -303,7 +303,7 @@ def generate_csv(
 
     own = not hasattr(out, "write")
     raw: BinaryIO = open(out, "wb") if own else out  # type: ignore[arg-type, assignment]  # noqa: SIM115
-    sink: BinaryIO = gzip_mod.GzipFile(fileobj=raw, mode="wb", mtime=0) if gzip else raw  # type: ignore[assignment]
+    sink: BinaryIO = gzip_mod.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) if gzip else raw  # type: ignore[assignment]
     try:
         head = (header + gen.eol).encode("utf-8")
         sink.write(head)
