@@ -47,7 +47,7 @@ def moto_api(endpoint: str, path: str, body: dict | None = None) -> dict:
 def ping(endpoint: str, timeout: float = 2.0) -> bool:
     try:
         with urllib.request.urlopen(f"{endpoint}/moto-api/config", timeout=timeout) as resp:
-            return resp.status == 200
+            return 200 <= resp.status < 300
     except OSError:
         return False
 
