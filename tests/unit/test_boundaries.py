@@ -357,3 +357,18 @@ def test_split_stream_memory_is_bounded_by_chunk_not_file() -> None:
     rng, body = next(gen)
     assert stream._pos <= len(HEADER) + 3 * 600
     assert rng.first_line == 2 and len(body) >= len(HEADER) + 600
+
+
+def test_leading_blank_lines_stay_in_the_first_chunk() -> None:
+    data = HEADER + b"\n\r\n\n1,a,x\n2,b,y\n"
+    chunks = plan(data, HEADER, 1)
+    assert [(c.start, c.end, c.first_line) for c in chunks] == [(13, 23, 2), (23, 29, 6)]
+    check_plan(data, HEADER, chunks)
+
+
+def test_huge_single_block_is_counted_in_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(boundaries, "_NUMPY_MIN", 4)
+    monkeypatch.setattr(boundaries, "_NUMPY_SLICE", 5)
+    data = HEADER + _many_rows(200)
+    for chunk_size in (1, 64, 1000):
+        check_plan(data, HEADER, plan(data, HEADER, chunk_size, block=len(data)))
