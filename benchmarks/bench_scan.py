@@ -154,7 +154,8 @@ def main() -> int:
     max_record = int(args.max_record_mb * MIB)
     args.data_dir.mkdir(parents=True, exist_ok=True)
     path = args.data_dir / f"transactions_{args.size_gb:g}gb_seed{args.seed}.csv"
-    if args.regenerate or not path.exists() or path.stat().st_size < size:
+    # The file is trimmed to whole records, so it is up to one row shorter than asked for.
+    if args.regenerate or not path.exists() or path.stat().st_size < size - MIB:
         generate(path, size, args.seed)
     else:
         print(f"reusing {path}")
