@@ -183,11 +183,22 @@ def process_chunk(data: bytes, schema: Schema, first_line: int) -> ChunkResult:
                         )
                     )
                     break
-    out = pa.table({f.name: typed[f.name] for f in schema.fields}, schema=_arrow_schema(schema))
-    if not valid.all():
-        out = out.filter(pa.array(valid))
-    # Drop the string table and unfiltered columns before writing Parquet: lower peak memory.
-    del table, typed, ok_masks
+    del ok_masks
+    # Filter column by column, letting go of each unfiltered column (and its source strings)
+    # as soon as its filtered copy exists: the peak holds one column twice, not the table.
+    keep_rows = None if valid.all() else pa.array(valid)
+    out_cols = []
+    for f in schema.fields:
+        col = typed.pop(f.name)
+        table = table.drop_columns([f.source_name])
+        out_cols.append(col if keep_rows is None else pc.filter(col, keep_rows))
+        del col
+    del table
+    out = pa.Table.from_arrays(out_cols, schema=_arrow_schema(schema))
+    del out_cols
+    # mimalloc (pyarrow's default pool) keeps freed pages for a while; hand them back before
+    # the Parquet writer allocates, so the parse/validate garbage does not add to the peak.
+    pa.default_memory_pool().release_unused()
     return _finish(data, schema, first_line, n_records, out, rejects)
 
 

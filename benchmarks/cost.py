@@ -1,0 +1,132 @@
+"""PERF3: cost per GB of input on AWS, from measured durations and the workflow's request counts.
+
+Run alone (``python benchmarks/cost.py --process-seconds 0.9``) or through bench_process.py,
+which passes its measured chunk time. Every price below is a public list price for us-east-1
+(N. Virginia), stated with the date it was taken; check the AWS pricing pages before relying
+on the result. Free tiers are ignored (a production account outgrows them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import asdict, dataclass
+
+PRICES_AS_OF = "2025-11 (AWS public price pages, us-east-1; free tiers ignored)"
+
+
+@dataclass(frozen=True)
+class Prices:
+    lambda_gb_second_x86: float = 0.0000166667  # USD per GB-second, x86, first 6B GB-s/month
+    lambda_request: float = 0.20 / 1_000_000  # USD per invocation
+    sfn_standard_transition: float = 0.025 / 1000  # USD per state transition (Standard)
+    s3_get: float = 0.0004 / 1000  # USD per GET (S3 Standard)
+    s3_put_copy: float = 0.005 / 1000  # USD per PUT/COPY/POST/LIST (S3 Standard)
+    ddb_write_request: float = 0.625 / 1_000_000  # USD per on-demand write request unit (Nov 2024 price)
+    ddb_read_request: float = 0.125 / 1_000_000  # USD per on-demand read request unit
+    sqs_fifo_request: float = 0.50 / 1_000_000  # USD per FIFO request (64 KB)
+
+
+@dataclass(frozen=True)
+class Workload:
+    file_gb: float = 1.0  # input size (GiB)
+    chunk_mib: float = 50.0
+    memory_mb: int = 3072  # every function: 3 GB (about 2 vCPUs)
+    process_seconds_per_chunk: float = 1.0  # measured by bench_process.py
+    register_seconds: float = 0.15
+    validate_header_seconds: float = 0.2
+    plan_seconds_per_gb: float = 4.0  # S3 ranged reads bound the scan (PERF1 scan itself >= 1 GB/s)
+    finalize_seconds: float = 0.6
+    read_block_mib: float = 8.0  # ranged GET size used by iter_blocks / chunk reads
+    chunks_with_rejects_share: float = 1.0  # 0.5% bad rows: every chunk writes a rejects object
+
+
+def estimate(w: Workload, p: Prices | None = None) -> dict:
+    """Cost breakdown (USD) for one file of ``w.file_gb`` GiB, and per GiB."""
+    p = p or Prices()
+    size_mib = w.file_gb * 1024
+    n = max(1, math.ceil(size_mib / w.chunk_mib))
+    gb_mem = w.memory_mb / 1024
+    seconds = (
+        w.register_seconds
+        + w.validate_header_seconds
+        + w.plan_seconds_per_gb * w.file_gb
+        + n * w.process_seconds_per_chunk
+        + w.finalize_seconds
+    )
+    invocations = n + 4  # RegisterFile, ValidateHeader, PlanChunks, N x ProcessChunk, Finalize
+    # Standard workflow transitions on the success path: RegisterFile, IsDuplicate, ValidateHeader,
+    # PlanChunks, ProcessChunks (Map), N x ProcessChunk, Finalize, NotifyResult, FileSucceeded.
+    transitions = 8 + n
+    gets_per_chunk = math.ceil(w.chunk_mib / w.read_block_mib)
+    s3_gets = 1 + math.ceil(size_mib / w.read_block_mib) + n * gets_per_chunk  # header, plan scan, chunks
+    rejects_objects = math.ceil(n * w.chunks_with_rejects_share)
+    s3_puts = n + rejects_objects + 1 + 1  # parquet, rejects, manifest, COPY to processed/
+    # Status table: register (1), file status updates (~5), chunk items put (N), start (N), complete (N).
+    ddb_writes = 6 + 3 * n
+    ddb_reads = 4 + math.ceil(n * 0.5 / 4)  # get_file calls + list_chunks (~0.5 KB per item)
+    parts = {
+        "lambda_compute": seconds * gb_mem * p.lambda_gb_second_x86,
+        "lambda_requests": invocations * p.lambda_request,
+        "step_functions": transitions * p.sfn_standard_transition,
+        "s3_get": s3_gets * p.s3_get,
+        "s3_put_copy": s3_puts * p.s3_put_copy,
+        "dynamodb_writes": ddb_writes * p.ddb_write_request,
+        "dynamodb_reads": ddb_reads * p.ddb_read_request,
+        "sqs_fifo": 1 * p.sqs_fifo_request,
+    }
+    total = sum(parts.values())
+    return {
+        "workload": asdict(w),
+        "prices": asdict(p),
+        "prices_as_of": PRICES_AS_OF,
+        "chunks": n,
+        "lambda_seconds": seconds,
+        "lambda_gb_seconds": seconds * gb_mem,
+        "invocations": invocations,
+        "state_transitions": transitions,
+        "s3_gets": s3_gets,
+        "s3_puts_copies": s3_puts,
+        "dynamodb_writes": ddb_writes,
+        "dynamodb_reads": ddb_reads,
+        "cost_usd": parts,
+        "total_usd": total,
+        "usd_per_gib": total / w.file_gb,
+    }
+
+
+def format_report(e: dict) -> str:
+    w = e["workload"]
+    lines = [
+        f"PERF3 cost estimate: one {w['file_gb']:g} GiB file, {e['chunks']} chunks of "
+        f"{w['chunk_mib']:g} MiB, Lambda {w['memory_mb']} MB x86",
+        f"  prices: {e['prices_as_of']}",
+        "    Lambda $0.0000166667/GB-s, $0.20/M requests; Step Functions Standard $0.025/1000 transitions;",
+        "    S3 GET $0.0004/1000, PUT/COPY $0.005/1000; DynamoDB on-demand $0.625/M writes, $0.125/M reads;",
+        "    SQS FIFO $0.50/M",
+        f"  measured chunk processing: {w['process_seconds_per_chunk']:.3f} s per chunk",
+        f"  Lambda: {e['lambda_seconds']:.1f} s total = {e['lambda_gb_seconds']:.1f} GB-s, "
+        f"{e['invocations']} invocations",
+        f"  Step Functions: {e['state_transitions']} transitions; S3: {e['s3_gets']} GET, "
+        f"{e['s3_puts_copies']} PUT/COPY; DynamoDB: {e['dynamodb_writes']} writes, "
+        f"{e['dynamodb_reads']} reads",
+    ]
+    for k, v in e["cost_usd"].items():
+        lines.append(f"    {k:16s} ${v:.6f}")
+    lines.append(f"  total ${e['total_usd']:.5f} per file = ${e['usd_per_gib']:.5f} per GiB of input")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--process-seconds", type=float, required=True, help="measured seconds per chunk")
+    ap.add_argument("--file-gb", type=float, default=1.0)
+    ap.add_argument("--chunk-mib", type=float, default=50.0)
+    a = ap.parse_args(argv)
+    w = Workload(file_gb=a.file_gb, chunk_mib=a.chunk_mib, process_seconds_per_chunk=a.process_seconds)
+    print(format_report(estimate(w)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
