@@ -50,6 +50,9 @@ _NUMPY_SLICE = 16 << 20
 _SCALAR_TRIES = 8
 _WINDOW_MIN = 1 << 16
 _WINDOW_MAX = 1 << 22
+# Up to this many quotes in a window, walk its even-parity runs with bytes.find (memchr); more
+# (quote-dense text) and a numpy cumsum over the window is cheaper than a Python loop per run.
+_SPARSE_QUOTES = 1024
 # "Content" = any byte that is not part of a line terminator; a chunk without one holds no record.
 _CONTENT = re.compile(rb"[^\r\n]")
 
@@ -280,24 +283,40 @@ class _Scanner:
         return self._find_forward_window(hi)
 
     def _find_forward_window(self, hi: int) -> int:
+        """Vectorised continuation of :meth:`_find_forward` over doubling windows."""
+        buf = self._buf
         width = _WINDOW_MIN
         while self._cur < hi:
             a = self._cur
             b = min(hi, a + width)
             win = self._arr[a:b]
-            quotes = np.cumsum(win == _QUOTE, dtype=np.int64)  # quotes in [a, a+i]
-            lfs = np.flatnonzero(win == _LF)
-            # An LF is not a quote, so the inclusive count at an LF is the parity before it.
-            even = np.flatnonzero(((quotes[lfs] + self.par) & 1) == 0)
-            if even.size:
-                k = int(even[0])
-                x = a + int(lfs[k])
-                self.par = 0
-                self.nl += k + 1
-                self._cur = x + 1
-                return x
-            self.par = (self.par + int(quotes[-1])) & 1
-            self.nl += int(lfs.size)
+            qpos = np.flatnonzero(win == _QUOTE)
+            if qpos.size <= _SPARSE_QUOTES:
+                # Quotes cut the window into runs of constant parity; memchr each even run.
+                edges = [a, *(qpos + a).tolist(), b]
+                for i in range(self.par, len(edges) - 1, 2):
+                    x = buf.find(b"\n", edges[i], edges[i + 1])
+                    if x >= 0:
+                        self.par = 0
+                        self.nl += buf.count(b"\n", a, x) + 1
+                        self._cur = x + 1
+                        return x
+                self.par ^= qpos.size & 1
+                self.nl += self._count(a, b, _LF)
+            else:
+                quotes = np.cumsum(win == _QUOTE, dtype=np.int64)  # quotes in [a, a+i]
+                lfs = np.flatnonzero(win == _LF)
+                # An LF is not a quote, so the inclusive count at an LF is the parity before it.
+                even = np.flatnonzero(((quotes[lfs] + self.par) & 1) == 0)
+                if even.size:
+                    k = int(even[0])
+                    x = a + int(lfs[k])
+                    self.par = 0
+                    self.nl += k + 1
+                    self._cur = x + 1
+                    return x
+                self.par = (self.par + int(quotes[-1])) & 1
+                self.nl += int(lfs.size)
             self._cur = b
             width = min(width * 2, _WINDOW_MAX)
         return -1
@@ -319,14 +338,24 @@ class _Scanner:
         while p > lo:
             a = max(lo, p - width)
             win = self._arr[a:p]
-            quotes = np.cumsum(win == _QUOTE, dtype=np.int64)
-            total = int(quotes[-1])
-            lfs = np.flatnonzero(win == _LF)
-            # Parity at an LF = parity at p + quotes in [LF, p) = par + total - inclusive count.
-            even = np.flatnonzero(((par + total - quotes[lfs]) & 1) == 0)
-            if even.size:
-                return a + int(lfs[int(even[-1])])
-            par = (par + total) & 1
+            qpos = np.flatnonzero(win == _QUOTE)
+            if qpos.size <= _SPARSE_QUOTES:
+                edges = [a, *(qpos + a).tolist(), p]
+                # The last run has the parity at p; each quote further back flips it.
+                for i in range(len(edges) - 2 - par, -1, -2):
+                    x = buf.rfind(b"\n", edges[i], edges[i + 1])
+                    if x >= 0:
+                        return x
+                par ^= qpos.size & 1
+            else:
+                quotes = np.cumsum(win == _QUOTE, dtype=np.int64)
+                total = int(quotes[-1])
+                lfs = np.flatnonzero(win == _LF)
+                # Parity at an LF = parity at p + quotes in [LF, p) = par + total - inclusive count.
+                even = np.flatnonzero(((par + total - quotes[lfs]) & 1) == 0)
+                if even.size:
+                    return a + int(lfs[int(even[-1])])
+                par = (par + total) & 1
             p = a
             width = min(width * 2, _WINDOW_MAX)
         return -1

@@ -254,7 +254,11 @@ def test_large_input_uses_numpy_counting_and_matches_reference() -> None:
     assert len(chunks) > 5
 
 
-def test_many_quoted_newlines_use_window_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("sparse_quotes", [0, 1, 1024])
+def test_many_quoted_newlines_use_window_fallback(
+    monkeypatch: pytest.MonkeyPatch, sparse_quotes: int
+) -> None:
+    monkeypatch.setattr(boundaries, "_SPARSE_QUOTES", sparse_quotes)
     monkeypatch.setattr(boundaries, "_WINDOW_MIN", 8)
     monkeypatch.setattr(boundaries, "_WINDOW_MAX", 32)
     field = b'"' + b"x\n" * 500 + b'"'
@@ -264,7 +268,9 @@ def test_many_quoted_newlines_use_window_fallback(monkeypatch: pytest.MonkeyPatc
             check_plan(data, HEADER, plan(data, HEADER, chunk_size, block=block))
 
 
-def test_numpy_paths_forced_on_small_input(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("sparse_quotes", [0, 3, 1024])
+def test_numpy_paths_forced_on_small_input(monkeypatch: pytest.MonkeyPatch, sparse_quotes: int) -> None:
+    monkeypatch.setattr(boundaries, "_SPARSE_QUOTES", sparse_quotes)
     monkeypatch.setattr(boundaries, "_NUMPY_MIN", 2)
     monkeypatch.setattr(boundaries, "_SCALAR_TRIES", 1)
     monkeypatch.setattr(boundaries, "_WINDOW_MIN", 4)
@@ -372,3 +378,15 @@ def test_huge_single_block_is_counted_in_slices(monkeypatch: pytest.MonkeyPatch)
     data = HEADER + _many_rows(200)
     for chunk_size in (1, 64, 1000):
         check_plan(data, HEADER, plan(data, HEADER, chunk_size, block=len(data)))
+
+
+@pytest.mark.parametrize("sparse_quotes", [0, 1024])
+def test_giant_quoted_field_is_too_large_and_found_fast(
+    monkeypatch: pytest.MonkeyPatch, sparse_quotes: int
+) -> None:
+    monkeypatch.setattr(boundaries, "_SPARSE_QUOTES", sparse_quotes)
+    data = HEADER + b'1,"' + b"x\n" * 200_000 + b'",y\n2,b,z\n'
+    with pytest.raises(RecordTooLarge, match="line 2"):
+        plan(data, HEADER, 1000, block=65_536, max_record=100_000)
+    chunks = plan(data, HEADER, 1000, block=65_536, max_record=len(data))
+    assert [c.end - c.start for c in chunks] == [len(data) - len(HEADER) - 6, 6]
