@@ -8,13 +8,14 @@ import json
 import pytest
 
 from etl_local import lambda_runtime, retry_clock
+from etl_local.emulator import Emulator
 
 from .conftest import Stack
 
 pytestmark = pytest.mark.e2e
 
 
-def test_patched_lambda_method_is_the_one_we_expect() -> None:
+def test_patched_lambda_method_is_the_one_we_expect(emulator: Emulator) -> None:
     from moto.awslambda.models import LambdaFunction
 
     lambda_runtime.check_patch_target()  # raises PatchTargetChanged on any drift
