@@ -11,9 +11,17 @@ import sys
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from etl.core.process import process_chunk
+from etl.core.process import ChunkResult
+from etl.core.process import process_chunk as _process_chunk
 from etl.core.schema import load_schema
 from etl_local.datagen import BAD_KINDS, generate_bytes, generate_csv
+
+
+def process_chunk(data: bytes, schema, first_line: int) -> ChunkResult:
+    """process_chunk plus the conservation invariant, checked on every result here."""
+    r = _process_chunk(data, schema, first_line)
+    assert r.rows_in == r.rows_valid + r.rows_rejected == r.valid_table.num_rows + len(r.rejects)
+    return r
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes():

@@ -7,11 +7,14 @@ import importlib.util
 import io
 import os
 import sys
-from decimal import Decimal
+from datetime import date
+from decimal import Decimal, InvalidOperation
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from etl.core.process import RECORD_COLUMN, ChunkResult, process_chunk
 from etl.core.schema import load_schema
@@ -396,3 +399,54 @@ def test_pandas_baseline_agrees_on_counts():
         ours.rows_rejected,
     )
     assert ours.rows_rejected == stats.bad_rows
+
+
+# ---------------------------------------------------------------- properties against a Python oracle
+
+
+def _oracle_amount(v: str) -> Decimal | None:
+    """Python's reading of the amount rule: plain decimal, <= 16 integer digits, <= 2 decimals."""
+    if not v or v.strip() != v or not all(c in "0123456789-." for c in v) or v.count("-") > 1:
+        return None
+    if "-" in v and not v.startswith("-"):
+        return None
+    whole, _, frac = v.lstrip("-").partition(".")
+    if not whole or len(whole) > 16 or ("." in v and not 1 <= len(frac) <= 2):
+        return None
+    try:
+        return Decimal(v).quantize(Decimal("0.01"))
+    except InvalidOperation:
+        return None
+
+
+def _oracle_date(v: str) -> date | None:
+    if len(v) != 10 or v[4] != "-" or v[7] != "-" or not (v[:4] + v[5:7] + v[8:]).isdigit():
+        return None
+    try:
+        return date(int(v[:4]), int(v[5:7]), int(v[8:]))
+    except ValueError:
+        return None
+
+
+amounts = st.one_of(
+    st.decimals(min_value=-(10**16) + 1, max_value=10**16 - 1, places=2, allow_nan=False).map(str),
+    st.from_regex(r"-?[0-9]{1,18}(\.[0-9]{0,4})?", fullmatch=True),
+    st.text(alphabet="0123456789-.e+ ,", max_size=8),
+)
+dates = st.one_of(
+    st.dates(min_value=date(1000, 1, 1)).map(str),
+    st.from_regex(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", fullmatch=True),
+    st.text(alphabet="0123456789-/ ", max_size=11),
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(amounts, dates), min_size=1, max_size=40))
+def test_amounts_and_dates_match_python_oracle(values):
+    rows = [row(transaction_id=f"t{i}", amount=a, transaction_date=d) for i, (a, d) in enumerate(values)]
+    r = run(chunk(*rows))
+    expect_ok = [(_oracle_amount(a), _oracle_date(d)) for a, d in values]
+    want = [(a, d) for a, d in expect_ok if a is not None and d is not None]
+    t = r.valid_table
+    got = list(zip(t.column("amount").to_pylist(), t.column("transaction_date").to_pylist(), strict=True))
+    assert got == want
