@@ -104,7 +104,7 @@ def process_chunk(data: bytes, schema: Schema, first_line: int) -> ChunkResult:
     if n_records == 0:
         return _finish(data, schema, first_line, 0, _empty_table(schema), [])
     try:
-        table, ragged = _parse(text, base, schema)
+        table, ragged = _parse(text, base, schema, _block_size(recs))
     except pa.ArrowInvalid as exc:
         # pyarrow reports invalid UTF-8 as a conversion error, or, inside a row with a wrong
         # field count, as a parse error of that row (its handler cannot decode the text).
@@ -114,7 +114,7 @@ def process_chunk(data: bytes, schema: Schema, first_line: int) -> ChunkResult:
         # length, never a delimiter/quote/newline, so the record structure is unchanged),
         # parse that, and reject the affected records.
         text, bad_utf8_rows, positions = _mask_invalid_utf8(data, base, recs)
-        table, ragged = _parse(text, base, schema)
+        table, ragged = _parse(text, base, schema, _block_size(recs))
         for rec in np.unique(bad_utf8_rows):
             off = int(positions[bad_utf8_rows == rec][0] - recs.starts[rec])
             byte = data[int(positions[bad_utf8_rows == rec][0])]
@@ -410,7 +410,13 @@ def _check_header(header: bytes, schema: Schema) -> None:
     raise SchemaMismatch(f"header does not match schema {schema.schema_id}: " + "; ".join(parts))
 
 
-def _parse(text: bytes, base: int, schema: Schema) -> tuple[pa.Table, list[tuple[str, int]]]:
+def _block_size(recs: _Records) -> int:
+    """pyarrow's reader needs every record inside one block: room for the longest, twice."""
+    longest = int((recs.ends - recs.starts).max()) if len(recs.starts) else 0
+    return max(8 << 20, 2 * longest + (1 << 20), recs.header_end + (1 << 20))
+
+
+def _parse(text: bytes, base: int, schema: Schema, block_size: int) -> tuple[pa.Table, list[tuple[str, int]]]:
     """All columns as strings; rows with a wrong field count are collected, not fatal."""
     ragged: list[tuple[str, int]] = []
 
@@ -426,7 +432,7 @@ def _parse(text: bytes, base: int, schema: Schema) -> tuple[pa.Table, list[tuple
         # thread pool intermittently aborts the interpreter at exit (pyarrow 24), and the
         # threaded reader is barely faster on 2 vCPUs.
         use_threads=False,
-        block_size=8 << 20,
+        block_size=block_size,
     )
     parse = pacsv.ParseOptions(
         delimiter=schema.delimiter,

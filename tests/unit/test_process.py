@@ -258,6 +258,16 @@ def test_last_record_without_newline():
     assert r.rows_in == 2 and only_reject(r)[0] == 4
 
 
+def test_record_larger_than_the_default_parse_block():
+    # Records up to MAX_RECORD_BYTES (16 MiB) are legal; pyarrow needs each inside one block.
+    big = "x\n" * (17_000_000 // 2)
+    r = run(
+        chunk(row(transaction_id="a"), row(transaction_id="big", description=big), row(transaction_id="c"))
+    )
+    assert r.rows_valid == 3
+    assert len(r.valid_table.column("description")[1].as_py()) == len(big)
+
+
 def test_header_only_and_empty_chunk():
     r = run(chunk())
     assert (r.rows_in, r.rows_valid) == (0, 0)
