@@ -20,6 +20,7 @@ from constructs import Construct
 
 from etl import contracts as c
 from infra.config import LATEST_PYTHON, EtlConfig
+from infra.guardrails import drop_redundant_role_dependency
 from infra.nag import acknowledge, logical_id
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -191,6 +192,7 @@ class EtlFunctions(Construct):
                 role=role,
                 environment=environment,
             )
+            drop_redundant_role_dependency(function, role)
             self.functions[step] = function
             self.log_groups[step] = log_group
             self._acknowledge(function, role, step, config, bucket)

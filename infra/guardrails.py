@@ -152,11 +152,44 @@ class ForbidRetainedResources:
         ):
             if policy in FORBIDDEN_DELETION_POLICIES:
                 Annotations.of(node).add_error(
-                    f"{label} {policy} on {node.cfn_resource_type}: "
+                    f"{label} {policy.name} on {node.cfn_resource_type}: "
                     "every resource must be destroyable (INF12)"
                 )
         if getattr(node, "deletion_protection_enabled", None) is True:
             Annotations.of(node).add_error("DynamoDB deletion protection is on (INF12)")
+
+
+def drop_redundant_role_dependency(owner: IConstruct, role: IConstruct) -> None:
+    """Keep ``DependsOn`` only on the role's DefaultPolicy (cfn-lint W3005).
+
+    CDK makes a function/state machine depend on its role *and* the role's default policy; the
+    ``Fn::GetAtt Role.Arn`` already orders the role, so only the policy dependency is needed
+    (the first invocation must see the permissions). Call after the last grant.
+    """
+    resource = owner.node.default_child
+    policy = role.node.try_find_child("DefaultPolicy")
+    if not isinstance(resource, CfnResource):
+        raise ValueError(f"{owner.node.path} has no CloudFormation resource")
+    cfn_policy = policy.node.default_child if policy is not None else None
+    if isinstance(cfn_policy, CfnResource):
+        resource.add_override("DependsOn", [cfn_policy.logical_id])
+    else:
+        resource.add_deletion_override("DependsOn")
+
+
+@jsii.implements(IAspect)
+class DropProviderRoleDependency:
+    """The auto-delete-objects provider's handler: its DependsOn repeats its Role's GetAtt."""
+
+    def visit(self, node: IConstruct) -> None:
+        if (
+            type(node) is CfnResource
+            and node.cfn_resource_type == "AWS::Lambda::Function"
+            and node.node.id == "Handler"
+            and node.node.scope is not None
+            and node.node.scope.node.id.startswith("Custom::")
+        ):
+            node.add_deletion_override("DependsOn")
 
 
 def apply_guardrails(stack: Stack) -> None:
@@ -165,3 +198,4 @@ def apply_guardrails(stack: Stack) -> None:
     Aspects.of(stack).add(DenyDataDeletionOnEveryRole())
     Aspects.of(stack).add(TagRawResources())
     Aspects.of(stack).add(ForbidRetainedResources())
+    Aspects.of(stack).add(DropProviderRoleDependency())

@@ -20,6 +20,7 @@ from constructs import Construct
 
 from etl.errors import RETRYABLE_ERRORS
 from infra.config import EtlConfig
+from infra.guardrails import drop_redundant_role_dependency
 from infra.nag import acknowledge, logical_id
 
 # Lambda's own transient failures plus our TransientError. PermanentError subclasses are
@@ -66,12 +67,13 @@ class EtlWorkflow(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
 
-        def invoke(step: str, payload: sfn.TaskInput, result_path: str) -> tasks.LambdaInvoke:
+        def invoke(step: str, payload: sfn.TaskInput | None, result_path: str) -> tasks.LambdaInvoke:
             task = tasks.LambdaInvoke(
                 self,
                 step,
                 state_name=step,
                 lambda_function=functions[step],
+                # None = the whole state is the input (a Parameters of "$" is not valid ASL).
                 payload=payload,
                 # The handler's return value is the result (`$.file = {...}` in the contract):
                 # a ResultSelector can only nest `$.Payload` under a new key, never unwrap it.
@@ -91,7 +93,8 @@ class EtlWorkflow(Construct):
             error="FileFailed",
             cause="The file failed; see MarkFailed's output ($.failure) and the SNS alert.",
         )
-        mark_failed = invoke("MarkFailed", sfn.TaskInput.from_json_path_at("$"), "$.failure")
+        # MarkFailed gets the whole state (`$.file` may be missing if RegisterFile failed).
+        mark_failed = invoke("MarkFailed", None, "$.failure")
         alert_failure = tasks.SnsPublish(
             self,
             "AlertFailure",
@@ -231,6 +234,7 @@ class EtlWorkflow(Construct):
         # SnsPublish grants sns:Publish only; the topic is KMS-encrypted.
         alert_key.grant(self.state_machine, "kms:Decrypt", "kms:GenerateDataKey*")
 
+        drop_redundant_role_dependency(self.state_machine, self.state_machine.role)
         for step, function in functions.items():
             acknowledge(
                 self.state_machine,
