@@ -103,7 +103,7 @@ def bind(**keys: Any) -> None:
             tracer.put_annotation(key=name, value=str(value))
 
 
-def add_metric(name: str, value: float, unit: str = MetricUnit.Count) -> None:
+def add_metric(name: str, value: float, unit: MetricUnit | str = MetricUnit.Count) -> None:
     """Record a metric for the current invocation (flushed when the handler returns)."""
     current: Any | None = getattr(_local, "metrics", None)
     (current if current is not None else metrics).add_metric(name=name, unit=unit, value=value)
@@ -164,7 +164,7 @@ def lambda_handler(step: str) -> Callable[[F], F]:
             finally:
                 _local.metrics = None
                 if cold:
-                    invocation_metrics.add_cold_start_metric(context=ctx)
+                    invocation_metrics.add_cold_start_metric(context=ctx)  # type: ignore[arg-type]
                 # Flush only when something was recorded: Powertools warns on an empty set.
                 if invocation_metrics.metric_set:
                     invocation_metrics.flush_metrics()

@@ -34,7 +34,7 @@ from etl.aws.status import (
     utc_now,
 )
 from etl.core.identity import decode_event_key, file_id_for, partner_from_key
-from etl.errors import EtlError
+from etl.errors import EtlError, InvalidFileState
 from etl.handlers.common import failed_key, scratch_prefix, table_name
 
 SUBJECT_MAX = 100
@@ -89,24 +89,38 @@ def _stage(state: Mapping[str, Any], chunk_statuses: list[str]) -> str:
     return "ProcessChunks"
 
 
-def _file_from_s3_event(state: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The file RegisterFile would have registered, when the input is an S3 event."""
+def _owned(item: Mapping[str, Any]) -> bool:
+    """A FAILED item without an execution ARN was written by MarkFailed itself (a retry)."""
+    return item.get("status") == FAILED and not item.get("execution_arn")
+
+
+def _adopt_from_s3_event(
+    state: Mapping[str, Any], repo: StatusRepository, failed_attrs: Mapping[str, Any]
+) -> tuple[dict[str, Any] | None, bool]:
+    """RegisterFile failed: (the file the S3 event names, whether this execution may act on
+    it). It may act when it registers the file as FAILED itself (no item existed), never when
+    another execution registered it."""
     detail = state.get("detail")
     if state.get("source") != "aws.s3" or not isinstance(detail, Mapping):
-        return None
+        return None, False
     try:
         bucket = detail["bucket"]["name"]
         key = decode_event_key(str(detail["object"]["key"]))
     except (KeyError, TypeError, EtlError):
-        return None
+        return None, False
     obj = detail.get("object") or {}
+    version = obj.get("version-id") or None
+    if version:
+        known = repo.get_file(file_id_for(bucket, key, version, None))
+        if known is not None:  # e.g. this step is being retried after it moved the source
+            return known, _owned(known)
     try:
-        info = s3.head(bucket, key, obj.get("version-id") or None)
+        info = s3.head(bucket, key, version)
     except SourceMissing:
-        return None
-    version = obj.get("version-id") or info.version_id
+        return None, False
+    version = version or info.version_id
     etag = str(obj.get("etag") or info.etag).strip('"')
-    return {
+    file = {
         "file_id": file_id_for(bucket, key, version, etag),
         "bucket": bucket,
         "key": key,
@@ -117,6 +131,10 @@ def _file_from_s3_event(state: Mapping[str, Any]) -> dict[str, Any] | None:
         "partner": partner_from_key(key),
         "compression": "gzip" if key.lower().endswith(".gz") else "none",
     }
+    if repo.register_file({**file, **failed_attrs, "status": FAILED, "finished_at": utc_now()}):
+        return file, True
+    existing = repo.get_file(file["file_id"]) or {}
+    return ({**file, **existing}, _owned(existing))
 
 
 def _quarantine(file: Mapping[str, Any]) -> str | None:
@@ -142,23 +160,17 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     repo = StatusRepository(table_name())
 
     file: dict[str, Any] | None = dict(state["file"]) if isinstance(state.get("file"), Mapping) else None
-    registered_here = False
+    may_act = file is not None
     if file is None:
-        file = _file_from_s3_event(state)
+        file, may_act = _adopt_from_s3_event(state, repo, {"error": reason, "error_type": error_type})
         if file is not None:
             obs.bind(file_id=file["file_id"])
-            failed_item = {**file, "status": FAILED, "error": reason, "error_type": error_type}
-            registered_here = repo.register_file({**failed_item, "finished_at": utc_now()})
-            if not registered_here:
-                existing = repo.get_file(file["file_id"]) or {}
-                # A retry of this step finds its own FAILED item (it has no execution ARN).
-                registered_here = existing.get("status") == FAILED and not existing.get("execution_arn")
-            if not registered_here:
+            if not may_act:
                 obs.logger.warning("RegisterFile failed and another execution owns this file: not touched")
     chunk_statuses: list[str] = []
     target: str | None = None
     item: dict[str, Any] | None = None
-    if file is not None and (registered_here or state.get("file") is not None):
+    if file is not None and may_act:
         file_id = file["file_id"]
         item = repo.get_file(file_id)
         chunks = repo.list_chunks(file_id)
@@ -170,17 +182,19 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
                 obs.logger.error("no file item for %s; moving the source anyway", file_id)
             target = _quarantine(file)
             if item is not None:
-                now = utc_now()
-                repo.transition_file(
-                    file_id,
-                    FILE_STATUSES,
-                    FAILED,
-                    error=reason,
-                    error_type=error_type,
-                    failed_key=target,
-                    key=target or file.get("key"),
-                    finished_at=now,
-                )
+                try:
+                    repo.transition_file(
+                        file_id,
+                        set(FILE_STATUSES) - {SUCCEEDED},
+                        FAILED,
+                        error=reason,
+                        error_type=error_type,
+                        failed_key=target,
+                        key=target or file.get("key"),
+                        finished_at=utc_now(),
+                    )
+                except InvalidFileState as exc:  # changed under us (deleted, succeeded): report it
+                    obs.logger.error("file status not changed: %s", exc)
             for chunk in chunks:
                 if chunk.get("status") in (PENDING, RUNNING):
                     repo.fail_chunk(file_id, chunk["chunk_id"], f"aborted, the file failed: {reason}")

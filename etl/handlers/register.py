@@ -71,6 +71,13 @@ def _register_s3_event(event: Mapping[str, Any], execution_arn: str | None) -> d
         raise InvalidEvent(f"object key {key!r} is a folder marker, not a file")
 
     version_id = obj.get("version-id") or None
+    repo = StatusRepository(table_name())
+    if version_id:
+        # A duplicate event may arrive after the file was processed and moved away: look the
+        # id up before HEAD, or the duplicate would fail as "object does not exist".
+        known = repo.get_file(file_id_for(bucket, key, version_id, None))
+        if known is not None:
+            return _existing(known, execution_arn)
     # HEAD confirms the object (that version) still exists and fills what the event lacks.
     info = s3.head(bucket, key, version_id)
     version_id = version_id or info.version_id
@@ -92,11 +99,15 @@ def _register_s3_event(event: Mapping[str, Any], execution_arn: str | None) -> d
         "execution_arn": execution_arn,
         "status": REGISTERED,
     }
-    repo = StatusRepository(table_name())
     if repo.register_file(item):
         obs.logger.info("registered %s", key, extra={"size": size, "partner": item["partner"]})
         return _file_output(item, duplicate=False)
-    existing = repo.get_file(file_id) or {}
+    return _existing({**item, **(repo.get_file(file_id) or {})}, execution_arn)
+
+
+def _existing(existing: Mapping[str, Any], execution_arn: str | None) -> dict[str, Any]:
+    """The answer for an object version that already has a file item."""
+    obs.bind(file_id=existing["file_id"])
     if execution_arn and existing.get("execution_arn") == execution_arn:
         # Our own earlier attempt registered it (its response was lost): carry on.
         obs.logger.info("file already registered by this execution; continuing")
@@ -108,7 +119,7 @@ def _register_s3_event(event: Mapping[str, Any], execution_arn: str | None) -> d
             "existing_execution": existing.get("execution_arn"),
         },
     )
-    return _file_output({**item, **existing}, duplicate=True)
+    return _file_output(existing, duplicate=True)
 
 
 def _reprocess(request: Mapping[str, Any], execution_arn: str | None) -> dict[str, Any]:

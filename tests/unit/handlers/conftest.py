@@ -96,19 +96,15 @@ class Chain:
     lambda_cause = staticmethod(lambda_cause)
 
     def __init__(self, aws: Any) -> None:
-        from etl.handlers import mark_failed, plan_chunks, process_chunk, register, validate_header
+        from etl.handlers import finalize, mark_failed, plan_chunks, process_chunk, register, validate_header
 
         self.aws = aws
         self.register = register.handler
         self.validate = validate_header.handler
         self.plan = plan_chunks.handler
         self.process = process_chunk.handler
+        self.finalize = finalize.handler
         self.mark_failed = mark_failed.handler
-
-    def finalize(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-        from etl.handlers import finalize  # imported late: needs etl.core.manifest
-
-        return finalize.handler(event, context)
 
     def upload(self, key: str, data: bytes, encode: bool = True) -> dict[str, Any]:
         """Put the object and return the S3 event for it."""
