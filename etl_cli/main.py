@@ -380,7 +380,7 @@ def run(path: Path, partner: str, chunk_mb: float | None, as_json: bool, keep: b
 @local.command()
 @click.option("--size-mb", type=float, default=160.0, show_default=True, help="Size of the generated file.")
 @click.option("--seed", type=int, default=42, show_default=True)
-@click.option("--bad-share", type=float, default=0.002, show_default=True, help="Share of bad rows.")
+@click.option("--bad-share", type=float, default=0.005, show_default=True, help="Share of bad rows.")
 @click.option("--partner", default="default", show_default=True)
 @click.option("--chunk-mb", type=float, default=None, help="Chunk size (default: the stack's, 50 MB).")
 @click.option("--json", "as_json", is_flag=True)

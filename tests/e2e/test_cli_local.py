@@ -1,0 +1,47 @@
+"""`etl local run --json` end to end, as a user runs it: a subprocess with its own emulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from etl_local.datagen import generate_csv
+
+pytestmark = pytest.mark.e2e
+
+ETL = Path(sys.executable).with_name("etl")
+
+
+def test_local_run_json_prints_one_object_and_exits_zero(tmp_path: Path) -> None:
+    path = tmp_path / "acme.csv"
+    stats = generate_csv(path, rows=3000, seed=21, bad_row_share=0.003)
+    env = {**os.environ, "ETL_LOCAL_DIR": str(tmp_path / "state")}
+    env.pop("AWS_ENDPOINT_URL", None)
+    proc = subprocess.run(
+        [str(ETL), "local", "run", str(path), "--partner", "default", "--chunk-mb", "0.1", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stdout
+    report = json.loads(lines[0])
+    assert report["status"] == "SUCCEEDED"
+    assert report["error"] is None
+    assert (report["rows_total"], report["rows_valid"], report["rows_rejected"]) == (
+        stats.rows,
+        stats.valid_rows,
+        stats.bad_rows,
+    )
+    assert report["chunks"] >= 3
+    assert report["manifest"].endswith(f"/manifests/default/{report['file_id']}.json")
+    # The emulator it started is gone again.
+    assert not (tmp_path / "state" / "emulator.json").exists()
