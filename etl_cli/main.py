@@ -302,10 +302,10 @@ def run_local_file(
         pipe = harness.local_pipeline(emu.endpoint, chunk_size_bytes=chunk_bytes)
         info = pipe.upload(path, partner, name=name)
         if console:
+            console.print(f"uploaded s3://{info['bucket']}/{info['key']}", soft_wrap=True)
             console.print(
-                f"uploaded [bold]s3://{info['bucket']}/{info['key']}[/] "
-                f"({_fmt_bytes(info['size'])}, chunk size "
-                f"{_fmt_bytes(pipe.outputs.chunk_size_bytes)}); file id {info['file_id']}"
+                f"  {_fmt_bytes(info['size'])}, chunk size {_fmt_bytes(pipe.outputs.chunk_size_bytes)}, "
+                f"file id {info['file_id']}; the bucket's EventBridge rule starts the workflow"
             )
         rep = _wait_with_progress(pipe, info["file_id"], console, timeout)
         render_report(rep, as_json)
