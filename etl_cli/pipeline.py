@@ -268,12 +268,11 @@ class Pipeline:
         poll: float = 0.5,
         on_progress: Callable[[dict[str, Any] | None, list[dict[str, Any]]], None] | None = None,
         execution_arn: str | None = None,
-        not_before: str | None = None,
     ) -> FileReport:
         """Poll until the file is terminal *and* its execution has stopped.
 
-        ``execution_arn``: wait for this execution (reprocess). ``not_before``: ignore a file
-        state older than this ``updated_at`` (a re-run of a FAILED file starts from FAILED).
+        ``execution_arn``: wait for that execution to stop (a reprocess of a FAILED file starts
+        from FAILED, so the file's status alone would end the wait too early).
         """
         deadline = time.monotonic() + timeout
         while True:
@@ -285,8 +284,7 @@ class Pipeline:
             exec_status = None
             if exec_arn:
                 exec_status = self.describe_execution(exec_arn)["status"]
-            fresh = not not_before or str((item or {}).get("updated_at", "")) > not_before
-            file_done = bool(item) and item.get("status") in TERMINAL_FILE_STATES and fresh
+            file_done = item is not None and item.get("status") in TERMINAL_FILE_STATES
             if execution_arn and exec_status in TERMINAL_EXECUTION_STATES:
                 return self.report(file_id, execution_arn=exec_arn)
             if file_done and (exec_status is None or exec_status in TERMINAL_EXECUTION_STATES):

@@ -61,7 +61,7 @@ def check_patch_target() -> None:
         raise PatchTargetChanged(
             f"{PATCH_CLASS}.{PATCH_METHOD} signature is {sig}, expected {EXPECTED_SIGNATURE}"
         )
-    caller = inspect.getsource(cls.invoke)
+    caller = inspect.getsource(cls.invoke)  # type: ignore[attr-defined]
     if "res, errored, logs = self._invoke_lambda(event=body)" not in caller:
         raise PatchTargetChanged(f"{PATCH_CLASS}.invoke no longer unpacks _invoke_lambda the same way")
     if 'response_headers["x-amz-function-error"]' not in caller:

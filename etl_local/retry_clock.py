@@ -65,11 +65,11 @@ def install(sleep: Callable[[float], None] | None = None, jitter: str = "random"
     retrier = importlib.import_module(RETRIER_MODULE)
     if not hasattr(retrier, "time") or retrier.time not in (time, CLOCK):
         raise RuntimeError(f"{RETRIER_MODULE} no longer sleeps through `time`; update etl_local.retry_clock")
-    if "time.sleep(interval_seconds)" not in Path(retrier.__file__).read_text(encoding="utf-8"):
+    if "time.sleep(interval_seconds)" not in Path(str(retrier.__file__)).read_text(encoding="utf-8"):
         raise RuntimeError(f"{RETRIER_MODULE} no longer calls time.sleep(interval_seconds)")
-    retrier.time = CLOCK
+    retrier.time = CLOCK  # type: ignore[attr-defined]
     if sleep is not None:
         CLOCK.set_sleep(sleep)
     jitter_mod = importlib.import_module(JITTER_MODULE)
-    jitter_mod.random = _MaxJitter() if jitter == "max" else random  # type: ignore[assignment]
+    jitter_mod.random = _MaxJitter() if jitter == "max" else random  # type: ignore[attr-defined]
     return CLOCK
