@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
@@ -17,7 +19,15 @@ from infra.config import EtlConfig
 # POWERTOOLS_METRICS_NAMESPACE / POWERTOOLS_SERVICE_NAME (set on every function).
 CUSTOM_NAMESPACE = "TransactionEtl"
 SERVICE_DIMENSION = {"service": "transaction-etl"}
-CUSTOM_METRICS = ("RowsProcessed", "RowsRejected", "BytesProcessed")
+# Names emitted by etl/observability.py.
+CUSTOM_METRICS = (
+    "RowsProcessed",
+    "RowsRejected",
+    "BytesProcessed",
+    "ChunkDurationMs",
+    "FilesSucceeded",
+    "FilesFailed",
+)
 PERIOD = Duration.minutes(5)
 
 
@@ -33,7 +43,7 @@ class Monitoring(Construct):
         region: str,
         state_machine: sfn.IStateMachine,
         functions: dict[str, lambda_.IFunction],
-        dead_letter_queues: dict[str, sqs.IQueue],
+        dead_letter_queues: Mapping[str, sqs.IQueue],
         alert_topic: sns.ITopic,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -83,12 +93,14 @@ class Monitoring(Construct):
                 for step, fn in functions.items()
             ]
 
-        def custom(metric_name: str) -> cw.Metric:
+        def custom(metric_name: str, statistic: str = "Sum") -> cw.Metric:
+            if metric_name not in CUSTOM_METRICS:
+                raise ValueError(f"{metric_name} is not a metric the handlers emit")
             return cw.Metric(
                 namespace=CUSTOM_NAMESPACE,
                 metric_name=metric_name,
                 dimensions_map=SERVICE_DIMENSION,
-                statistic="Sum",
+                statistic=statistic,
                 period=PERIOD,
             )
 
@@ -130,6 +142,18 @@ class Monitoring(Construct):
                     cw.GraphWidget(title="Bytes processed", left=[custom("BytesProcessed")], width=8),
                     cw.GraphWidget(title="Dead-letter queue depth", left=dlq_depth, width=8),
                 ],
-                [cw.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms), width=24)],
+                [
+                    cw.GraphWidget(
+                        title="Files succeeded / failed",
+                        left=[custom("FilesSucceeded"), custom("FilesFailed")],
+                        width=8,
+                    ),
+                    cw.GraphWidget(
+                        title="Chunk processing p90 (ms)",
+                        left=[custom("ChunkDurationMs", "p90")],
+                        width=8,
+                    ),
+                    cw.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms), width=8),
+                ],
             ],
         )

@@ -95,5 +95,27 @@ class Notifications(Construct):
             enforce_ssl=True,
         )
         self.alert_topic.apply_removal_policy(RemovalPolicy.DESTROY)
+        self.alert_subscription_dlq: sqs.Queue | None = None
         if alarm_email:
-            self.alert_topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
+            # Alerts SNS could not deliver to the mailbox are kept instead of dropped.
+            self.alert_subscription_dlq = sqs.Queue(
+                self,
+                "AlertSubscriptionDlq",
+                queue_name=config.name("alerts-dlq"),
+                encryption=sqs.QueueEncryption.SQS_MANAGED,
+                enforce_ssl=True,
+                retention_period=Duration.days(14),
+                removal_policy=RemovalPolicy.DESTROY,
+            )
+            for rule, reason in (
+                ("AwsSolutions-SQS3", "This queue is the e-mail subscription's dead-letter queue."),
+                (
+                    "Serverless-SQSRedrivePolicy",
+                    "A dead-letter queue has no redrive target of its own; it keeps alerts SNS "
+                    "could not e-mail.",
+                ),
+            ):
+                acknowledge(self.alert_subscription_dlq, rule, reason)
+            self.alert_topic.add_subscription(
+                subscriptions.EmailSubscription(alarm_email, dead_letter_queue=self.alert_subscription_dlq)
+            )

@@ -62,6 +62,12 @@ class EtlPipelineStack(Stack):
             state_machine=workflow.state_machine,
             enabled=trigger_enabled,
         )
+        dead_letter_queues = {
+            "TriggerDlq": trigger.dead_letter_queue,
+            "ResultDlq": notifications.result_dlq,
+        }
+        if notifications.alert_subscription_dlq is not None:
+            dead_letter_queues["AlertSubscriptionDlq"] = notifications.alert_subscription_dlq
         monitoring = Monitoring(
             self,
             "Monitoring",
@@ -69,10 +75,7 @@ class EtlPipelineStack(Stack):
             region=self.region,
             state_machine=workflow.state_machine,
             functions=dict(functions.functions),
-            dead_letter_queues={
-                "TriggerDlq": trigger.dead_letter_queue,
-                "ResultDlq": notifications.result_dlq,
-            },
+            dead_letter_queues=dead_letter_queues,
             alert_topic=notifications.alert_topic,
         )
         apply_guardrails(self)

@@ -623,6 +623,9 @@ def test_INF9_dashboard_shows_executions_failure_rate_functions_rows_and_dlqs(
         "RowsProcessed",
         "RowsRejected",
         "BytesProcessed",
+        "ChunkDurationMs",
+        "FilesSucceeded",
+        "FilesFailed",
         "TransactionEtl",
         "transaction-etl",
         "ApproximateNumberOfMessagesVisible",
@@ -791,3 +794,29 @@ def test_resolved_definition_is_embedded_for_linting(primary: dict[str, Any]) ->
     assert "DefinitionString" in props(
         next(iter(resources(primary, "AWS::StepFunctions::StateMachine").values()))
     )
+
+
+def test_L2_L3_INF6_context_knobs_reach_functions_layers_and_nag(variant_synth: Synth) -> None:
+    """Runtime, architecture and chunk sizes are context values; cdk-nag still passes (synth ran)."""
+    template = variant_synth.templates["EtlPipeline-qa-7"]
+    fns = [
+        r
+        for r in resources(template, "AWS::Lambda::Function").values()
+        if str(props(r).get("FunctionName", "")).startswith("etl-")
+    ]
+    assert len(fns) == 6
+    parameters = template["Parameters"]
+    for fn in fns:
+        p = props(fn)
+        assert p["Runtime"] == "python3.14" and p["Architectures"] == ["arm64"]
+        assert p["Environment"]["Variables"]["CHUNK_SIZE_BYTES"] == str(64 * 1024 * 1024)
+        assert p["Environment"]["Variables"]["MAX_RECORD_BYTES"] == str(8 * 1024 * 1024)
+        assert [parameters[ref_id(layer)]["Default"] for layer in p["Layers"]] == [
+            "/aws/service/aws-sdk-pandas/3.17.1/py3.14/arm64/layer-arn",
+            "/aws/service/powertools/python/arm64/python3.14/latest",
+        ]
+    (subscription,) = resources(template, "AWS::SNS::Subscription").values()
+    assert props(subscription)["Protocol"] == "email"
+    dlq = resources(template)[ref_id(props(subscription)["RedrivePolicy"]["deadLetterTargetArn"])]
+    assert props(dlq)["QueueName"] == "etl-alerts-dlq-qa-7"
+    assert all("qa-7" in literal_text(v) for _, _, _, v in named_values(template))
