@@ -93,14 +93,23 @@ def _ids_from_event(event: Any) -> dict[str, Any]:
     return {k: v for k, v in ids.items() if v}
 
 
+def _annotate(keys: dict[str, Any]) -> None:
+    """X-Ray annotations; only valid inside a subsegment (Lambda's own segment is read-only)."""
+    if tracer.disabled:
+        return
+    for name, value in keys.items():
+        try:
+            tracer.put_annotation(key=name, value=str(value))
+        except Exception:  # tracing must never fail the work
+            logger.debug("could not annotate the trace with %s", name)
+
+
 def bind(**keys: Any) -> None:
     """Add keys (e.g. ``file_id`` once RegisterFile has computed it) to this invocation's logs
-    and, when tracing, as X-Ray annotations."""
+    and, when tracing, as X-Ray annotations. Call it from inside a handler."""
     keys = {k: v for k, v in keys.items() if v is not None}
     logger.thread_safe_append_keys(**keys)
-    if not tracer.disabled:
-        for name, value in keys.items():
-            tracer.put_annotation(key=name, value=str(value))
+    _annotate(keys)
 
 
 def add_metric(name: str, value: float, unit: MetricUnit | str = MetricUnit.Count) -> None:
@@ -115,7 +124,12 @@ def lambda_handler(step: str) -> Callable[[F], F]:
     class name)."""
 
     def decorate(fn: F) -> F:
-        traced = tracer.capture_lambda_handler(fn, capture_response=False)
+        def annotated(event: Any, context: Any) -> Any:
+            # Runs inside the handler subsegment that capture_lambda_handler opens.
+            _annotate(_ids_from_event(event))
+            return fn(event, context)
+
+        traced = tracer.capture_lambda_handler(annotated, capture_response=False)
 
         @functools.wraps(fn)
         def wrapper(event: Any, context: Any = None) -> Any:
@@ -124,13 +138,14 @@ def lambda_handler(step: str) -> Callable[[F], F]:
             invocation_metrics = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
             _local.metrics = invocation_metrics
             logger.thread_safe_clear_keys()
-            bind(
-                step=step,
-                cold_start=cold,
-                function_name=getattr(ctx, "function_name", step),
-                function_request_id=getattr(ctx, "aws_request_id", None),
+            keys = {
+                "step": step,
+                "cold_start": cold,
+                "function_name": getattr(ctx, "function_name", step),
+                "function_request_id": getattr(ctx, "aws_request_id", None),
                 **_ids_from_event(event),
-            )
+            }
+            logger.thread_safe_append_keys(**{k: v for k, v in keys.items() if v is not None})
             started = time.monotonic()
             try:
                 result = traced(event, ctx)
