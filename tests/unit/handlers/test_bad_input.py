@@ -171,3 +171,15 @@ def test_awkward_keys_are_processed(chain, etl_aws, key):
     name = key.rsplit("/", 1)[-1]
     assert run.state["result"]["processed_key"] == f"processed/default/{fid}/{name}"
     assert etl_aws.get(f"processed/default/{fid}/{name}") == data
+
+
+def test_record_larger_than_a_chunk_becomes_its_own_chunk(chain, etl_aws, monkeypatch):
+    monkeypatch.setenv("MAX_RECORD_BYTES", "20000")  # chunks stay at 2 KB
+    big = chain.row(31, desc='"' + "long, quoted\n" * 600 + '"')
+    data = _header(chain) + _rows(chain, 1, 30) + big.encode() + b"\n" + _rows(chain, 32, 60)
+    assert len(big) > 2 * 2048
+    run = chain.upload_and_run("incoming/default/tx.csv", data)
+    assert run.error is None, run.failure
+    assert run.state["result"]["rows_total"] == 60 and run.state["result"]["rows_rejected"] == 0
+    holder = [c for c in run.state["plan"]["chunks"] if b"\nT000031," in data[c["start"] - 1 : c["end"]]]
+    assert len(holder) == 1 and holder[0]["end"] - holder[0]["start"] > 2048
