@@ -462,3 +462,15 @@ def test_amounts_and_dates_match_python_oracle(values):
     t = r.valid_table
     got = list(zip(t.column("amount").to_pylist(), t.column("transaction_date").to_pylist(), strict=True))
     assert got == want
+
+
+def test_concurrent_calls_give_the_serial_results():
+    # The local harness runs Map iterations on threads: no shared state may leak between calls.
+    from concurrent.futures import ThreadPoolExecutor
+
+    inputs = [generate_bytes(rows=1500, seed=s, bad_row_share=0.03)[0] for s in range(6)]
+    serial = [run(d) for d in inputs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        parallel = list(pool.map(run, inputs))
+    for a, b in zip(serial, parallel, strict=True):
+        assert (a.parquet, a.rejects_csv) == (b.parquet, b.rejects_csv)
