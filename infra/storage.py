@@ -96,8 +96,3 @@ class DataStorage(Construct):
                 event_bridge_enabled=True
             )
         )
-
-    @staticmethod
-    def object_arn(bucket: s3.IBucket, prefix: str) -> str:
-        """ARN pattern of every object under ``prefix`` (for least-privilege statements)."""
-        return bucket.arn_for_objects(prefix + "*")
