@@ -31,6 +31,10 @@ def local_session() -> Any:
     )
 
 
+# Emulators started by this process: their exit must be reaped here (a zombie still "exists").
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
 @dataclass
 class RunningEmulator:
     endpoint: str
@@ -61,6 +65,7 @@ def start_background(timeout: float = 60.0) -> RunningEmulator:
         start_new_session=True,
     )
     log.close()
+    _CHILDREN[proc.pid] = proc
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         current = state.read()
@@ -84,8 +89,15 @@ def stop_background(emulator: RunningEmulator | None = None, timeout: float = 30
     except ProcessLookupError:
         state.clear()
         return False
+    child = _CHILDREN.pop(int(pid), None)
+    if child is not None:
+        try:
+            child.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while child is None and time.monotonic() < deadline:
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
 import threading
 
 from etl_local import state
@@ -31,11 +32,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stop.wait()
     finally:
-        emulator.stop()
+        print("etl-local emulator stopping", flush=True)
         current = state.read() or {}
         if current.get("pid") == os.getpid():
             state.clear()
-    return 0
+        emulator.stop()
+        print("etl-local emulator stopped", flush=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything the emulator held was in memory. Do not wait for worker threads that moto or
+    # the handlers' thread pools may still park (interpreter shutdown joins them).
+    os._exit(0)
 
 
 if __name__ == "__main__":
