@@ -25,7 +25,10 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -569,69 +572,82 @@ def _cast_rows(values: pa.ChunkedArray, typ: pa.DataType) -> tuple[pa.Array, np.
     return pa.concat_arrays(pieces), failed
 
 
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+# Below this many rows a chunk is validated on the calling thread (threads cost more than
+# they save); above it the columns are checked in parallel: pyarrow.compute releases the GIL.
+PARALLEL_MIN_ROWS = 20_000
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(
+                max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="etl-validate"
+            )
+        return _POOL
+
+
 def _validate(table: pa.Table, schema: Schema) -> tuple[dict[str, Any], list[np.ndarray]]:
     """Typed column per target field and, per field, a numpy ``ok`` mask (True = passes)."""
     n = table.num_rows
-    typed: dict[str, Any] = {}
-    oks: list[np.ndarray] = []
-    for f in schema.fields:
-        col = table.column(f.source_name)
-        typ = _arrow_type(f)
-        if n == 0:
-            typed[f.name] = pa.array([], typ)
-            oks.append(np.zeros(0, dtype=bool))
-            continue
-        empty = pc.equal(pc.binary_length(col), 0)
-        present = pc.invert(empty)
-        checks: list[Any] = []  # arrow boolean arrays: True = ok for non-empty values
-        if f.type == "string":
-            if f.pattern is not None:
-                checks.append(pc.match_substring_regex(col, f.anchored_pattern))
-            if f.enum is not None:
-                checks.append(pc.is_in(col, value_set=pa.array(f.enum, pa.string())))
-            if f.min_length is not None or f.max_length is not None:
-                length = pc.utf8_length(col)
-                if f.min_length is not None:
-                    checks.append(pc.greater_equal(length, f.min_length))
-                if f.max_length is not None:
-                    checks.append(pc.less_equal(length, f.max_length))
-            values = col if f.required else _null_if_empty(col, present)
-        elif f.type == "number":
-            shape = pc.match_substring_regex(col, _decimal_regex(f))
-            checks.append(shape)
-            values, failed = _cast_rows(pc.if_else(shape, col, pa.scalar(None, pa.string())), typ)
-            if failed.any():  # e.g. 5.12 in decimal(2,2): shape fine, precision exceeded
-                checks.append(pa.array(~failed))
+    cols = [table.column(f.source_name) for f in schema.fields]
+    if n >= PARALLEL_MIN_ROWS and (os.cpu_count() or 1) > 1:
+        results = list(_pool().map(_check_field, cols, schema.fields, [n] * len(cols)))
+    else:
+        results = [_check_field(c, f, n) for c, f in zip(cols, schema.fields)]
+    typed = {f.name: values for f, (values, _) in zip(schema.fields, results)}
+    return typed, [ok for _, ok in results]
+
+
+def _check_field(col: pa.ChunkedArray, f: Field, n: int) -> tuple[Any, np.ndarray]:
+    """(typed values, ok mask) of one column. Values of failing rows are unspecified: those
+    rows are filtered out."""
+    typ = _arrow_type(f)
+    if n == 0:
+        return pa.array([], typ), np.zeros(0, dtype=bool)
+    empty = pc.equal(pc.binary_length(col), 0)
+    present = pc.invert(empty)
+    checks: list[Any] = []  # arrow boolean arrays: True = ok for non-empty values
+    if f.type == "string":
+        if f.pattern is not None:
+            checks.append(pc.match_substring_regex(col, f.anchored_pattern))
+        if f.enum is not None:
+            checks.append(pc.is_in(col, value_set=pa.array(f.enum, pa.string())))
+        if f.min_length is not None or f.max_length is not None:
+            length = pc.utf8_length(col)
+            if f.min_length is not None:
+                checks.append(pc.greater_equal(length, f.min_length))
+            if f.max_length is not None:
+                checks.append(pc.less_equal(length, f.max_length))
+        values = col if f.required else _null_if_empty(col, present)
+    else:
+        if f.type == "number":
+            regex = _decimal_regex(f)
         elif f.type == "integer":
-            shape = pc.match_substring_regex(col, _INT_RE)
-            checks.append(shape)
-            values, failed = _cast_rows(pc.if_else(shape, col, pa.scalar(None, pa.string())), typ)
-            if failed.any():  # e.g. 5.12 in decimal(2,2): shape fine, precision exceeded
-                checks.append(pa.array(~failed))
+            regex = _INT_RE
         elif f.type == "date":
-            shape = pc.match_substring_regex(col, "^" + DATE_RE + "$")
-            checks.append(shape)
-            values, _ = _cast_rows(pc.if_else(shape, col, pa.scalar(None, pa.string())), typ)
-        else:  # datetime: the regex leaves only valid timestamps, so the cast cannot fail
-            shape = pc.match_substring_regex(col, "^" + TIMESTAMP_RE + "$")
-            checks.append(shape)
-            values, failed = _cast_rows(pc.if_else(shape, col, pa.scalar(None, pa.string())), typ)
-            if failed.any():
-                checks.append(pa.array(~failed))
-        if checks:
-            ok_present = checks[0]
-            for c in checks[1:]:
-                ok_present = pc.and_(ok_present, c)
-            # Empty: fine unless required. Non-empty: every check must pass.
-            ok_np = _np(pc.if_else(empty, not f.required, ok_present))
-        elif f.required:
-            ok_np = _np(present)
-        else:
-            ok_np = np.ones(n, dtype=bool)
-        oks.append(ok_np)
-        # Values of rejected rows need no masking: those rows are filtered out.
-        typed[f.name] = values
-    return typed, oks
+            regex = "^" + DATE_RE + "$"
+        else:  # datetime
+            regex = "^" + TIMESTAMP_RE + "$"
+        # The shape regex leaves only values the cast accepts exactly (no rounding, no
+        # exponent, no impossible dates); a value it still refuses (e.g. 5.12 in
+        # decimal(2,2)) is caught by _cast_rows and rejected, never fails the chunk.
+        shape = pc.match_substring_regex(col, regex)
+        checks.append(shape)
+        values, failed = _cast_rows(pc.if_else(shape, col, pa.scalar(None, pa.string())), typ)
+        if failed.any():
+            checks.append(pa.array(~failed))
+    if checks:
+        ok_present = checks[0]
+        for c in checks[1:]:
+            ok_present = pc.and_(ok_present, c)
+        # Empty: fine unless required. Non-empty: every check must pass.
+        return values, _np(pc.if_else(empty, not f.required, ok_present))
+    if f.required:
+        return values, _np(present)
+    return values, np.ones(n, dtype=bool)
 
 
 def _reason(f: Field, value: str) -> str:
