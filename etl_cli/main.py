@@ -129,6 +129,8 @@ def render_report(rep: FileReport, as_json: bool) -> None:
             table.add_row(label, value)
     if rep.error:
         table.add_row("error", f"[red]{rep.error}[/]")
+    if rep.timings:
+        table.add_row("wall time", ", ".join(f"{k} {v:.1f} s" for k, v in rep.timings.items()))
     console.print(table)
 
 
@@ -278,8 +280,18 @@ def run_local_file(
     timeout: float,
     name: str | None = None,
     intro: str | None = None,
+    timings: dict[str, float] | None = None,
 ) -> int:
     from etl_local import harness
+
+    timings = dict(timings or {})
+    t0 = time.monotonic()
+
+    def lap(phase: str) -> None:
+        nonlocal t0
+        now = time.monotonic()
+        timings[phase] = round(now - t0, 2)
+        t0 = now
 
     started_here = False
     emu = harness.running_emulator()
@@ -296,11 +308,14 @@ def run_local_file(
                 console.print("[dim]starting the local emulator (moto on loopback)...[/]")
             emu = harness.start_background()
             started_here = True
+        lap("emulator")
         if console:
             console.print(f"[dim]emulator {emu.endpoint}; deploying the synthesized stack...[/]")
         chunk_bytes = int(chunk_mb * 1024 * 1024) if chunk_mb else None
         pipe = harness.local_pipeline(emu.endpoint, chunk_size_bytes=chunk_bytes)
+        lap("deploy")
         info = pipe.upload(path, partner, name=name)
+        lap("upload")
         if console:
             console.print(f"uploaded s3://{info['bucket']}/{info['key']}", soft_wrap=True)
             console.print(
@@ -308,6 +323,8 @@ def run_local_file(
                 f"file id {info['file_id']}; the bucket's EventBridge rule starts the workflow"
             )
         rep = _wait_with_progress(pipe, info["file_id"], console, timeout)
+        lap("workflow")
+        rep.timings = timings
         render_report(rep, as_json)
         return 0 if rep.status == "SUCCEEDED" else 1
     except Exception as exc:
@@ -402,6 +419,7 @@ def demo(
 
     state.STATE_DIR.mkdir(parents=True, exist_ok=True)
     path = state.STATE_DIR / f"demo-{int(size_mb)}mb-seed{seed}.csv"
+    t0 = time.monotonic()
     stats = generate_csv(
         path, size_bytes=int(size_mb * 1024 * 1024), seed=seed, bad_row_share=bad_share, schema=partner
     )
@@ -410,7 +428,12 @@ def demo(
         f"{stats.bad_rows:,} bad on purpose, seed {seed})"
     )
     name = f"transactions-{time.strftime('%Y%m%d-%H%M%S')}.csv"
-    sys.exit(run_local_file(path, partner, chunk_mb, as_json, keep, timeout, name=name, intro=intro))
+    generated = {"generate": round(time.monotonic() - t0, 2)}
+    sys.exit(
+        run_local_file(
+            path, partner, chunk_mb, as_json, keep, timeout, name=name, intro=intro, timings=generated
+        )
+    )
 
 
 def main() -> None:

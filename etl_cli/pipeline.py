@@ -124,6 +124,7 @@ class FileReport:
     rejects: str | None = None
     processed: str | None = None
     failed: str | None = None
+    timings: dict[str, float] | None = None  # local runs: wall seconds per phase
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
