@@ -474,3 +474,14 @@ def test_concurrent_calls_give_the_serial_results():
         parallel = list(pool.map(run, inputs))
     for a, b in zip(serial, parallel, strict=True):
         assert (a.parquet, a.rejects_csv) == (b.parquet, b.rejects_csv)
+
+
+def test_parallel_and_serial_validation_agree(monkeypatch):
+    from etl.core import process as proc
+
+    data, _ = generate_bytes(rows=3000, seed=17, bad_row_share=0.03)
+    monkeypatch.setattr(proc, "PARALLEL_MIN_ROWS", 10**12)
+    serial = run(data)
+    monkeypatch.setattr(proc, "PARALLEL_MIN_ROWS", 0)
+    parallel = run(data)
+    assert (serial.parquet, serial.rejects_csv) == (parallel.parquet, parallel.rejects_csv)
