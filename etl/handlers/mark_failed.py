@@ -80,6 +80,8 @@ def _stage(state: Mapping[str, Any], chunk_statuses: list[str]) -> str:
     """Which step failed, inferred from what the state already holds."""
     if not isinstance(state.get("file"), Mapping):
         return "RegisterFile"
+    if "result" in state:  # Finalize succeeded; sending the result message did not
+        return "NotifyResult"
     if "header" not in state:
         return "ValidateHeader"
     if "plan" not in state:
@@ -217,7 +219,8 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
         "error_type": error_type,
         "reason": reason,
         "attempts": (item or {}).get("attempts"),
-        "hint": "fix the cause, then: etl reprocess <file_id>" if target else None,
+        "file_status": (item or {}).get("status"),
+        "hint": f"fix the cause, then: etl reprocess {file_id}" if target else None,
     }
     obs.add_metric(obs.FILES_FAILED, 1)
     obs.logger.error("file failed in %s: %s", stage, reason, extra={"failed_key": target})

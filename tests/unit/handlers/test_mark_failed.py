@@ -133,3 +133,5 @@ def test_a_succeeded_file_is_never_marked_failed(chain, etl_aws):
     assert out["failed_key"] is None
     assert etl_aws.repo.get_file(run.state["file"]["file_id"])["status"] == "SUCCEEDED"
     assert etl_aws.keys("failed/") == []
+    details = json.loads(out["message"])
+    assert details["failed_step"] == "NotifyResult" and details["file_status"] == "SUCCEEDED"
