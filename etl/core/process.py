@@ -166,6 +166,8 @@ def process_chunk(data: bytes, schema: Schema, first_line: int) -> ChunkResult:
     if bad_utf8_rows.size:
         keep &= ~np.isin(row_records, bad_utf8_rows)
 
+    # Return the parser's block buffers to the OS before validation allocates (see below).
+    pa.default_memory_pool().release_unused()
     typed, ok_masks = _validate(table, schema)
     valid = keep.copy()
     for ok in ok_masks:
