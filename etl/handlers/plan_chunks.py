@@ -16,9 +16,10 @@ Shipped to Lambda: Python 3.9 compatible.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import gzip
 import zlib
-from collections.abc import Iterator
 from typing import Any
 
 from etl import observability as obs
@@ -40,6 +41,7 @@ from etl.handlers.common import (
 
 BLOCK_SIZE = 8 * 1024 * 1024
 READ_WORKERS = 8
+UPLOADS_IN_FLIGHT = 2
 
 
 class _Replay:
@@ -78,27 +80,41 @@ def _plan_plain(file: dict[str, Any], header: dict[str, Any]) -> list[dict[str, 
     return [_chunk_entry(r, key) for r in ranges]
 
 
-def _split_gzip(file: dict[str, Any], header: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def _split_gzip(file: dict[str, Any], header: dict[str, Any]) -> list[dict[str, Any]]:
+    """Decompress once, cut into scratch chunk objects; uploads overlap the decompression
+    (at most ``UPLOADS_IN_FLIGHT`` bodies held besides the splitter's own buffer)."""
     bucket, file_id = file["bucket"], file["file_id"]
     s3.delete_prefix(bucket, scratch_prefix(file_id))  # leftovers of an earlier plan
+    entries: list[dict[str, Any]] = []
+    pending: collections.deque[concurrent.futures.Future[Any]] = collections.deque()
     body = s3.open_stream(bucket, file["key"], source_version(file))
+    pool = concurrent.futures.ThreadPoolExecutor(UPLOADS_IN_FLIGHT, thread_name_prefix="scratch-put")
     try:
-        with (
-            transient_errors(f"reading gzip s3://{bucket}/{file['key']}"),
-            gzip.GzipFile(fileobj=body, mode="rb") as gz,
-        ):
+        # Network errors while streaming are transient; gzip errors are CorruptGzip.
+        # (One line, no parentheses: parenthesised context managers are Python 3.10+.)
+        reading = f"reading gzip s3://{bucket}/{file['key']}"
+        with transient_errors(reading), gzip.GzipFile(fileobj=body, mode="rb") as gz:
             try:
                 head = gz.read(int(header["header_bytes"]))
             except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
                 raise CorruptGzip(f"the gzip stream is corrupt: {exc}") from exc
+            meta = {"file-id": file_id}
             for rng, chunk_body in split_stream(
                 _Replay(head, gz), head, chunk_size_bytes(), max_record_bytes(), BLOCK_SIZE
             ):
                 key = scratch_key(file_id, rng.index)
-                s3.put_bytes(bucket, key, chunk_body, "text/csv", {"file-id": file_id})
-                yield _chunk_entry(rng, key)
+                if len(pending) >= UPLOADS_IN_FLIGHT:
+                    pending.popleft().result()  # bounded memory; re-raises upload errors
+                pending.append(pool.submit(s3.put_bytes, bucket, key, chunk_body, "text/csv", meta))
+                entries.append(_chunk_entry(rng, key))
+        while pending:
+            pending.popleft().result()
     finally:
+        for fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=True)
         body.close()
+    return entries
 
 
 def _remove_stale(repo: StatusRepository, file: dict[str, Any], new_ids: set[str]) -> None:
@@ -119,10 +135,8 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     file = require(event, "file")
     header = require(event, "header")
     repo = StatusRepository(table_name())
-    if file.get("compression") == "gzip":
-        chunks = list(_split_gzip(file, header))
-    else:
-        chunks = _plan_plain(file, header)
+    gzipped = file.get("compression") == "gzip"
+    chunks = _split_gzip(file, header) if gzipped else _plan_plain(file, header)
     _remove_stale(repo, file, {c["chunk_id"] for c in chunks})
     repo.put_chunks(file["file_id"], chunks)
     repo.transition_file(file["file_id"], {VALIDATING, PLANNED}, PLANNED, chunk_count=len(chunks))

@@ -208,3 +208,26 @@ def test_handlers_log_json_with_file_and_chunk_ids(chain, capsys, monkeypatch):
     names = {m["Name"] for x in emf for d in x["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
     assert {"RowsProcessed", "RowsRejected", "BytesProcessed", "ChunkDurationMs"} <= names
     assert all(d["Namespace"] == "TransactionEtl" for x in emf for d in x["_aws"]["CloudWatchMetrics"])
+
+
+def test_gzip_scratch_upload_failure_fails_the_plan(chain, etl_aws, gzip_bytes, monkeypatch):
+    from etl.aws import s3
+
+    file = _register(chain, "incoming/p/tx.csv.gz", gzip_bytes(chain.make_csv(120)))
+    header = validate_header.handler({"file": file}, None)
+    real = s3.put_bytes
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) == 2:
+            raise TransientError("PutObject failed after retries: SlowDown")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(s3, "put_bytes", flaky)
+    with pytest.raises(TransientError, match="SlowDown"):
+        plan_chunks.handler({"file": file, "header": header}, None)
+    assert etl_aws.repo.list_chunks(file["file_id"]) == []  # nothing planned on a failed upload
+    monkeypatch.setattr(s3, "put_bytes", real)
+    plan = plan_chunks.handler({"file": file, "header": header}, None)  # the retry succeeds
+    assert len(etl_aws.keys(f"scratch/{file['file_id']}/")) == plan["chunk_count"]
