@@ -142,3 +142,15 @@ def test_reprocess_requires_failed_and_claims_it(chain, etl_aws):
     assert handler({"event": {"reprocess": {"file_id": file["file_id"]}}, "execution_arn": ARN + "b"}, None)
     with pytest.raises(InvalidFileState):
         handler({"event": {"reprocess": {"file_id": file["file_id"]}}, "execution_arn": ARN + "c"}, None)
+
+
+def test_unversioned_bucket_identity_is_the_etag(chain, etl_aws):
+    etl_aws.s3.create_bucket(Bucket="etl-unversioned-test")
+    put = etl_aws.s3.put_object(Bucket="etl-unversioned-test", Key="incoming/p/tx.csv", Body=b"abc")
+    event = chain.s3_event("etl-unversioned-test", "incoming/p/tx.csv", put, 3)
+    assert "version-id" not in event["detail"]["object"]
+    file = handler({"event": event, "execution_arn": ARN}, None)
+    assert file["version_id"] is None
+    assert file["file_id"] == file_id_for("etl-unversioned-test", "incoming/p/tx.csv", None, put["ETag"])
+    again = handler({"event": event, "execution_arn": ARN + "2"}, None)
+    assert again["duplicate"] is True
