@@ -312,7 +312,7 @@ def run_local_file(
         if console:
             console.print(f"[dim]emulator {emu.endpoint}; deploying the synthesized stack...[/]")
         chunk_bytes = int(chunk_mb * 1024 * 1024) if chunk_mb else None
-        pipe = harness.local_pipeline(emu.endpoint, chunk_size_bytes=chunk_bytes)
+        pipe = harness.local_pipeline(emu.endpoint, chunk_size_bytes=chunk_bytes, for_run=True)
         lap("deploy")
         info = pipe.upload(path, partner, name=name)
         lap("upload")

@@ -145,28 +145,6 @@ def resolve(value: Any, resolver: Resolver) -> Any:
 # ---------------------------------------------------------------------------------------------
 # Deploy
 
-IGNORED_TYPES = {
-    "AWS::IAM::Role",
-    "AWS::IAM::Policy",
-    "AWS::IAM::ManagedPolicy",
-    "AWS::Logs::LogGroup",
-    "AWS::CloudWatch::Dashboard",
-    "AWS::CloudWatch::Alarm",
-    "AWS::KMS::Key",
-    "AWS::KMS::Alias",
-    "AWS::S3::BucketPolicy",
-    "AWS::SQS::QueuePolicy",
-    "AWS::SNS::TopicPolicy",
-    "AWS::SNS::Subscription",
-    "AWS::Lambda::Permission",
-    "AWS::Lambda::LayerVersion",
-    "AWS::SSM::Parameter",
-    "AWS::CDK::Metadata",
-    "Custom::S3AutoDeleteObjects",
-    "Custom::AWS",
-    "Custom::LogRetention",
-}
-
 
 def _dummy_zip() -> bytes:
     buf = io.BytesIO()
@@ -260,27 +238,12 @@ def deploy(
         return session.client(service, endpoint_url=endpoint, region_name=region)
 
     resources = template.get("Resources", {})
+    # Only the types created below are emulated. The rest (IAM, KMS, log groups, alarms, the
+    # dashboard, CDK's Node.js custom resources) has no behaviour in a local run; anything the
+    # workflow references but we do not emulate fails when the definition is resolved.
     by_type: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    unknown = []
     for lid, spec in resources.items():
-        t = spec.get("Type", "")
-        by_type.setdefault(t, []).append((lid, spec))
-        known = {
-            "AWS::S3::Bucket",
-            "AWS::DynamoDB::Table",
-            "AWS::SQS::Queue",
-            "AWS::SNS::Topic",
-            "AWS::Lambda::Function",
-            "AWS::StepFunctions::StateMachine",
-            "AWS::Events::Rule",
-            "Custom::S3BucketNotifications",
-        }
-        if t not in known and t not in IGNORED_TYPES and not t.startswith("Custom::"):
-            unknown.append(f"{lid} ({t})")
-    if unknown:
-        # Not fatal: a resource without behaviour in the workflow (e.g. a new alarm type).
-        # Anything the workflow references is caught by the definition's resolution below.
-        pass
+        by_type.setdefault(spec.get("Type", ""), []).append((lid, spec))
 
     iam = client("iam")
     with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):

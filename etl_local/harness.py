@@ -128,14 +128,20 @@ def ensure_deployed(endpoint: str, suffix: str = LOCAL_SUFFIX, session: Any = No
     return outputs
 
 
-def local_pipeline(endpoint: str, chunk_size_bytes: int | None = None) -> Pipeline:
-    """A :class:`Pipeline` on the emulated stack; ``chunk_size_bytes`` None = the stack's default."""
+def local_pipeline(endpoint: str, chunk_size_bytes: int | None = None, *, for_run: bool = False) -> Pipeline:
+    """A :class:`Pipeline` on the emulated stack.
+
+    ``for_run``: set the functions' CHUNK_SIZE_BYTES for the coming run to ``chunk_size_bytes``,
+    or back to the stack's own value when None (``etl local run --chunk-mb``). Other commands
+    leave the configuration alone.
+    """
     session = local_session()
     outputs = ensure_deployed(endpoint, session=session)
-    default = (state.read() or {}).get("default_chunk_size_bytes") or outputs.chunk_size_bytes
-    wanted = chunk_size_bytes or default
-    if wanted and wanted != outputs.chunk_size_bytes:
-        set_chunk_size(session, outputs, int(wanted))
-        if (state.read() or {}).get("endpoint") == endpoint:
-            state.update(outputs=outputs.to_json())
+    if for_run:
+        default = (state.read() or {}).get("default_chunk_size_bytes") or outputs.chunk_size_bytes
+        wanted = chunk_size_bytes or default
+        if wanted and wanted != outputs.chunk_size_bytes:
+            set_chunk_size(session, outputs, int(wanted))
+            if (state.read() or {}).get("endpoint") == endpoint:
+                state.update(outputs=outputs.to_json())
     return Pipeline(session, outputs)
