@@ -45,3 +45,40 @@ def test_local_run_json_prints_one_object_and_exits_zero(tmp_path: Path) -> None
     assert report["manifest"].endswith(f"/manifests/default/{report['file_id']}.json")
     # The emulator it started is gone again.
     assert not (tmp_path / "state" / "emulator.json").exists()
+
+
+def test_local_up_run_reuse_and_a_failed_file_exits_one(tmp_path: Path) -> None:
+    good = tmp_path / "good.csv"
+    generate_csv(good, rows=600, seed=2, bad_row_share=0.0)
+    bad = tmp_path / "bad.csv"
+    head, rest = good.read_bytes().split(b"\n", 1)
+    bad.write_bytes(head.replace(b"amount", b"amt") + b"\n" + rest)
+    env = {**os.environ, "ETL_LOCAL_DIR": str(tmp_path / "state")}
+    env.pop("AWS_ENDPOINT_URL", None)
+
+    def etl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(ETL), *args], capture_output=True, text=True, env=env, timeout=600, check=False
+        )
+
+    up = etl("local", "up")
+    assert up.returncode == 0, up.stderr[-3000:]
+    try:
+        state = json.loads((tmp_path / "state" / "emulator.json").read_text())
+        failed = etl("local", "run", str(bad), "--json")
+        assert failed.returncode == 1, failed.stderr[-3000:]
+        report = json.loads(failed.stdout)
+        assert report["status"] == "FAILED"
+        assert "amt" in report["error"] or "amount" in report["error"]
+        ok = etl("local", "run", str(good), "--json")
+        assert ok.returncode == 0, ok.stderr[-3000:]
+        assert json.loads(ok.stdout)["rows_total"] == 600
+        # Both runs reused the emulator `local up` started; the operator commands see both files.
+        assert json.loads((tmp_path / "state" / "emulator.json").read_text())["pid"] == state["pid"]
+        listed = etl("--local", "list", "--json")
+        assert listed.returncode == 0, listed.stderr[-3000:]
+        assert sorted(f["status"] for f in json.loads(listed.stdout)) == ["FAILED", "SUCCEEDED"]
+    finally:
+        down = etl("local", "down")
+    assert down.returncode == 0
+    assert not (tmp_path / "state" / "emulator.json").exists()

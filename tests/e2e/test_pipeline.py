@@ -270,3 +270,15 @@ def test_too_many_rejects_fails_with_counts(stack: Stack, tmp_path: Path) -> Non
     assert str(stats.rows) in (rep.error or "")
     assert stack.keys(contracts.MANIFEST_PREFIX) == []
     assert stack.keys(f"{contracts.FAILED_PREFIX}default/{info['file_id']}/")
+
+
+def test_gzip_file_is_split_and_processed(stack: Stack, tmp_path: Path) -> None:
+    path = tmp_path / "tx.csv.gz"
+    stats = generate_csv(path, rows=3000, seed=9, bad_row_share=0.0, gzip=True)
+    info = stack.upload(path, "default")
+    rep = stack.wait(info["file_id"])
+
+    assert rep.status == "SUCCEEDED", rep.error
+    assert rep.rows_total == stats.rows and rep.rows_rejected == 0
+    assert rep.chunks is not None and rep.chunks >= 3
+    assert len(read_parquet_rows(stack, contracts.OUTPUT_PREFIX)) == stats.rows
