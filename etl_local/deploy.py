@@ -69,7 +69,10 @@ def synth_primary_template(suffix: str = LOCAL_SUFFIX, cache_dir: Path | None = 
     templates = synth_templates(context)
     template = pick_primary(templates, suffix)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    cached.write_text(json.dumps(template))
+    # Atomic: parallel test workers and CLI runs may read the cache while it is written.
+    tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(template))
+    tmp.replace(cached)
     return template
 
 
