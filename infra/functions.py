@@ -75,32 +75,39 @@ ACCESS: dict[str, Access] = {
         table=("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"),
         list_prefixes=(INC, FAIL),
     ),
+    # GetItem: after a failed conditional transition it reads the status to name it.
     "ValidateHeader": Access(
         s3=((GET, (INC, FAIL)),),
-        table=("dynamodb:UpdateItem",),
+        table=("dynamodb:UpdateItem", "dynamodb:GetItem"),
     ),
+    # A re-plan (redrive, reprocess) removes chunk items, outputs and scratch objects of an
+    # earlier plan that the new plan no longer produces.
     "PlanChunks": Access(
-        s3=((GET, (INC, FAIL)), (PUT, (SCR,))),
+        s3=((GET, (INC, FAIL)), (PUT + DELETE, (SCR,)), (DELETE, (OUT, REJ))),
         table=(
             "dynamodb:PutItem",
             "dynamodb:UpdateItem",
             "dynamodb:BatchWriteItem",
             "dynamodb:GetItem",
+            "dynamodb:Query",
         ),
+        list_prefixes=(SCR,),
     ),
+    # DeleteObject on rejected/: a re-run without rejects removes the earlier run's rejects.
     "ProcessChunk": Access(
-        s3=((GET, (INC, FAIL, SCR)), (PUT, (OUT, REJ))),
+        s3=((GET, (INC, FAIL, SCR)), (PUT, (OUT,)), (PUT + DELETE, (REJ,))),
         table=("dynamodb:UpdateItem", "dynamodb:GetItem"),
     ),
     "Finalize": Access(
-        s3=((GET + PUT + DELETE + TAGS, (INC, FAIL, PROC, MAN)),),
+        s3=((GET + PUT + DELETE + TAGS, (INC, FAIL, PROC, MAN)), (GET + DELETE, (SCR,))),
         table=("dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:GetItem"),
-        list_prefixes=(INC, FAIL, PROC, MAN),
+        list_prefixes=(INC, FAIL, PROC, MAN, SCR),
     ),
+    # PutItem: a file whose RegisterFile failed is registered as FAILED so it can be reprocessed.
     "MarkFailed": Access(
-        s3=((GET + PUT + DELETE + TAGS, (INC, FAIL)),),
-        table=("dynamodb:UpdateItem", "dynamodb:GetItem"),
-        list_prefixes=(INC, FAIL),
+        s3=((GET + PUT + DELETE + TAGS, (INC, FAIL)), (GET + DELETE, (SCR,))),
+        table=("dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"),
+        list_prefixes=(INC, FAIL, SCR),
     ),
 }
 

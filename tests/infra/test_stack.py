@@ -445,10 +445,10 @@ def as_list(value: Any) -> list[Any]:
 EXPECTED_PREFIXES = {
     "RegisterFile": {"incoming/", "failed/"},
     "ValidateHeader": {"incoming/", "failed/"},
-    "PlanChunks": {"incoming/", "failed/", "scratch/"},
+    "PlanChunks": {"incoming/", "failed/", "scratch/", "output/", "rejected/"},
     "ProcessChunk": {"incoming/", "failed/", "scratch/", "output/", "rejected/"},
-    "Finalize": {"incoming/", "failed/", "processed/", "manifests/"},
-    "MarkFailed": {"incoming/", "failed/"},
+    "Finalize": {"incoming/", "failed/", "processed/", "manifests/", "scratch/"},
+    "MarkFailed": {"incoming/", "failed/", "scratch/"},
 }
 WRITERS = {
     "PlanChunks": {"scratch/"},
@@ -492,6 +492,8 @@ def test_INF6_code_asset_is_only_the_etl_package(default_synth: Synth) -> None:
     assert top == ["etl"]
     files = [p.relative_to(asset_dir).as_posix() for p in asset_dir.rglob("*")]
     assert "etl/contracts.py" in files and "etl/errors.py" in files
+    # The schemas are data files the handlers load at run time.
+    assert "etl/schemas/default.json" in files and "etl/schemas/data/iso4217_active.json" in files
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc") or "/." in f]
 
 
