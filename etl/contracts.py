@@ -2,6 +2,7 @@
 
 See docs/contracts.md for the event shapes. Shipped to Lambda: Python 3.9 compatible.
 """
+
 from __future__ import annotations
 
 FILE_ITEM = "FILE"

@@ -7,6 +7,7 @@ straight to the Catch -> MarkFailed -> alert -> Fail path.
 
 Code here is shipped to Lambda: keep it Python 3.9 compatible.
 """
+
 from __future__ import annotations
 
 
