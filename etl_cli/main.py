@@ -124,6 +124,7 @@ def render_report(rep: FileReport, as_json: bool) -> None:
         ("processed", rep.processed),
         ("failed", rep.failed),
         ("execution", rep.execution_arn),
+        ("local copy", rep.local_copy),
     ):
         if value:
             table.add_row(label, value)
@@ -243,6 +244,31 @@ def upload(obj: Ctx, path: Path, partner: str, wait: bool, as_json: bool) -> Non
     sys.exit(0 if rep.status == "SUCCEEDED" else 1)
 
 
+@cli.command()
+@click.argument("file_id_or_key")
+@click.option(
+    "--to",
+    "dest",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("etl-results"),
+    show_default=True,
+    help="Folder to copy into; S3 keys become relative paths.",
+)
+@click.pass_obj
+def download(obj: Ctx, file_id_or_key: str, dest: Path) -> None:
+    """Copy a file's Parquet parts, rejects and manifest to a local folder."""
+    try:
+        pipe = obj.pipeline()
+        file_id = pipe.resolve_file_id(file_id_or_key)
+        written = pipe.download_results(file_id, dest)
+    except PipelineError as exc:
+        _fail(str(exc))
+        return
+    for path in written:
+        click.echo(str(path))
+    click.echo(f"{len(written)} objects copied to {dest}")
+
+
 # ---------------------------------------------------------------------------------------------
 # Local mode
 
@@ -269,6 +295,13 @@ def down() -> None:
     from etl_local import harness
 
     click.echo("stopped" if harness.stop_background() else "no emulator was running")
+
+
+def results_dir() -> Path:
+    """Where local runs copy their results (``.etl-local/results``)."""
+    from etl_local import state
+
+    return state.STATE_DIR / "results"
 
 
 def run_local_file(
@@ -324,6 +357,13 @@ def run_local_file(
             )
         rep = _wait_with_progress(pipe, info["file_id"], console, timeout)
         lap("workflow")
+        if rep.status in ("SUCCEEDED", "FAILED") and started_here and not keep:
+            # The emulator keeps everything in memory and stops with this command: copy the
+            # results to disk so they can be opened afterwards (pyarrow, duckdb, a spreadsheet).
+            dest = results_dir() / str(info["file_id"])
+            if pipe.download_results(info["file_id"], dest):
+                rep.local_copy = str(dest)
+            lap("copy results")
         rep.timings = timings
         render_report(rep, as_json)
         return 0 if rep.status == "SUCCEEDED" else 1

@@ -125,6 +125,7 @@ class FileReport:
     processed: str | None = None
     failed: str | None = None
     timings: dict[str, float] | None = None  # local runs: wall seconds per phase
+    local_copy: str | None = None  # local runs: where the results were copied on disk
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -295,6 +296,32 @@ class Pipeline:
                 rep.error = (rep.error or "") + f" (timed out after {timeout:.0f}s waiting)"
                 return rep
             time.sleep(poll)
+
+    def result_keys(self, file_id: str) -> list[str]:
+        """Every object this file produced: Parquet parts, rejects and the manifest."""
+        item = self.get_file(file_id)
+        if not item:
+            raise PipelineError(f"no file {file_id} in {self.outputs.table}")
+        keys = [
+            str(chunk[attr])
+            for chunk in self.list_chunks(file_id)
+            for attr in ("output_key", "rejects_key")
+            if chunk.get(attr)
+        ]
+        if item.get("manifest_key"):
+            keys.append(str(item["manifest_key"]))
+        return keys
+
+    def download_results(self, file_id: str, dest: Path) -> list[Path]:
+        """Copy the file's results to ``dest``, keeping their S3 keys as relative paths."""
+        s3 = self.client("s3")
+        written = []
+        for key in self.result_keys(file_id):
+            target = dest / key
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(self.outputs.bucket, key, str(target))
+            written.append(target)
+        return written
 
     def report(self, file_id: str, execution_arn: str | None = None) -> FileReport:
         item = self.get_file(file_id) or {}

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from etl_local.datagen import generate_csv
@@ -43,8 +44,17 @@ def test_local_run_json_prints_one_object_and_exits_zero(tmp_path: Path) -> None
     )
     assert report["chunks"] >= 3
     assert report["manifest"].endswith(f"/manifests/default/{report['file_id']}.json")
-    # The emulator it started is gone again.
+    # The emulator it started is gone again, but its results were copied to disk first.
     assert not (tmp_path / "state" / "emulator.json").exists()
+    copy = Path(report["local_copy"])
+    assert copy == tmp_path / "state" / "results" / report["file_id"]
+    parts = sorted(copy.glob("output/**/*.parquet"))
+    assert len(parts) == report["chunks"]
+    assert sum(pq.read_metadata(p).num_rows for p in parts) == stats.valid_rows
+    manifest = json.loads((copy / "manifests" / "default" / f"{report['file_id']}.json").read_text())
+    assert manifest["file_id"] == report["file_id"]
+    rejects = list(copy.glob("rejected/**/*.csv"))
+    assert sum(len(p.read_text().splitlines()) - 1 for p in rejects) >= stats.bad_rows
 
 
 def test_local_up_run_reuse_and_a_failed_file_exits_one(tmp_path: Path) -> None:

@@ -50,6 +50,12 @@ def test_cli_finds_the_pipeline_by_stack_outputs(stack: Stack, tmp_path: Path) -
     assert by_key.exit_code == 0, by_key.output
     assert json.loads(by_key.output)["file_id"] == report["file_id"]
 
+    dest = tmp_path / "results"
+    copied = runner.invoke(cli, [*base, "download", report["file_id"], "--to", str(dest)])
+    assert copied.exit_code == 0, copied.output
+    parts = list(dest.glob("output/**/*.parquet"))
+    assert parts and (dest / "manifests" / "acme_bank" / f"{report['file_id']}.json").is_file()
+
     refused = runner.invoke(cli, [*base, "reprocess", report["file_id"]])
     assert refused.exit_code == 2
     assert "already SUCCEEDED" in refused.output
