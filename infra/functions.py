@@ -157,6 +157,7 @@ class EtlFunctions(Construct):
             "POWERTOOLS_SERVICE_NAME": "transaction-etl",
             "POWERTOOLS_METRICS_NAMESPACE": "TransactionEtl",
             "POWERTOOLS_LOG_LEVEL": "INFO",
+            **c.RUNTIME_ENV,
         }
 
         self.functions: dict[str, lambda_.Function] = {}

@@ -419,7 +419,9 @@ def test_INF6_environment_matches_the_contract(primary: dict[str, Any]) -> None:
             "POWERTOOLS_SERVICE_NAME",
             "POWERTOOLS_METRICS_NAMESPACE",
             "POWERTOOLS_LOG_LEVEL",
+            "ARROW_DEFAULT_MEMORY_POOL",
         }, step
+        assert env["ARROW_DEFAULT_MEMORY_POOL"] == "system"  # PERF2 peak memory
         assert env["CHUNK_SIZE_BYTES"] == str(contracts.DEFAULT_CHUNK_SIZE_BYTES)
         assert env["MAX_RECORD_BYTES"] == str(contracts.DEFAULT_MAX_RECORD_BYTES)
         assert env["POWERTOOLS_SERVICE_NAME"] == "transaction-etl"
