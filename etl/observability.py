@@ -149,26 +149,12 @@ def lambda_handler(step: str) -> Callable[[F], F]:
             started = time.monotonic()
             try:
                 result = traced(event, ctx)
-            except TransientError as exc:
-                logger.warning(
-                    "%s failed transiently (the state machine retries): %s",
-                    step,
-                    exc,
-                    extra={"error_type": type(exc).__name__, "duration_ms": _ms(started)},
-                )
-                raise
-            except PermanentError as exc:
-                logger.error(
-                    "%s failed: %s",
-                    step,
-                    exc,
-                    extra={"error_type": type(exc).__name__, "duration_ms": _ms(started)},
-                )
-                raise
             except Exception as exc:
-                logger.exception(
-                    "%s failed unexpectedly: %s",
+                log, how = _failure_log(exc)
+                log(
+                    "%s %s: %s",
                     step,
+                    how,
                     exc,
                     extra={"error_type": type(exc).__name__, "duration_ms": _ms(started)},
                 )
@@ -192,3 +178,13 @@ def lambda_handler(step: str) -> Callable[[F], F]:
 
 def _ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
+
+
+def _failure_log(exc: BaseException) -> tuple[Callable[..., Any], str]:
+    """How loudly to log a failure: a transient one is retried by the state machine, a
+    permanent one is the input's fault, anything else is a bug (logged with its traceback)."""
+    if isinstance(exc, TransientError):
+        return logger.warning, "failed transiently (the state machine retries)"
+    if isinstance(exc, PermanentError):
+        return logger.error, "failed"
+    return logger.exception, "failed unexpectedly"
