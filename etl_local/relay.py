@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,10 +36,16 @@ def execution_name_prefix(event: dict[str, Any]) -> str:
 
 
 def as_s3_sends_it(event: dict[str, Any]) -> dict[str, Any]:
-    """moto 5.2 names the object's ETag ``eTag`` in S3's EventBridge event; S3 sends ``etag``."""
+    """Two differences between moto 5.2's S3 event and S3's own: moto names the object's ETag
+    ``eTag`` (S3: ``etag``), and moto sends the raw key where S3 URL-encodes it in its event
+    notifications ("red flower.jpg" -> "red+flower.jpg"). Encoding it here makes local runs
+    exercise the handler's decoding (RUN8: keys with spaces or non-ASCII)."""
     obj = (event.get("detail") or {}).get("object")
-    if isinstance(obj, dict) and "eTag" in obj and "etag" not in obj:
-        obj["etag"] = obj.pop("eTag")
+    if isinstance(obj, dict):
+        if "eTag" in obj and "etag" not in obj:
+            obj["etag"] = obj.pop("eTag")
+        if isinstance(obj.get("key"), str):
+            obj["key"] = urllib.parse.quote_plus(obj["key"], safe="/")
     return event
 
 

@@ -79,7 +79,7 @@ def _register_s3_event(event: Mapping[str, Any], execution_arn: str | None) -> d
         if known is not None:
             return _existing(known, execution_arn)
     # HEAD confirms the object (that version) still exists and fills what the event lacks.
-    info = s3.head(bucket, key, version_id)
+    key, info = _head_event_key(bucket, key, str(raw_key), version_id)
     version_id = version_id or info.version_id
     etag = str(obj.get("etag") or info.etag).strip('"')
     size = int(obj["size"]) if obj.get("size") is not None else info.size
@@ -103,6 +103,22 @@ def _register_s3_event(event: Mapping[str, Any], execution_arn: str | None) -> d
         obs.logger.info("registered %s", key, extra={"size": size, "partner": item["partner"]})
         return _file_output(item, duplicate=False)
     return _existing({**item, **(repo.get_file(file_id) or {})}, execution_arn)
+
+
+def _head_event_key(bucket: str, decoded: str, raw: str, version_id: str | None) -> tuple[str, s3.ObjectInfo]:
+    """HEAD the object the event names: S3 URL-encodes keys in its events, but '+' and '%' are
+    legal in keys, so a producer that sends the raw key (a hand-made or replayed event) would
+    be mis-decoded. The decoded key wins; the raw one is tried only when that does not exist."""
+    try:
+        return decoded, s3.head(bucket, decoded, version_id)
+    except s3.SourceMissing:
+        if raw == decoded:
+            raise
+        try:
+            return raw, s3.head(bucket, raw, version_id)
+        except s3.SourceMissing:
+            pass
+        raise
 
 
 def _existing(existing: Mapping[str, Any], execution_arn: str | None) -> dict[str, Any]:

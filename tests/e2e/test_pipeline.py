@@ -282,3 +282,37 @@ def test_gzip_file_is_split_and_processed(stack: Stack, tmp_path: Path) -> None:
     assert rep.rows_total == stats.rows and rep.rows_rejected == 0
     assert rep.chunks is not None and rep.chunks >= 3
     assert len(read_parquet_rows(stack, contracts.OUTPUT_PREFIX)) == stats.rows
+
+
+def test_partner_schema_and_a_key_with_spaces_and_non_ascii(stack: Stack, tmp_path: Path) -> None:
+    """RUN2/RUN8 through the real rule: the partner prefix picks acme_bank's schema (its own
+    column names, `;` delimiter, an extra column), and the S3 key, URL-encoded in the event,
+    is decoded back to the real object."""
+    path = tmp_path / "acme.csv"
+    stats = generate_csv(path, rows=2500, seed=13, bad_row_share=0.0, schema="acme_bank")
+    name = "Tagesumsätze März 2026.csv"
+    info = stack.upload(path, "acme_bank", name=name)
+    assert info["key"] == f"{contracts.INCOMING_PREFIX}acme_bank/{name}"
+
+    rep = stack.wait(info["file_id"])
+
+    assert rep.status == "SUCCEEDED", rep.error
+    assert rep.rows_total == stats.rows and rep.rows_rejected == 0
+    rows = read_parquet_rows(stack, f"{contracts.OUTPUT_PREFIX}transactions/partner=acme_bank/")
+    assert len(rows) == stats.rows
+    # Mapped onto our column names; the partner's extra column is not carried over.
+    assert list(rows[0]) == [
+        "transaction_id",
+        "account_id",
+        "transaction_date",
+        "posted_at",
+        "amount",
+        "currency",
+        "transaction_type",
+        "merchant_name",
+        "merchant_category_code",
+        "description",
+    ]
+    assert stack.keys(f"{contracts.PROCESSED_PREFIX}acme_bank/{info['file_id']}/") == [
+        f"{contracts.PROCESSED_PREFIX}acme_bank/{info['file_id']}/{name}"
+    ]

@@ -71,6 +71,23 @@ def test_url_encoded_keys_are_decoded(chain, etl_aws, key):
     assert file["partner"] == ("acme_bank" if "acme_bank" in key else "default")
 
 
+@pytest.mark.parametrize("key", ["incoming/default/a+b.csv", "incoming/default/100%25 sure.csv"])
+def test_a_raw_key_that_decoding_would_change_is_still_found(chain, etl_aws, key):
+    event = chain.upload(key, chain.make_csv(2), encode=False)  # a producer that did not encode
+    file = handler({"event": event, "execution_arn": ARN}, None)
+    assert file["key"] == key
+    assert file["duplicate"] is False
+
+
+def test_a_key_missing_in_both_spellings_names_the_decoded_key(chain, etl_aws):
+    event = chain.upload("incoming/default/a+b.csv", b"x")
+    event["detail"]["object"]["key"] = "incoming/default/gone+file.csv"
+    from etl.aws.s3 import SourceMissing
+
+    with pytest.raises(SourceMissing, match=r"gone file\.csv"):
+        handler({"event": event, "execution_arn": ARN}, None)
+
+
 def test_unversioned_event_uses_etag_and_head(chain, etl_aws):
     event = chain.upload("incoming/p/tx.gz", b"\x1f\x8b")
     del event["detail"]["object"]["version-id"]
