@@ -34,7 +34,7 @@ test-fast: ## Unit + property tests only, without reinstalling
 lint: install ## ruff, mypy, and the Python 3.9 floor of the Lambda code
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	.venv/bin/mypy etl infra etl_local etl_cli app.py
+	.venv/bin/mypy etl infra etl_local etl_cli benchmarks app.py
 	.venv/bin/vermin -t=3.9- --no-tips --violations etl
 
 synth: install ## Synthesize both stacks (no AWS account needed): make synth SUFFIX=pr42

@@ -25,6 +25,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -47,6 +49,7 @@ def worker(impl: str, path: str, repeat: int) -> dict:
 
     from etl.core.schema import load_schema
 
+    run: Callable[[bytes, Any, int], Any]
     if impl == "arrow":
         from etl.core.process import process_chunk as run
     else:

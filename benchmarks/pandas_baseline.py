@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from etl.core.schema import Field, Schema
+from etl.core.process import arrow_type  # the same target types, not the same checks
+from etl.core.schema import Schema
 
 DATE_RE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
 TS_RE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:?[0-9]{2})"
@@ -36,18 +37,6 @@ class BaselineResult:
     rows_rejected: int
     parquet: bytes
     rejects_csv: bytes
-
-
-def _arrow_type(f: Field) -> pa.DataType:
-    if f.type == "number":
-        return pa.decimal128(f.precision, f.scale)
-    if f.type == "integer":
-        return pa.int64()
-    if f.type == "date":
-        return pa.date32()
-    if f.type == "datetime":
-        return pa.timestamp("us", tz="UTC")
-    return pa.string()
 
 
 def process_chunk_pandas(data: bytes, schema: Schema, first_line: int) -> BaselineResult:
@@ -102,6 +91,7 @@ def process_chunk_pandas(data: bytes, schema: Schema, first_line: int) -> Baseli
                 ok &= empty | (s.str.len() <= f.max_length)
             values = s.where(~empty, None)
         elif f.type == "number":
+            assert f.precision is not None and f.scale is not None  # the schema loader sets both
             whole = f.precision - f.scale
             shape = s.str.fullmatch(rf"-?[0-9]{{1,{whole}}}(\.[0-9]{{1,{f.scale}}})?")
             ok &= empty | shape
@@ -126,7 +116,7 @@ def process_chunk_pandas(data: bytes, schema: Schema, first_line: int) -> Baseli
         out[f.name] = values
     valid = first_fail == ""
     typed = pd.DataFrame({k: v[valid] for k, v in out.items()})
-    arrow_schema = pa.schema([pa.field(f.name, _arrow_type(f)) for f in schema.fields])
+    arrow_schema = pa.schema([pa.field(f.name, arrow_type(f)) for f in schema.fields])
     buf = io.BytesIO()
     typed.to_parquet(buf, engine="pyarrow", compression="snappy", index=False, schema=arrow_schema)
     bad = ~valid

@@ -464,7 +464,8 @@ def _parse(text: bytes, base: int, schema: Schema, block_size: int) -> tuple[pa.
 # Validation
 
 
-def _arrow_type(f: Field) -> pa.DataType:
+def arrow_type(f: Field) -> pa.DataType:
+    """The Parquet column type of a schema field (also used by the pandas baseline)."""
     if f.type == "number":
         assert f.precision is not None and f.scale is not None
         return pa.decimal128(f.precision, f.scale)
@@ -484,7 +485,7 @@ def _arrow_schema(schema: Schema) -> pa.Schema:
         b"etl.dataset": schema.dataset.encode(),
     }
     return pa.schema(
-        [pa.field(f.name, _arrow_type(f), nullable=not f.required) for f in schema.fields], metadata=meta
+        [pa.field(f.name, arrow_type(f), nullable=not f.required) for f in schema.fields], metadata=meta
     )
 
 
@@ -606,7 +607,7 @@ def _validate(table: pa.Table, schema: Schema) -> tuple[dict[str, Any], list[np.
 def _check_field(col: pa.ChunkedArray, f: Field, n: int) -> tuple[Any, np.ndarray]:
     """(typed values, ok mask) of one column. Values of failing rows are unspecified: those
     rows are filtered out."""
-    typ = _arrow_type(f)
+    typ = arrow_type(f)
     if n == 0:
         return pa.array([], typ), np.zeros(0, dtype=bool)
     empty = pc.equal(pc.binary_length(col), 0)
