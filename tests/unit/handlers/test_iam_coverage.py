@@ -1,0 +1,290 @@
+"""INF6 least privilege, checked from the other side: every AWS call the handlers really make
+is allowed by the role the synthesized template gives that function.
+
+moto does not enforce IAM, so a missing grant would pass every other local test and only fail
+on AWS. Here the handler chain runs its main paths (plain, gzip, failure + reprocess, re-plan)
+while a botocore hook records each call with the step that made it; each call is then
+mapped to the IAM actions and resources AWS would authorize it against and checked against
+the Allow statements of that step's role (resolved from the template).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import gzip
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from etl import contracts
+from infra.template_tools import resolve_intrinsics, synth_templates
+
+# The names tests/conftest.py gives the mocked bucket and table (asserted below).
+TEST_BUCKET = "etl-data-test"
+TEST_TABLE = "etl-status-test"
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+BUCKET_ARN = f"arn:aws:s3:::{TEST_BUCKET}"
+TABLE_ARN = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{TEST_TABLE}"
+
+# The step running now. A plain global, not a contextvar: the chain runs one step at a time and
+# PlanChunks' parallel ranged reads happen on pool threads that must be attributed to it too.
+_current = {"step": "?"}
+
+
+@dataclass(frozen=True)
+class Call:
+    step: str
+    service: str
+    operation: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Need:
+    """One authorization AWS makes for a call: an action on a resource (plus the s3:prefix
+    condition key for ListBucket)."""
+
+    action: str
+    resource: str
+    prefix: str | None = None
+
+
+# ---- the roles, from the synthesized template --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def allowed() -> dict[str, list[dict[str, Any]]]:
+    """Step name -> the Allow statements of its function's role, intrinsics resolved."""
+    templates = synth_templates({"environmentSuffix": "iam"})
+    template = next(t for name, t in templates.items() if name == "EtlPipeline-iam")
+    resources = template["Resources"]
+
+    def resolver(logical_id: str, attribute: str | None) -> str:
+        kind = resources.get(logical_id, {}).get("Type")
+        if kind == "AWS::S3::Bucket" and attribute == "Arn":
+            return BUCKET_ARN
+        if kind == "AWS::DynamoDB::Table" and attribute == "Arn":
+            return TABLE_ARN
+        if logical_id == "AWS::Partition":
+            return "aws"
+        # Anything else (log groups, KMS keys ...) is not what the handlers call.
+        return f"arn:aws:other:::{logical_id}/{attribute}"
+
+    by_handler = {handler: step for step, (_, handler) in contracts.HANDLERS.items()}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for fn in resources.values():
+        if fn["Type"] != "AWS::Lambda::Function" or fn["Properties"]["Handler"] not in by_handler:
+            continue  # CDK's own provider functions are not the pipeline's
+        step = by_handler[fn["Properties"]["Handler"]]
+        role_id = fn["Properties"]["Role"]["Fn::GetAtt"][0]
+        documents = [p["PolicyDocument"] for p in resources[role_id]["Properties"].get("Policies", [])]
+        documents += [
+            r["Properties"]["PolicyDocument"]
+            for r in resources.values()
+            if r["Type"] == "AWS::IAM::Policy" and {"Ref": role_id} in r["Properties"]["Roles"]
+        ]
+        statements = [s for d in documents for s in resolve_intrinsics(d["Statement"], resolver)]
+        out[step] = [s for s in statements if s["Effect"] == "Allow"]
+    assert set(out) == set(contracts.HANDLERS)
+    return out
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def is_allowed(statements: list[dict[str, Any]], need: Need) -> bool:
+    for s in statements:
+        if not any(fnmatch.fnmatchcase(need.action, a) for a in _as_list(s["Action"])):
+            continue
+        if not any(fnmatch.fnmatchcase(need.resource, r) for r in _as_list(s["Resource"])):
+            continue
+        conditions = s.get("Condition", {})
+        unknown = set(conditions) - {"StringLike"} or set(conditions.get("StringLike", {})) - {"s3:prefix"}
+        assert not unknown, f"the checker does not evaluate condition {unknown} in {s}"
+        patterns = conditions.get("StringLike", {}).get("s3:prefix")
+        if patterns is not None and not any(
+            fnmatch.fnmatchcase(need.prefix or "", p) for p in _as_list(patterns)
+        ):
+            continue
+        return True
+    return False
+
+
+# ---- what AWS authorizes for each call ---------------------------------------------------------
+
+
+def _object(bucket: str, key: str) -> str:
+    return f"arn:aws:s3:::{bucket}/{key}"
+
+
+def needs(call: Call) -> list[Need]:
+    p, op = call.params, call.operation
+    if call.service == "dynamodb":
+        return [Need(f"dynamodb:{op}", TABLE_ARN)]
+    assert call.service == "s3", call
+    versioned = "VersionId" in p
+    if op in ("GetObject", "HeadObject"):
+        return [Need("s3:GetObjectVersion" if versioned else "s3:GetObject", _object(p["Bucket"], p["Key"]))]
+    if op in (
+        "PutObject",
+        "CreateMultipartUpload",
+        "UploadPart",
+        "UploadPartCopy",
+        "CompleteMultipartUpload",
+    ):
+        out = [Need("s3:PutObject", _object(p["Bucket"], p["Key"]))]
+        if op == "UploadPartCopy":
+            out += needs(Call(call.step, "s3", "GetObject", _copy_source(p["CopySource"])))
+        return out
+    if op == "AbortMultipartUpload":
+        return [Need("s3:AbortMultipartUpload", _object(p["Bucket"], p["Key"]))]
+    if op == "CopyObject":
+        source = _copy_source(p["CopySource"])
+        return [
+            Need("s3:PutObject", _object(p["Bucket"], p["Key"])),
+            *needs(Call(call.step, "s3", "GetObject", source)),
+        ]
+    if op == "DeleteObject":
+        return [
+            Need("s3:DeleteObjectVersion" if versioned else "s3:DeleteObject", _object(p["Bucket"], p["Key"]))
+        ]
+    if op == "DeleteObjects":
+        return [
+            Need(
+                "s3:DeleteObjectVersion" if "VersionId" in o else "s3:DeleteObject",
+                _object(p["Bucket"], o["Key"]),
+            )
+            for o in p["Delete"]["Objects"]
+        ]
+    if op in ("ListObjectsV2", "ListObjects"):
+        return [Need("s3:ListBucket", f"arn:aws:s3:::{p['Bucket']}", p.get("Prefix", ""))]
+    if op == "ListObjectVersions":
+        return [Need("s3:ListBucketVersions", f"arn:aws:s3:::{p['Bucket']}", p.get("Prefix", ""))]
+    raise AssertionError(f"{call.step} calls s3:{op}: teach this test (and the role) about it")
+
+
+def _copy_source(source: Any) -> dict[str, Any]:
+    if isinstance(source, dict):
+        return dict(source)
+    bucket, _, rest = str(source).lstrip("/").partition("/")
+    key, _, query = rest.partition("?versionId=")
+    return {"Bucket": bucket, "Key": key, **({"VersionId": query} if query else {})}
+
+
+# ---- recording the handlers' calls -------------------------------------------------------------
+
+
+@pytest.fixture
+def recorded(chain: Any) -> Iterator[list[Call]]:
+    from etl.aws import clients
+
+    calls: list[Call] = []
+
+    def hook(params: dict[str, Any], model: Any, **_: Any) -> None:
+        calls.append(Call(_current["step"], model.service_model.service_name, model.name, dict(params)))
+
+    for client in (clients.s3(), clients.dynamodb()):
+        client.meta.events.register("before-parameter-build.*.*", hook)
+
+    def as_step(step: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def run(event: Any, context: Any) -> Any:
+            _current["step"] = step
+            try:
+                return fn(event, context)
+            finally:
+                _current["step"] = "?"
+
+        return run
+
+    chain.register = as_step("RegisterFile", chain.register)
+    chain.validate = as_step("ValidateHeader", chain.validate)
+    chain.plan = as_step("PlanChunks", chain.plan)
+    chain.process = as_step("ProcessChunk", chain.process)
+    chain.finalize = as_step("Finalize", chain.finalize)
+    chain.mark_failed = as_step("MarkFailed", chain.mark_failed)
+    yield calls
+
+
+def test_INF6_every_call_the_handlers_make_is_granted_to_their_role(
+    chain: Any,
+    etl_aws: Any,
+    recorded: list[Call],
+    allowed: dict[str, list[dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert (etl_aws.bucket, etl_aws.table_name) == (TEST_BUCKET, TEST_TABLE)
+    # Plain CSV with rejects and quoted newlines, several chunks.
+    ok = chain.upload_and_run("incoming/default/plain.csv", chain.make_csv(120, bad=(50,)))
+    assert ok.error is None, ok.failure
+    # gzip: scratch chunk objects written by PlanChunks, read by ProcessChunk, removed by Finalize.
+    gz = chain.upload_and_run("incoming/acme/daily.csv.gz", gzip.compress(chain.make_csv(120), mtime=0))
+    assert gz.error is None, gz.failure
+    # A failure (MarkFailed moves the source to failed/), then a reprocess after the fix:
+    # RegisterFile reads failed/, PlanChunks re-plans over the earlier chunk items.
+    bad = chain.make_csv(60).replace(b"currency", b"ccy", 1)
+    failed = chain.upload_and_run("incoming/default/bad.csv", bad)
+    assert failed.error is not None and failed.failure is not None
+    fid = failed.state["file"]["file_id"]
+    # The partner resends nothing; the operator fixes the quarantined object in place.
+    etl_aws.put(f"failed/default/{fid}/bad.csv", chain.make_csv(60))
+    again = chain.run({"reprocess": {"file_id": fid}}, arn=chain.execution_arn + "-re")
+    assert again.error is None, again.failure
+    # A file failing in its second chunk, reprocessed with bigger chunks: PlanChunks removes the
+    # chunk items, Parquet parts and rejects of the earlier, longer plan.
+    from etl.handlers import process_chunk
+
+    real, seen = process_chunk.process_chunk, {"n": 0}
+
+    def second_chunk_fails(data: bytes, schema: Any, first_line: int) -> Any:
+        seen["n"] += 1
+        if seen["n"] == 2:
+            raise RuntimeError("injected")
+        return real(data, schema, first_line)
+
+    monkeypatch.setattr(process_chunk, "process_chunk", second_chunk_fails)
+    broken = chain.upload_and_run("incoming/default/replan.csv", chain.make_csv(200, bad=(5,)))
+    assert isinstance(broken.error, RuntimeError)
+    monkeypatch.setattr(process_chunk, "process_chunk", real)
+    monkeypatch.setenv("CHUNK_SIZE_BYTES", str(1 << 20))
+    replanned = chain.run({"reprocess": {"file_id": broken.state["file"]["file_id"]}}, arn="arn:replan")
+    assert replanned.error is None, replanned.failure
+    assert replanned.state["plan"]["chunk_count"] < broken.state["plan"]["chunk_count"]
+    # A RegisterFile failure: MarkFailed registers the file itself before moving it.
+    # (its input is the execution input itself, the S3 event, plus $.error)
+    late = chain.mark_failed(
+        {
+            **chain.upload("incoming/default/late.csv", chain.make_csv(3)),
+            "error": chain.lambda_cause(RuntimeError("injected before registration")),
+        },
+        None,
+    )
+    assert late["failed_key"].startswith("failed/default/"), late
+
+    steps_seen = {c.step for c in recorded}
+    assert steps_seen == set(contracts.HANDLERS), steps_seen  # the recorder saw every step
+    denied = sorted(
+        {
+            f"{c.step}: {n.action} on {n.resource}"
+            + (f" (prefix {n.prefix!r})" if n.prefix is not None else "")
+            for c in recorded
+            for n in needs(c)
+            if not is_allowed(allowed[c.step], n)
+        }
+    )
+    assert denied == [], "calls the deployed roles would refuse:\n" + "\n".join(denied)
+
+
+def test_the_checker_refuses_what_a_role_lacks(allowed: dict[str, list[dict[str, Any]]]) -> None:
+    """The checker itself can fail: a write outside a function's prefixes, an action the role
+    lacks and a listing outside the permitted prefixes are all refused."""
+    assert not is_allowed(allowed["ProcessChunk"], Need("s3:PutObject", _object(TEST_BUCKET, "processed/x")))
+    assert not is_allowed(allowed["ValidateHeader"], Need("dynamodb:DeleteItem", TABLE_ARN))
+    assert not is_allowed(allowed["Finalize"], Need("s3:ListBucket", BUCKET_ARN, "output/"))
+    assert is_allowed(allowed["Finalize"], Need("s3:ListBucket", BUCKET_ARN, "scratch/abc/"))
+    assert is_allowed(
+        allowed["ProcessChunk"], Need("s3:PutObject", _object(TEST_BUCKET, "output/t/p.parquet"))
+    )
