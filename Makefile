@@ -13,9 +13,13 @@ export AWS_EC2_METADATA_DISABLED := true
 PY := .venv/bin/python
 CDK := node_modules/.bin/cdk
 SUFFIX ?= dev
+# Interpreters for `make test-runtimes` (pyenv's, else python3.X on PATH; override: make PY39=...).
+find_python = $(firstword $(wildcard $(HOME)/.pyenv/versions/$(1).*/bin/python$(1)) $(shell command -v python$(1) 2>/dev/null))
+PY39 ?= $(call find_python,3.9)
+PY313 ?= $(call find_python,3.13)
 DEMO_MB ?= 160
 
-.PHONY: help install test test-fast lint synth deploy destroy demo bench clean
+.PHONY: help install test test-fast test-runtimes lint synth deploy destroy demo bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,6 +34,17 @@ test: install ## Run every test (unit, property, infra, end-to-end)
 
 test-fast: ## Unit + property tests only, without reinstalling
 	$(PY) -m pytest tests/unit tests/property -q
+
+test-runtimes: install ## etl/'s unit + property tests on Python 3.9 (oldest runtime) and 3.13 (default)
+	@test -n "$(PY39)" || { echo "python3.9 not found: install it (pyenv install 3.9) or pass PY39=/path/to/python3.9"; exit 1; }
+	@test -n "$(PY313)" || { echo "python3.13 not found: install it or pass PY313=/path/to/python3.13"; exit 1; }
+	python3 -m uv venv -q --allow-existing .venv-py39 --python $(PY39)
+	python3 -m uv pip install -q --python .venv-py39/bin/python -r requirements/runtime-py39.txt
+	@# No CDK on 3.9 here: the IAM coverage test synthesizes the stack, it runs on 3.11 and 3.13.
+	.venv-py39/bin/python -m pytest tests/unit tests/property -q -n 2 -p no:cacheprovider \
+		--ignore=tests/unit/handlers/test_iam_coverage.py
+	UV_PROJECT_ENVIRONMENT=.venv-py313 python3 -m uv sync -q --frozen --python $(PY313)
+	.venv-py313/bin/python -m pytest tests/unit tests/property -q -n 2 -p no:cacheprovider
 
 lint: install ## ruff, mypy, and the Python 3.9 floor of the Lambda code
 	.venv/bin/ruff check .
@@ -54,4 +69,4 @@ bench: install ## Benchmarks (PERF1-3); results go to docs/benchmarks.md by hand
 	$(PY) benchmarks/bench_process.py
 
 clean: ## Remove build outputs and local emulator state
-	rm -rf cdk.out .etl-local .pytest_cache .mypy_cache .ruff_cache
+	rm -rf cdk.out .etl-local .pytest_cache .mypy_cache .ruff_cache .venv-py39 .venv-py313

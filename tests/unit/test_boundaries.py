@@ -6,7 +6,6 @@ import csv
 import dataclasses
 import gzip
 import io
-import itertools
 from collections.abc import Iterator
 
 import pytest
@@ -54,7 +53,7 @@ def check_plan(data: bytes, header: bytes, chunks: list[ChunkRange]) -> None:
     assert [c.index for c in chunks] == list(range(1, len(chunks) + 1))
     assert chunks[0].start == len(header)
     assert chunks[-1].end == len(data)
-    for a, b in itertools.pairwise(chunks):
+    for a, b in zip(chunks, chunks[1:]):
         assert a.end == b.start
     ends = set(record_ends(data, len(header)))
     for c in chunks:
@@ -304,7 +303,7 @@ def bodies_match_plan(data: bytes, header: bytes, chunk_size: int, step: int, bl
     expected = plan(data, header, chunk_size)
     got = list(split_stream(Trickle(data, step), header, chunk_size, BIG, block_size=block_size))
     assert len(got) == len(expected)
-    for (rng, body), exp in zip(got, expected, strict=True):
+    for (rng, body), exp in zip(got, expected):
         assert body.startswith(header)
         assert body[len(header) :] == data[exp.start : exp.end]
         assert rng == ChunkRange(exp.index, len(header), len(body), exp.first_line)
