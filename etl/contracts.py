@@ -26,6 +26,26 @@ DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024
 # against 8.0-8.2x with jemalloc, at the same speed (docs/benchmarks.md, PERF2).
 RUNTIME_ENV = {"ARROW_DEFAULT_MEMORY_POOL": "system"}
 
+# Observability names: the handlers emit them (etl/observability.py) and the dashboard and
+# alarms read them (infra/monitoring.py, infra/functions.py's environment). One definition, so a
+# rename cannot leave the dashboard silently empty.
+SERVICE_NAME = "transaction-etl"
+METRICS_NAMESPACE = "TransactionEtl"
+METRIC_ROWS_PROCESSED = "RowsProcessed"
+METRIC_ROWS_REJECTED = "RowsRejected"
+METRIC_BYTES_PROCESSED = "BytesProcessed"
+METRIC_CHUNK_DURATION_MS = "ChunkDurationMs"
+METRIC_FILES_SUCCEEDED = "FilesSucceeded"
+METRIC_FILES_FAILED = "FilesFailed"
+CUSTOM_METRICS = (
+    METRIC_ROWS_PROCESSED,
+    METRIC_ROWS_REJECTED,
+    METRIC_BYTES_PROCESSED,
+    METRIC_CHUNK_DURATION_MS,
+    METRIC_FILES_SUCCEEDED,
+    METRIC_FILES_FAILED,
+)
+
 # Step names (state names in the ASL) and the handler each runs.
 HANDLERS = {
     "RegisterFile": ("register", "etl.handlers.register.handler"),

@@ -27,18 +27,19 @@ from typing import Any, Callable, TypeVar
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
+from etl import contracts
 from etl.errors import PermanentError, TransientError
 
-SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "transaction-etl")
-NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "TransactionEtl")
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", contracts.SERVICE_NAME)
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", contracts.METRICS_NAMESPACE)
 
-# Custom metric names (the dashboard in infra/ reads these).
-ROWS_PROCESSED = "RowsProcessed"
-ROWS_REJECTED = "RowsRejected"
-BYTES_PROCESSED = "BytesProcessed"
-CHUNK_DURATION_MS = "ChunkDurationMs"
-FILES_SUCCEEDED = "FilesSucceeded"
-FILES_FAILED = "FilesFailed"
+# Custom metric names (the dashboard in infra/ reads the same constants).
+ROWS_PROCESSED = contracts.METRIC_ROWS_PROCESSED
+ROWS_REJECTED = contracts.METRIC_ROWS_REJECTED
+BYTES_PROCESSED = contracts.METRIC_BYTES_PROCESSED
+CHUNK_DURATION_MS = contracts.METRIC_CHUNK_DURATION_MS
+FILES_SUCCEEDED = contracts.METRIC_FILES_SUCCEEDED
+FILES_FAILED = contracts.METRIC_FILES_FAILED
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)

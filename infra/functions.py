@@ -154,8 +154,8 @@ class EtlFunctions(Construct):
             "TABLE_NAME": table.table_name,
             "CHUNK_SIZE_BYTES": str(config.chunk_size_bytes),
             "MAX_RECORD_BYTES": str(config.max_record_bytes),
-            "POWERTOOLS_SERVICE_NAME": "transaction-etl",
-            "POWERTOOLS_METRICS_NAMESPACE": "TransactionEtl",
+            "POWERTOOLS_SERVICE_NAME": c.SERVICE_NAME,
+            "POWERTOOLS_METRICS_NAMESPACE": c.METRICS_NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": "INFO",
             **c.RUNTIME_ENV,
         }

@@ -13,21 +13,14 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from etl import contracts
 from infra.config import EtlConfig
 
 # Powertools Metrics emits EMF with the namespace and a `service` dimension taken from
 # POWERTOOLS_METRICS_NAMESPACE / POWERTOOLS_SERVICE_NAME (set on every function).
-CUSTOM_NAMESPACE = "TransactionEtl"
-SERVICE_DIMENSION = {"service": "transaction-etl"}
-# Names emitted by etl/observability.py.
-CUSTOM_METRICS = (
-    "RowsProcessed",
-    "RowsRejected",
-    "BytesProcessed",
-    "ChunkDurationMs",
-    "FilesSucceeded",
-    "FilesFailed",
-)
+CUSTOM_NAMESPACE = contracts.METRICS_NAMESPACE
+SERVICE_DIMENSION = {"service": contracts.SERVICE_NAME}
+CUSTOM_METRICS = contracts.CUSTOM_METRICS
 PERIOD = Duration.minutes(5)
 
 
