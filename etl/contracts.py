@@ -16,6 +16,19 @@ OUTPUT_PREFIX = "output/"
 REJECTED_PREFIX = "rejected/"
 MANIFEST_PREFIX = "manifests/"
 SCRATCH_PREFIX = "scratch/"
+# The Iceberg warehouse (SPEC DATA1): every table lives under s3://<bucket>/tables/<table>/.
+TABLES_PREFIX = "tables/"
+
+# The published dataset (SPEC DATA1): two Iceberg tables in one Glue database per environment.
+TRANSACTIONS_TABLE = "transactions"
+REJECTS_TABLE = "transaction_rejects"
+DATASET_TABLES = (TRANSACTIONS_TABLE, REJECTS_TABLE)
+
+
+def glue_database(environment_suffix: str) -> str:
+    """``transaction_etl_<suffix>``: Glue/Athena names allow lowercase letters, digits and
+    underscores only, so the suffix's hyphens become underscores."""
+    return "transaction_etl_" + environment_suffix.replace("-", "_")
 
 DEFAULT_PARTNER = "default"
 DEFAULT_CHUNK_SIZE_BYTES = 50 * 1024 * 1024
