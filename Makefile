@@ -4,8 +4,9 @@ SHELL := /bin/bash
 
 UV_VERSION := 0.13.8
 export UV_PYTHON_DOWNLOADS := never
-# jsii (the CDK's Node bridge) prints a banner about Node 20 on every synth; it is noise here.
-export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
+# jsii (the CDK's Node bridge) prints an end-of-life banner for old Node majors; it silences it
+# only when this lists the running major (infra/node_env.py computes the same for Python).
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := $(shell node -p "process.versions.node.split('.')[0]" 2>/dev/null)
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 # No AWS account here: never wait on the EC2 metadata service for credentials.
 export AWS_EC2_METADATA_DISABLED := true

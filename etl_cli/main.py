@@ -477,8 +477,9 @@ def demo(
 
 
 def main() -> None:
-    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
-    os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+    from infra.node_env import quiet_jsii
+
+    quiet_jsii()  # before any synth: jsii's banner is silenced only for the running Node major
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
     cli(prog_name="etl")
 

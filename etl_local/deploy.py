@@ -62,9 +62,7 @@ def synth_primary_template(suffix: str = LOCAL_SUFFIX, cache_dir: Path | None = 
     cached = cache_dir / f"{_infra_fingerprint(context)}.json"
     if cached.exists():
         return json.loads(cached.read_text())
-    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
-    os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
-    from infra.template_tools import synth_templates
+    from infra.template_tools import synth_templates  # importing infra quiets jsii (node_env)
 
     templates = synth_templates(context)
     template = pick_primary(templates, suffix)
