@@ -17,13 +17,22 @@ from typing import Any
 import click
 
 from etl_cli.pipeline import (
-    FileReport,
     Pipeline,
     PipelineError,
     make_session,
     outputs_from_stack,
     parse_since,
 )
+from etl_cli.render import (
+    chunk_progress,
+    render_chunks,
+    render_file_list,
+    render_report,
+    upload_progress,
+)
+from etl_cli.render import fmt_bytes as _fmt_bytes
+
+DIST_NAME = "transaction-etl"  # pyproject's [project] name: `etl --version` reads its metadata
 
 DEFAULT_STACK = "EtlPipeline-dev"
 
@@ -58,14 +67,15 @@ def _fail(message: str) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name=DIST_NAME, prog_name="etl", message="%(prog)s %(version)s")
 @click.option(
     "--stack",
     default=lambda: os.environ.get("ETL_STACK", DEFAULT_STACK),
     show_default="EtlPipeline-dev",
     help="Stack name whose outputs locate the pipeline (env ETL_STACK).",
 )
-@click.option("--region", default=lambda: os.environ.get("AWS_REGION"), help="AWS region.")
-@click.option("--profile", default=None, help="AWS profile.")
+@click.option("--region", default=lambda: os.environ.get("AWS_REGION"), help="AWS region (env AWS_REGION).")
+@click.option("--profile", default=None, help="AWS profile name from ~/.aws/config.")
 @click.option("--endpoint", default=None, help="Custom AWS endpoint URL (an emulator with a deployed stack).")
 @click.option("--local", "local", is_flag=True, help="Use the local emulator started by `etl local up`.")
 @click.pass_context
@@ -80,61 +90,6 @@ def cli(
 # Rendering
 
 
-def _fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
-
-
-def render_report(rep: FileReport, as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps(rep.to_json(), default=str))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    colour = {"SUCCEEDED": "green", "FAILED": "red"}.get(rep.status, "yellow")
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold", no_wrap=True)
-    table.add_column(overflow="fold")
-    table.add_row("status", f"[{colour}]{rep.status}[/]")
-    table.add_row("file id", str(rep.file_id))
-    table.add_row("source", f"s3://{rep.bucket}/{rep.key}" if rep.key else "-")
-    table.add_row("size", _fmt_bytes(rep.size_bytes))
-    if rep.rows_total is not None:
-        share = (rep.rows_rejected or 0) / rep.rows_total * 100 if rep.rows_total else 0.0
-        table.add_row(
-            "rows",
-            f"{rep.rows_total:,} total, {rep.rows_valid:,} valid, "
-            f"{rep.rows_rejected:,} rejected ({share:.2f}%)",
-        )
-    table.add_row("chunks", f"{rep.chunks_succeeded}/{rep.chunks}" if rep.chunks is not None else "-")
-    if rep.duration_s:
-        tput = f", {rep.throughput_mb_s} MB/s" if rep.throughput_mb_s else ""
-        table.add_row("duration", f"{rep.duration_s:.1f} s{tput}")
-    for label, value in (
-        ("outputs", rep.outputs),
-        ("rejects", rep.rejects),
-        ("manifest", rep.manifest),
-        ("processed", rep.processed),
-        ("failed", rep.failed),
-        ("execution", rep.execution_arn),
-        ("local copy", rep.local_copy),
-    ):
-        if value:
-            table.add_row(label, value)
-    if rep.error:
-        table.add_row("error", f"[red]{rep.error}[/]")
-    if rep.timings:
-        table.add_row("wall time", ", ".join(f"{k} {v:.1f} s" for k, v in rep.timings.items()))
-    console.print(table)
-
-
 def _print_json(data: Any) -> None:
     click.echo(json.dumps(data, default=str, indent=2))
 
@@ -145,8 +100,10 @@ def _print_json(data: Any) -> None:
 
 @cli.command()
 @click.argument("file_id_or_key")
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--chunks", "show_chunks", is_flag=True, help="Also list the chunk items.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@click.option(
+    "--chunks", "show_chunks", is_flag=True, help="Also list the chunks: status, rows, attempts, duration."
+)
 @click.pass_obj
 def status(obj: Ctx, file_id_or_key: str, as_json: bool, show_chunks: bool) -> None:
     """Status of one file (by file id or S3 key)."""
@@ -165,42 +122,45 @@ def status(obj: Ctx, file_id_or_key: str, as_json: bool, show_chunks: bool) -> N
         return
     render_report(rep, False)
     if show_chunks:
-        for c in pipe.list_chunks(file_id):
-            click.echo(
-                f"  {c['chunk_id']}  {c.get('status', '?'):10} rows {c.get('rows_in', '-')}"
-                f"  bytes {c.get('start')}-{c.get('end')}  attempts {c.get('attempts', '-')}"
-            )
+        chunks = pipe.list_chunks(file_id)
+        click.echo("")
+        click.echo(render_chunks(chunks) if chunks else "no chunks")
 
 
 @cli.command(name="list")
 @click.option("--status", "status_", default=None, help="Only files in this status (e.g. FAILED).")
-@click.option("--since", default=None, help="Only files registered since (ISO time or 30m/6h/2d).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--partner", default=None, help="Only files of this partner (the incoming/<partner>/ folder).")
+@click.option(
+    "--since", default=None, help="Only files registered since: ISO 8601 time, or an age like 30m, 6h, 2d."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the file items as a JSON list.")
 @click.pass_obj
-def list_(obj: Ctx, status_: str | None, since: str | None, as_json: bool) -> None:
-    """Registered files, oldest first."""
+def list_(obj: Ctx, status_: str | None, partner: str | None, since: str | None, as_json: bool) -> None:
+    """Registered files, oldest first: status, partner, size, rows, rejected share, duration, reason."""
     try:
         files = obj.pipeline().list_files(status=status_, since=parse_since(since) if since else None)
     except PipelineError as exc:
         _fail(str(exc))
         return
+    if partner:
+        files = [f for f in files if f.get("partner") == partner]
     if as_json:
         _print_json(files)
         return
-    if not files:
-        click.echo("no files")
-    for f in files:
-        click.echo(
-            f"{f.get('file_id')}  {f.get('status', '?'):10}  {f.get('created_at', '-')}  "
-            f"rows {f.get('rows_total', '-')}  {f.get('original_key') or f.get('key')}"
-        )
+    click.echo(render_file_list(files) if files else "no files")
 
 
 @cli.command()
 @click.argument("file_id_or_key")
-@click.option("--wait/--no-wait", default=True, help="Wait for the re-run to finish.")
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--timeout", default=1800.0, show_default=True)
+@click.option("--wait/--no-wait", default=True, help="Wait for the re-run to finish (chunk progress bar).")
+@click.option("--json", "as_json", is_flag=True, help="Print the final report as one JSON object.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=1800.0,
+    show_default=True,
+    help="Seconds to wait for the re-run before giving up.",
+)
 @click.pass_obj
 def reprocess(obj: Ctx, file_id_or_key: str, wait: bool, as_json: bool, timeout: float) -> None:
     """Re-run a FAILED file through the state machine (safe: outputs are overwritten, never duplicated)."""
@@ -214,7 +174,8 @@ def reprocess(obj: Ctx, file_id_or_key: str, wait: bool, as_json: bool, timeout:
     if not wait:
         click.echo(arn)
         return
-    rep = pipe.wait_for_file(file_id, execution_arn=arn, timeout=timeout)
+    with chunk_progress(enabled=not as_json) as on_progress:
+        rep = pipe.wait_for_file(file_id, execution_arn=arn, timeout=timeout, on_progress=on_progress)
     render_report(rep, as_json)
     sys.exit(0 if rep.status == "SUCCEEDED" and rep.execution_status == "SUCCEEDED" else 1)
 
@@ -222,14 +183,22 @@ def reprocess(obj: Ctx, file_id_or_key: str, wait: bool, as_json: bool, timeout:
 @cli.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--partner", required=True, help="Partner id: the file goes under incoming/<partner>/.")
-@click.option("--wait", is_flag=True, help="Wait for the file to finish and print its report.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--wait", is_flag=True, help="Wait for the file to finish (chunk progress bar), then report.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object; no progress bars.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=1800.0,
+    show_default=True,
+    help="Seconds --wait waits for the workflow before giving up.",
+)
 @click.pass_obj
-def upload(obj: Ctx, path: Path, partner: str, wait: bool, as_json: bool) -> None:
+def upload(obj: Ctx, path: Path, partner: str, wait: bool, as_json: bool, timeout: float) -> None:
     """Upload a file under incoming/<partner>/ (the bucket's rule starts the workflow)."""
     try:
         pipe = obj.pipeline()
-        info = pipe.upload(path, partner)
+        with upload_progress(path.stat().st_size, f"uploading {path.name}", enabled=not as_json) as sent:
+            info = pipe.upload(path, partner, progress=sent)
     except PipelineError as exc:
         _fail(str(exc))
         return
@@ -239,7 +208,8 @@ def upload(obj: Ctx, path: Path, partner: str, wait: bool, as_json: bool) -> Non
         else:
             click.echo(f"uploaded s3://{info['bucket']}/{info['key']} (file id {info['file_id']})")
         return
-    rep = pipe.wait_for_file(info["file_id"])
+    with chunk_progress(enabled=not as_json) as on_progress:
+        rep = pipe.wait_for_file(info["file_id"], timeout=timeout, on_progress=on_progress)
     render_report(rep, as_json)
     sys.exit(0 if rep.status == "SUCCEEDED" else 1)
 
@@ -267,6 +237,29 @@ def download(obj: Ctx, file_id_or_key: str, dest: Path) -> None:
     for path in written:
         click.echo(str(path))
     click.echo(f"{len(written)} objects copied to {dest}")
+
+
+@cli.command()
+@click.argument("file_id_or_key")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="HTML file to write (default: etl-report-<file_id>.html in the current folder).",
+)
+@click.pass_obj
+def report(obj: Ctx, file_id_or_key: str, out: Path | None) -> None:
+    """Write one self-contained HTML page about a file: status, counts, rejects, chunk timings."""
+    from etl_cli.html_report import write_report
+
+    try:
+        pipe = obj.pipeline()
+        file_id = pipe.resolve_file_id(file_id_or_key)
+        path = write_report(pipe, file_id, out or Path(f"etl-report-{file_id}.html"))
+    except PipelineError as exc:
+        _fail(str(exc))
+        return
+    click.echo(str(path))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,6 +308,7 @@ def run_local_file(
     intro: str | None = None,
     timings: dict[str, float] | None = None,
 ) -> int:
+    from etl_cli.html_report import write_report
     from etl_local import harness
 
     timings = dict(timings or {})
@@ -334,7 +328,7 @@ def run_local_file(
 
         console = Console()
         if intro:
-            console.print(intro)
+            console.print(intro, soft_wrap=True, markup=False)
     try:
         if emu is None:
             if console:
@@ -347,23 +341,33 @@ def run_local_file(
         chunk_bytes = int(chunk_mb * 1024 * 1024) if chunk_mb else None
         pipe = harness.local_pipeline(emu.endpoint, chunk_size_bytes=chunk_bytes, for_run=True)
         lap("deploy")
-        info = pipe.upload(path, partner, name=name)
+        with upload_progress(path.stat().st_size, f"uploading {path.name}", enabled=not as_json) as sent:
+            info = pipe.upload(path, partner, name=name, progress=sent)
         lap("upload")
         if console:
-            console.print(f"uploaded s3://{info['bucket']}/{info['key']}", soft_wrap=True)
+            console.print(f"uploaded s3://{info['bucket']}/{info['key']}", soft_wrap=True, markup=False)
             console.print(
                 f"  {_fmt_bytes(info['size'])}, chunk size {_fmt_bytes(pipe.outputs.chunk_size_bytes)}, "
-                f"file id {info['file_id']}; the bucket's EventBridge rule starts the workflow"
+                f"file id {info['file_id']}; the bucket's EventBridge rule starts the workflow",
+                soft_wrap=True,
+                markup=False,
             )
-        rep = _wait_with_progress(pipe, info["file_id"], console, timeout)
+        with chunk_progress(enabled=not as_json, console=console) as on_progress:
+            started = time.monotonic()
+            rep = pipe.wait_for_file(info["file_id"], timeout=timeout, on_progress=on_progress)
+            if rep.duration_s is None:
+                rep.duration_s = round(time.monotonic() - started, 3)
         lap("workflow")
-        if rep.status in ("SUCCEEDED", "FAILED") and started_here and not keep:
-            # The emulator keeps everything in memory and stops with this command: copy the
-            # results to disk so they can be opened afterwards (pyarrow, duckdb, a spreadsheet).
+        if rep.status in ("SUCCEEDED", "FAILED"):
             dest = results_dir() / str(info["file_id"])
-            if pipe.download_results(info["file_id"], dest):
-                rep.local_copy = str(dest)
-            lap("copy results")
+            if started_here and not keep:
+                # The emulator keeps everything in memory and stops with this command: copy the
+                # results to disk so they can be opened afterwards (pyarrow, duckdb, a spreadsheet).
+                if pipe.download_results(info["file_id"], dest):
+                    rep.local_copy = str(dest)
+                lap("copy results")
+            rep.report = str(write_report(pipe, info["file_id"], dest / "report.html"))
+            lap("report")
         rep.timings = timings
         render_report(rep, as_json)
         return 0 if rep.status == "SUCCEEDED" else 1
@@ -390,59 +394,60 @@ def run_local_file(
             harness.stop_background(emu)
 
 
-def _wait_with_progress(pipe: Pipeline, file_id: str, console: Any, timeout: float) -> FileReport:
-    if console is None:
-        return pipe.wait_for_file(file_id, timeout=timeout)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    ) as progress:
-        task = progress.add_task("waiting for the workflow", total=None)
-
-        def on_progress(item: dict[str, Any] | None, chunks: list[dict[str, Any]]) -> None:
-            if not item:
-                return
-            total = item.get("chunk_count")
-            done = sum(1 for c in chunks if c.get("status") == "SUCCEEDED")
-            progress.update(
-                task, description=f"{item.get('status', '?'):10} chunks", total=total or None, completed=done
-            )
-
-        started = time.monotonic()
-        rep = pipe.wait_for_file(file_id, timeout=timeout, on_progress=on_progress)
-        progress.update(task, description=f"{rep.status:10} chunks")
-        if rep.duration_s is None:
-            rep.duration_s = round(time.monotonic() - started, 3)
-    return rep
+PARTNER_HELP = "Partner id: the file goes under incoming/<partner>/ and gets its schema."
+CHUNK_MB = click.FloatRange(min=0.01, max=1024)
+TIMEOUT_S = click.FloatRange(min=1)
 
 
 @local.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--partner", default="default", show_default=True)
-@click.option("--chunk-mb", type=float, default=None, help="Chunk size for this run (default: the stack's).")
-@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object.")
+@click.option("--partner", default="default", show_default=True, help=PARTNER_HELP)
+@click.option(
+    "--chunk-mb",
+    type=CHUNK_MB,
+    default=None,
+    help="Chunk size in MB for this run, 0.01-1024 (default: the stack's, 50 MB).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object; no progress.")
 @click.option("--keep", is_flag=True, help="Leave the emulator running afterwards (for etl --local ...).")
-@click.option("--timeout", default=3600.0, show_default=True)
+@click.option(
+    "--timeout", type=TIMEOUT_S, default=3600.0, show_default=True, help="Seconds to wait for the workflow."
+)
 def run(path: Path, partner: str, chunk_mb: float | None, as_json: bool, keep: bool, timeout: float) -> None:
-    """Run one file through the local pipeline and report."""
+    """Run one file through the local pipeline, report, and write report.html next to the results."""
     sys.exit(run_local_file(path, partner, chunk_mb, as_json, keep, timeout))
 
 
 @local.command()
-@click.option("--size-mb", type=float, default=160.0, show_default=True, help="Size of the generated file.")
-@click.option("--seed", type=int, default=42, show_default=True)
-@click.option("--bad-share", type=float, default=0.005, show_default=True, help="Share of bad rows.")
-@click.option("--partner", default="default", show_default=True)
-@click.option("--chunk-mb", type=float, default=None, help="Chunk size (default: the stack's, 50 MB).")
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--keep", is_flag=True)
-@click.option("--timeout", default=3600.0, show_default=True)
+@click.option(
+    "--size-mb",
+    type=click.FloatRange(min=0.001, max=100_000),
+    default=160.0,
+    show_default=True,
+    help="Size of the generated file in MB.",
+)
+@click.option(
+    "--seed", type=int, default=42, show_default=True, help="Random seed: the same seed, the same file."
+)
+@click.option(
+    "--bad-share",
+    type=click.FloatRange(min=0, max=1),
+    default=0.005,
+    show_default=True,
+    help="Share of rows made invalid on purpose, 0-1 (0.005 = 0.5%).",
+)
+@click.option("--partner", default="default", show_default=True, help=PARTNER_HELP)
+@click.option(
+    "--chunk-mb",
+    type=CHUNK_MB,
+    default=None,
+    help="Chunk size in MB, 0.01-1024 (default: the stack's, 50 MB).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object; no progress.")
+@click.option("--keep", is_flag=True, help="Leave the emulator running afterwards (for etl --local ...).")
+@click.option(
+    "--timeout", type=TIMEOUT_S, default=3600.0, show_default=True, help="Seconds to wait for the workflow."
+)
 def demo(
     size_mb: float,
     seed: int,
@@ -476,12 +481,28 @@ def demo(
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """The ``etl`` entry point: user errors become one ``error: ...`` line and exit code 2."""
     from infra.node_env import quiet_jsii
 
     quiet_jsii()  # before any synth: jsii's banner is silenced only for the running Node major
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
-    cli(prog_name="etl")
+    try:
+        code = cli.main(args=argv, prog_name="etl", standalone_mode=False)
+    except click.UsageError as exc:  # bad option or argument value, unknown command
+        hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx else ""
+        click.echo(f"error: {exc.format_message()}{hint}", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:  # e.g. a file that cannot be opened
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(2)
+    except PipelineError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

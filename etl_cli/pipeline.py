@@ -126,6 +126,7 @@ class FileReport:
     failed: str | None = None
     timings: dict[str, float] | None = None  # local runs: wall seconds per phase
     local_copy: str | None = None  # local runs: where the results were copied on disk
+    report: str | None = None  # local runs: the HTML report (etl_cli/html_report.py)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -151,13 +152,22 @@ class Pipeline:
 
     # -- uploads ---------------------------------------------------------------------------
 
-    def upload(self, path: Path, partner: str | None = None, name: str | None = None) -> dict[str, Any]:
-        """Put ``path`` under ``incoming/<partner>/``; the bucket's rule starts the workflow."""
+    def upload(
+        self,
+        path: Path,
+        partner: str | None = None,
+        name: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Put ``path`` under ``incoming/<partner>/``; the bucket's rule starts the workflow.
+
+        ``progress`` is called with the bytes sent since the last call (boto3's ``Callback``).
+        """
         partner = partner or contracts.DEFAULT_PARTNER
         key = f"{contracts.INCOMING_PREFIX}{partner}/{name or Path(path).name}"
         s3 = self.client("s3")
         with open(path, "rb") as fh:
-            s3.upload_fileobj(fh, self.outputs.bucket, key)
+            s3.upload_fileobj(fh, self.outputs.bucket, key, Callback=progress)
         head = s3.head_object(Bucket=self.outputs.bucket, Key=key)
         version = head.get("VersionId")
         if version == "null":
