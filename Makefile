@@ -20,7 +20,7 @@ PY39 ?= $(call find_python,3.9)
 PY313 ?= $(call find_python,3.13)
 DEMO_MB ?= 160
 
-.PHONY: help install test test-fast test-runtimes lint synth deploy destroy demo bench clean
+.PHONY: help install test-deps test test-fast test-runtimes lint synth deploy destroy demo bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,7 +30,14 @@ install: ## Install everything from the lock files (uv + Python deps, CDK CLI + 
 	python3 -m uv sync --frozen
 	npm ci --no-audit --no-fund --loglevel=error
 
-test: install ## Run every test (unit, property, infra, end-to-end)
+test-deps: ## System packages the tests need: Chromium for the HTML report test (Debian; root or sudo)
+	@if [ ! -x /usr/bin/chromium ]; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	fi
+	@/usr/bin/chromium --version
+
+test: install test-deps ## Run every test (unit, property, infra, end-to-end)
 	$(PY) -m pytest -n 2 --dist loadfile
 
 test-fast: ## Unit + property tests only, without reinstalling

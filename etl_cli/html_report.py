@@ -172,6 +172,7 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
 table{border-collapse:collapse;width:100%;background:#fff;font-size:13px}
 th,td{border-bottom:1px solid #e6e9ed;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#eef1f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
+td{overflow-wrap:anywhere}#sample td:nth-child(4){max-width:280px}#sample td:nth-child(5){max-width:420px}
 code,pre{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,monospace}
 pre{background:#fff;border:1px solid #d8dee4;border-radius:8px;padding:10px;overflow:auto;max-height:420px}
 .muted{color:#5b6573}svg text{font:11px system-ui,sans-serif;fill:#1d2430}
@@ -269,6 +270,11 @@ def _schema_table(schema: dict[str, Any]) -> str:
     )
 
 
+def _column_counts(data: ReportData) -> list[tuple[str, int]]:
+    """By column, with the whole-record rejects (column ``*``) named as such."""
+    return [("(whole record)" if c == "*" else c, n) for c, n in data.by_column.most_common()]
+
+
 def render(data: ReportData) -> str:
     f, rep = data.file, data.report
     status = str(f.get("status", "UNKNOWN"))
@@ -320,7 +326,7 @@ def render(data: ReportData) -> str:
         )
         out.append(
             f"<div class='panel'><b>by column</b>"
-            f"{bar_chart(data.by_column.most_common(), 'by column', '#9a6700')}</div>"
+            f"{bar_chart(_column_counts(data), 'by column', '#9a6700')}</div>"
         )
         out.append("</div>")
         out.append(f"<h2>First {len(data.sample)} rejects</h2>")

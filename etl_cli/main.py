@@ -326,7 +326,7 @@ def run_local_file(
     if not as_json:
         from rich.console import Console
 
-        console = Console()
+        console = Console(soft_wrap=True)  # a log line is never folded (URIs stay whole)
         if intro:
             console.print(intro, soft_wrap=True, markup=False)
     try:
@@ -352,7 +352,8 @@ def run_local_file(
                 soft_wrap=True,
                 markup=False,
             )
-        with chunk_progress(enabled=not as_json, console=console) as on_progress:
+        bar_console = console if console is not None and console.is_terminal else None
+        with chunk_progress(enabled=not as_json, console=bar_console) as on_progress:
             started = time.monotonic()
             rep = pipe.wait_for_file(info["file_id"], timeout=timeout, on_progress=on_progress)
             if rep.duration_s is None:
