@@ -106,7 +106,7 @@ def _print_json(data: Any) -> None:
 )
 @click.pass_obj
 def status(obj: Ctx, file_id_or_key: str, as_json: bool, show_chunks: bool) -> None:
-    """Status of one file (by file id or S3 key)."""
+    """Status of FILE_ID_OR_KEY: a file id, or the S3 key of the file (incoming/, processed/, failed/)."""
     try:
         pipe = obj.pipeline()
         file_id = pipe.resolve_file_id(file_id_or_key)
@@ -163,7 +163,7 @@ def list_(obj: Ctx, status_: str | None, partner: str | None, since: str | None,
 )
 @click.pass_obj
 def reprocess(obj: Ctx, file_id_or_key: str, wait: bool, as_json: bool, timeout: float) -> None:
-    """Re-run a FAILED file through the state machine (safe: outputs are overwritten, never duplicated)."""
+    """Re-run FILE_ID_OR_KEY, a FAILED file, through the state machine (outputs are overwritten)."""
     try:
         pipe = obj.pipeline()
         file_id = pipe.resolve_file_id(file_id_or_key)
@@ -194,7 +194,7 @@ def reprocess(obj: Ctx, file_id_or_key: str, wait: bool, as_json: bool, timeout:
 )
 @click.pass_obj
 def upload(obj: Ctx, path: Path, partner: str, wait: bool, as_json: bool, timeout: float) -> None:
-    """Upload a file under incoming/<partner>/ (the bucket's rule starts the workflow)."""
+    """Upload PATH under incoming/<partner>/ (the bucket's rule starts the workflow)."""
     try:
         pipe = obj.pipeline()
         with upload_progress(path.stat().st_size, f"uploading {path.name}", enabled=not as_json) as sent:
@@ -226,7 +226,7 @@ def upload(obj: Ctx, path: Path, partner: str, wait: bool, as_json: bool, timeou
 )
 @click.pass_obj
 def download(obj: Ctx, file_id_or_key: str, dest: Path) -> None:
-    """Copy a file's Parquet parts, rejects and manifest to a local folder."""
+    """Copy the Parquet parts, rejects and manifest of FILE_ID_OR_KEY to a local folder."""
     try:
         pipe = obj.pipeline()
         file_id = pipe.resolve_file_id(file_id_or_key)
@@ -249,7 +249,7 @@ def download(obj: Ctx, file_id_or_key: str, dest: Path) -> None:
 )
 @click.pass_obj
 def report(obj: Ctx, file_id_or_key: str, out: Path | None) -> None:
-    """Write one self-contained HTML page about a file: status, counts, rejects, chunk timings."""
+    """Write one self-contained HTML page about FILE_ID_OR_KEY: status, counts, rejects, timings."""
     from etl_cli.html_report import write_report
 
     try:
@@ -415,7 +415,7 @@ TIMEOUT_S = click.FloatRange(min=1)
     "--timeout", type=TIMEOUT_S, default=3600.0, show_default=True, help="Seconds to wait for the workflow."
 )
 def run(path: Path, partner: str, chunk_mb: float | None, as_json: bool, keep: bool, timeout: float) -> None:
-    """Run one file through the local pipeline, report, and write report.html next to the results."""
+    """Run PATH (CSV, or .csv.gz) through the local pipeline; report, and write report.html."""
     sys.exit(run_local_file(path, partner, chunk_mb, as_json, keep, timeout))
 
 

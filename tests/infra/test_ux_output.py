@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from infra import node_env
-from tests.infra.conftest import Synth
+
+from .conftest import Synth
 
 REPO = Path(__file__).resolve().parents[2]
 # The CDK CLI skips these when it counts unconfigured flags (aws-cdk lib/commands/flags).
