@@ -30,6 +30,7 @@ def glue_database(environment_suffix: str) -> str:
     underscores only, so the suffix's hyphens become underscores."""
     return "transaction_etl_" + environment_suffix.replace("-", "_")
 
+
 DEFAULT_PARTNER = "default"
 DEFAULT_CHUNK_SIZE_BYTES = 50 * 1024 * 1024
 DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024
