@@ -120,21 +120,19 @@ def render_report(rep: Any, as_json: bool) -> None:
         for label, value in rows:
             click.echo(f"{label:<11} {value}")
         return
+    # A terminal: the same lines with colour; long values are left to the terminal's own soft
+    # wrapping (no inserted newline, so a URI still copies whole).
     from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
 
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold", no_wrap=True)
-    table.add_column(overflow="fold")
+    console = Console(soft_wrap=True)
     for label, value in rows:
         text = escape(value)
         if label == "status":
-            text = f"[{STATUS_COLOURS.get(value, 'yellow')}]{text}[/]"
+            text = f"[bold {STATUS_COLOURS.get(value, 'yellow')}]{text}[/]"
         elif label == "error":
             text = f"[red]{text}[/]"
-        table.add_row(label, text)
-    Console().print(table)
+        console.print(f"[bold]{label:<11}[/] {text}", highlight=False)
 
 
 # ---------------------------------------------------------------------------------------------
