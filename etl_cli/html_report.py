@@ -176,6 +176,7 @@ td{overflow-wrap:anywhere}#sample td:nth-child(4){max-width:280px}#sample td:nth
 code,pre{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,monospace}
 pre{background:#fff;border:1px solid #d8dee4;border-radius:8px;padding:10px;overflow:auto;max-height:420px}
 .muted{color:#5b6573}svg text{font:11px system-ui,sans-serif;fill:#1d2430}
+.panel svg{max-width:100%;height:auto}
 details summary{cursor:pointer;font-weight:600;margin:8px 0}
 @media (max-width:800px){.grid{grid-template-columns:1fr}}
 """
@@ -201,8 +202,9 @@ def bar_chart(counts: list[tuple[str, int]], title: str, colour: str = "#cf222e"
     height = row_h * len(shown) + 8
     top = max(n for _, n in shown) or 1
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{label_w + bar_w + 70}" '
-        f'height="{height}" aria-label="{_e(title)}"><title>{_e(title)}</title>'
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" viewBox="0 0 {label_w + bar_w + 70} {height}" '
+        f'width="{label_w + bar_w + 70}" height="{height}" aria-label="{_e(title)}">'
+        f"<title>{_e(title)}</title>"
     ]
     for i, (label, n) in enumerate(shown):
         y = 4 + i * row_h
@@ -231,8 +233,9 @@ def timeline_chart(chunks: list[dict[str, Any]]) -> str:
     label_w, plot_w, row_h = 70, 560, 16
     height = row_h * len(spans) + 30
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{label_w + plot_w + 70}" '
-        f'height="{height}" aria-label="chunk timings"><title>chunk timings</title>'
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" viewBox="0 0 {label_w + plot_w + 70} {height}" '
+        f'width="{label_w + plot_w + 70}" height="{height}" aria-label="chunk timings">'
+        "<title>chunk timings</title>"
     ]
     for i, (label, start, end, status) in enumerate(spans):
         y = 4 + i * row_h
