@@ -53,6 +53,9 @@ def test_local_run_json_prints_one_object_and_exits_zero(tmp_path: Path) -> None
     assert sum(pq.read_metadata(p).num_rows for p in parts) == stats.valid_rows
     manifest = json.loads((copy / "manifests" / "default" / f"{report['file_id']}.json").read_text())
     assert manifest["file_id"] == report["file_id"]
+    # UX3: the HTML report is written beside the results and named in the JSON.
+    assert Path(report["report"]) == copy / "report.html"
+    assert f"{stats.rows:,}" in Path(report["report"]).read_text()
     rejects = list(copy.glob("rejected/**/*.csv"))
     assert sum(len(p.read_text().splitlines()) - 1 for p in rejects) >= stats.bad_rows
 
