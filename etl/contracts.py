@@ -70,6 +70,17 @@ HANDLERS = {
     "MarkFailed": ("mark-failed", "etl.handlers.mark_failed.handler"),
 }
 
+# Functions that are not states of the workflow, keyed like HANDLERS (name -> short name,
+# handler). StartFiles is admission control (SPEC OPS2): it starts queued files' executions
+# while fewer than maxFilesInFlight are running.
+SERVICE_HANDLERS = {
+    "StartFiles": ("start-files", "etl.handlers.start_files.handler"),
+}
+ALL_FUNCTIONS = {**HANDLERS, **SERVICE_HANDLERS}
+# How long a buffered S3 event stays hidden after StartFiles received it (the buffer queue's
+# visibility timeout): a StartFiles that crashed before starting it sees it again after this.
+BUFFER_VISIBILITY_SECONDS = 300
+
 
 def chunk_id(index: int) -> str:
     """``CHUNK#00001`` style sort key; zero-padded so the table sorts chunks in order."""

@@ -42,6 +42,18 @@ _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # + "-" + region (up to 14 chars) must stay within 63 characters.
 MAX_SUFFIX_LENGTH = 16
 
+# OPS2 admission control. Lambda's default per-region account concurrency is 1,000 and AWS keeps
+# at least 100 of it unreserved. Each file in flight runs at most MAP_MAX_CONCURRENCY (10) chunk
+# functions at once, so the chunk function reserves maxFilesInFlight x 10 and the starter
+# reserves 1: 50 x 10 + 1 = 501 reserved, 499 left for the other steps (at most one per file in
+# flight: 50) and the rest of the account. The largest value a 1,000 account allows is
+# (1,000 - 100 - 1) // 10 = 89; raise `lambdaConcurrencyLimit` after a quota increase.
+DEFAULT_MAX_FILES_IN_FLIGHT = 50
+DEFAULT_LAMBDA_CONCURRENCY_LIMIT = 1000
+UNRESERVED_CONCURRENCY_MINIMUM = 100
+CHUNKS_PER_FILE = 10  # the Map state's MaxConcurrency (infra/workflow.py asserts they agree)
+STARTER_RESERVED_CONCURRENCY = 1
+
 
 class ConfigError(ValueError):
     """A context value is missing, malformed or out of range."""
@@ -59,6 +71,8 @@ class EtlConfig:
     dr_active: bool = False
     alarm_email: str | None = None
     sdk_pandas_version: str = DEFAULT_SDK_PANDAS_VERSION
+    max_files_in_flight: int = DEFAULT_MAX_FILES_IN_FLIGHT
+    lambda_concurrency_limit: int = DEFAULT_LAMBDA_CONCURRENCY_LIMIT
     account: str | None = None
 
     def __post_init__(self) -> None:
@@ -90,6 +104,18 @@ class EtlConfig:
             raise ConfigError(f"alarmEmail is not an e-mail address: {self.alarm_email!r}")
         if not _VERSION_RE.match(self.sdk_pandas_version):
             raise ConfigError(f"sdkPandasVersion must look like 3.17.1; got {self.sdk_pandas_version!r}")
+        if self.lambda_concurrency_limit < UNRESERVED_CONCURRENCY_MINIMUM + CHUNKS_PER_FILE + 1:
+            raise ConfigError(
+                f"lambdaConcurrencyLimit must be at least {UNRESERVED_CONCURRENCY_MINIMUM + CHUNKS_PER_FILE + 1} "
+                f"(AWS keeps {UNRESERVED_CONCURRENCY_MINIMUM} unreserved); got {self.lambda_concurrency_limit!r}"
+            )
+        if not 1 <= self.max_files_in_flight <= self.max_files_in_flight_allowed:
+            raise ConfigError(
+                f"maxFilesInFlight must be 1-{self.max_files_in_flight_allowed}: each file reserves "
+                f"{CHUNKS_PER_FILE} chunk functions and {UNRESERVED_CONCURRENCY_MINIMUM} of "
+                f"lambdaConcurrencyLimit ({self.lambda_concurrency_limit}) stay unreserved; "
+                f"got {self.max_files_in_flight!r}"
+            )
 
     # ---- derived values -------------------------------------------------------------------
     @property
@@ -114,6 +140,17 @@ class EtlConfig:
     @property
     def max_record_bytes(self) -> int:
         return self.max_record_mb * 1024 * 1024
+
+    @property
+    def max_files_in_flight_allowed(self) -> int:
+        """The largest maxFilesInFlight whose reservations leave AWS's unreserved minimum."""
+        spare = self.lambda_concurrency_limit - UNRESERVED_CONCURRENCY_MINIMUM - STARTER_RESERVED_CONCURRENCY
+        return spare // CHUNKS_PER_FILE
+
+    @property
+    def chunk_reserved_concurrency(self) -> int:
+        """OPS2: the chunk function's reserved concurrency, maxFilesInFlight x MaxConcurrency."""
+        return self.max_files_in_flight * CHUNKS_PER_FILE
 
     @property
     def sdk_pandas_layer_parameter(self) -> str:
@@ -201,5 +238,7 @@ class EtlConfig:
             alarm_email=as_str("alarmEmail", None),
             sdk_pandas_version=as_str("sdkPandasVersion", DEFAULT_SDK_PANDAS_VERSION)
             or DEFAULT_SDK_PANDAS_VERSION,
+            max_files_in_flight=as_int("maxFilesInFlight", DEFAULT_MAX_FILES_IN_FLIGHT),
+            lambda_concurrency_limit=as_int("lambdaConcurrencyLimit", DEFAULT_LAMBDA_CONCURRENCY_LIMIT),
             account=account,
         )

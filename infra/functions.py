@@ -19,7 +19,7 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from etl import contracts as c
-from infra.config import LATEST_PYTHON, EtlConfig
+from infra.config import LATEST_PYTHON, STARTER_RESERVED_CONCURRENCY, EtlConfig
 from infra.guardrails import drop_redundant_role_dependency
 from infra.nag import acknowledge, logical_id
 
@@ -109,6 +109,9 @@ ACCESS: dict[str, Access] = {
         table=("dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"),
         list_prefixes=(INC, FAIL, SCR),
     ),
+    # Admission control (OPS2): no bucket or table access; its queue and state machine grants
+    # are added by infra/admission.py.
+    "StartFiles": Access(s3=(), table=()),
 }
 
 
@@ -130,8 +133,8 @@ class EtlFunctions(Construct):
         table: dynamodb.ITable,
     ) -> None:
         super().__init__(scope, construct_id_)
-        if set(ACCESS) != set(c.HANDLERS):
-            raise ValueError("ACCESS and etl.contracts.HANDLERS list different steps")
+        if set(ACCESS) != set(c.ALL_FUNCTIONS):
+            raise ValueError("ACCESS and etl.contracts.ALL_FUNCTIONS list different functions")
 
         # L3: resolved by CloudFormation at deploy time from the public SSM parameters of the
         # deploy region (a template parameter of type AWS::SSM::Parameter::Value<String>), so
@@ -162,7 +165,15 @@ class EtlFunctions(Construct):
 
         self.functions: dict[str, lambda_.Function] = {}
         self.log_groups: dict[str, logs.LogGroup] = {}
-        for step, (short_name, handler) in c.HANDLERS.items():
+        # OPS2: reserved concurrency. The chunk function reserves maxFilesInFlight x 10 (never
+        # throttled while the starter keeps at most that many files running, and never eating
+        # the unreserved pool that the other steps, MarkFailed included, draw from); StartFiles
+        # reserves 1 so only one admission decision runs at a time.
+        reserved = {
+            "ProcessChunk": config.chunk_reserved_concurrency,
+            "StartFiles": STARTER_RESERVED_CONCURRENCY,
+        }
+        for step, (short_name, handler) in c.ALL_FUNCTIONS.items():
             function_name = config.name(short_name)
             log_group = logs.LogGroup(
                 self,
@@ -199,6 +210,7 @@ class EtlFunctions(Construct):
                 log_group=log_group,
                 role=role,
                 environment=environment,
+                reserved_concurrent_executions=reserved.get(step),
             )
             drop_redundant_role_dependency(function, role)
             self.functions[step] = function
@@ -227,13 +239,14 @@ class EtlFunctions(Construct):
             "Only xray:PutTraceSegments/PutTelemetryRecords (added for active tracing) use '*': "
             "X-Ray supports no resource-level permissions.",
         )
-        acknowledge(
-            function,
-            "Serverless-LambdaDLQ",
-            "Invoked synchronously by Step Functions only; a failed invocation is retried and "
-            "then caught by the state machine (MarkFailed -> SNS alert -> Fail), so an "
-            "asynchronous-invocation DLQ would never receive anything.",
-        )
+        if step in c.HANDLERS:
+            acknowledge(
+                function,
+                "Serverless-LambdaDLQ",
+                "Invoked synchronously by Step Functions only; a failed invocation is retried and "
+                "then caught by the state machine (MarkFailed -> SNS alert -> Fail), so an "
+                "asynchronous-invocation DLQ would never receive anything.",
+            )
         if config.lambda_runtime != LATEST_PYTHON:
             for rule in ("AwsSolutions-L1", "Serverless-LambdaLatestVersion"):
                 acknowledge(
@@ -261,6 +274,7 @@ class EtlFunctions(Construct):
                     conditions={"StringLike": {"s3:prefix": [p + "*" for p in access.list_prefixes]}},
                 )
             )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=list(access.table), resources=[table.table_arn])
-        )
+        if access.table:
+            role.add_to_principal_policy(
+                iam.PolicyStatement(actions=list(access.table), resources=[table.table_arn])
+            )

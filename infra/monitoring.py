@@ -14,6 +14,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from etl import contracts
+from infra.admission import OLDEST_MESSAGE_ALARM_SECONDS
 from infra.config import EtlConfig
 
 # Powertools Metrics emits EMF with the namespace and a `service` dimension taken from
@@ -38,6 +39,8 @@ class Monitoring(Construct):
         functions: dict[str, lambda_.IFunction],
         dead_letter_queues: Mapping[str, sqs.IQueue],
         alert_topic: sns.ITopic,
+        chunk_function: lambda_.IFunction,
+        buffer_queue: sqs.IQueue,
     ) -> None:
         super().__init__(scope, construct_id)
 
@@ -79,6 +82,38 @@ class Monitoring(Construct):
             )
             dlq_depth.append(depth)
             alarm(name + "Depth", depth, 1, f"Messages are waiting in the {name}")
+
+        # OPS2: admission control. A throttled chunk function means the reserved concurrency
+        # no longer covers the files in flight; an old buffered message means files wait long.
+        chunk_throttles = chunk_function.metric_throttles(
+            period=PERIOD, statistic="Sum", label="ProcessChunk throttles"
+        )
+        alarm(
+            "ChunkThrottles",
+            chunk_throttles,
+            1,
+            "ProcessChunk invocations were throttled: its reserved concurrency "
+            f"({config.chunk_reserved_concurrency}) is exhausted",
+        )
+        oldest_waiting = buffer_queue.metric_approximate_age_of_oldest_message(
+            period=PERIOD, statistic="Maximum", label="Oldest waiting file (s)"
+        )
+        alarm(
+            "BufferOldestMessage",
+            oldest_waiting,
+            OLDEST_MESSAGE_ALARM_SECONDS,
+            f"A file has waited {OLDEST_MESSAGE_ALARM_SECONDS // 60} minutes or more in the "
+            "admission buffer",
+        )
+        files_waiting = buffer_queue.metric_approximate_number_of_messages_visible(
+            period=PERIOD, statistic="Maximum", label="Files waiting"
+        )
+        files_admitting = buffer_queue.metric_approximate_number_of_messages_not_visible(
+            period=PERIOD, statistic="Maximum", label="Files being admitted"
+        )
+        chunk_concurrency = chunk_function.metric(
+            "ConcurrentExecutions", period=PERIOD, statistic="Maximum", label="ProcessChunk concurrency"
+        )
 
         def per_function(metric_name: str, statistic: str) -> list[cw.IMetric]:
             return [
@@ -147,6 +182,20 @@ class Monitoring(Construct):
                         width=8,
                     ),
                     cw.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms), width=8),
+                ],
+                [
+                    cw.GraphWidget(
+                        title=f"Admission: files waiting (max {config.max_files_in_flight} in flight)",
+                        left=[files_waiting, files_admitting],
+                        width=8,
+                    ),
+                    cw.GraphWidget(title="Admission: oldest waiting file (s)", left=[oldest_waiting], width=8),
+                    cw.GraphWidget(
+                        title=f"ProcessChunk concurrency (reserved {config.chunk_reserved_concurrency}) / throttles",
+                        left=[chunk_concurrency],
+                        right=[chunk_throttles],
+                        width=8,
+                    ),
                 ],
             ],
         )

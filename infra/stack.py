@@ -8,6 +8,7 @@ from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
 from etl import contracts
+from infra.admission import Admission
 from infra.config import EtlConfig
 from infra.functions import EtlFunctions
 from infra.guardrails import apply_guardrails
@@ -49,7 +50,7 @@ class EtlPipelineStack(Stack):
             self,
             "Workflow",
             config=config,
-            functions=dict(functions.functions),
+            functions={step: functions.functions[step] for step in contracts.HANDLERS},
             result_queue=notifications.result_queue,
             alert_topic=notifications.alert_topic,
             alert_key=notifications.alert_key,
@@ -59,12 +60,22 @@ class EtlPipelineStack(Stack):
             "Trigger",
             config=config,
             bucket=storage.bucket,
+            enabled=trigger_enabled,
+        )
+        admission = Admission(
+            self,
+            "Admission",
+            config=config,
             state_machine=workflow.state_machine,
+            starter=functions.functions["StartFiles"],
+            s3_rule=trigger.rule,
+            rule_dead_letter_queue=trigger.dead_letter_queue,
             enabled=trigger_enabled,
         )
         dead_letter_queues = {
             "TriggerDlq": trigger.dead_letter_queue,
             "ResultDlq": notifications.result_dlq,
+            "BufferDlq": admission.buffer_dlq,
         }
         if notifications.alert_subscription_dlq is not None:
             dead_letter_queues["AlertSubscriptionDlq"] = notifications.alert_subscription_dlq
@@ -77,6 +88,8 @@ class EtlPipelineStack(Stack):
             functions=dict(functions.functions),
             dead_letter_queues=dead_letter_queues,
             alert_topic=notifications.alert_topic,
+            chunk_function=functions.functions["ProcessChunk"],
+            buffer_queue=admission.buffer_queue,
         )
         apply_guardrails(self)
 
@@ -93,8 +106,11 @@ class EtlPipelineStack(Stack):
             "DashboardName": monitoring.dashboard.dashboard_name,
             "StateMachineLogGroupName": workflow.log_group.log_group_name,
             "PipelineRole": role,
+            "BufferQueueUrl": admission.buffer_queue.queue_url,
+            "BufferDlqUrl": admission.buffer_dlq.queue_url,
+            "MaxFilesInFlight": str(config.max_files_in_flight),
         }
-        for step in contracts.HANDLERS:
+        for step in contracts.ALL_FUNCTIONS:
             outputs[function_output_id(step)] = functions.functions[step].function_name
         for output_id, value in outputs.items():
             CfnOutput(self, output_id, value=value)

@@ -1,13 +1,16 @@
-"""INF4: EventBridge rule "S3 Object Created under incoming/" -> start the state machine."""
+"""INF4: EventBridge rule "S3 Object Created under incoming/" -> admission control -> workflow.
+
+The rule and its dead-letter queue live here; its targets (the admission buffer queue and the
+StartFiles wake-up, both with this DLQ and a retry policy) are added by infra/admission.py
+(SPEC OPS2), which starts the state machine with the event as input.
+"""
 
 from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
-from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from etl import contracts
@@ -16,7 +19,7 @@ from infra.nag import acknowledge
 
 
 class S3Trigger(Construct):
-    """The rule (disabled on a warm standby), its target retry policy and dead-letter queue."""
+    """The rule (disabled on a warm standby) and its targets' dead-letter queue."""
 
     def __init__(
         self,
@@ -25,12 +28,12 @@ class S3Trigger(Construct):
         *,
         config: EtlConfig,
         bucket: s3.IBucket,
-        state_machine: sfn.IStateMachine,
         enabled: bool,
     ) -> None:
         super().__init__(scope, construct_id)
         # Events EventBridge could not deliver (after its retries) land here; each message is
-        # the original event, so an operator can start an execution with it as input.
+        # the original event, so an operator can start an execution with it as input (or send
+        # it to the buffer queue). The admission wake-up rules use it too.
         self.dead_letter_queue = sqs.Queue(
             self,
             "TriggerDlq",
@@ -56,7 +59,7 @@ class S3Trigger(Construct):
             self,
             "Rule",
             rule_name=config.name("incoming"),
-            description=f"S3 Object Created under {contracts.INCOMING_PREFIX} starts the ETL state machine",
+            description=f"S3 Object Created under {contracts.INCOMING_PREFIX}: buffer it and wake the starter",
             enabled=enabled,
             event_pattern=events.EventPattern(
                 source=["aws.s3"],
@@ -66,12 +69,4 @@ class S3Trigger(Construct):
                     "object": {"key": [{"prefix": contracts.INCOMING_PREFIX}]},
                 },
             ),
-        )
-        self.rule.add_target(
-            targets.SfnStateMachine(
-                state_machine,
-                dead_letter_queue=self.dead_letter_queue,
-                retry_attempts=8,
-                max_event_age=Duration.hours(2),
-            )
         )

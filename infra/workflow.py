@@ -19,7 +19,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from etl.errors import RETRYABLE_ERRORS
-from infra.config import EtlConfig
+from infra.config import CHUNKS_PER_FILE, EtlConfig
 from infra.guardrails import drop_redundant_role_dependency
 from infra.nag import acknowledge, logical_id
 
@@ -38,6 +38,8 @@ RETRY_INTERVAL = Duration.seconds(2)
 RETRY_MAX_ATTEMPTS = 3
 RETRY_BACKOFF_RATE = 2.0
 MAP_MAX_CONCURRENCY = 10
+# The chunk function's reserved concurrency (OPS2) is sized from this number.
+assert MAP_MAX_CONCURRENCY == CHUNKS_PER_FILE, "infra/config.py CHUNKS_PER_FILE must match"
 ERROR_PATH = "$.error"
 
 
