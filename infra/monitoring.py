@@ -102,8 +102,7 @@ class Monitoring(Construct):
             "BufferOldestMessage",
             oldest_waiting,
             OLDEST_MESSAGE_ALARM_SECONDS,
-            f"A file has waited {OLDEST_MESSAGE_ALARM_SECONDS // 60} minutes or more in the "
-            "admission buffer",
+            f"A file has waited {OLDEST_MESSAGE_ALARM_SECONDS // 60} minutes or more in the admission buffer",
         )
         files_waiting = buffer_queue.metric_approximate_number_of_messages_visible(
             period=PERIOD, statistic="Maximum", label="Files waiting"
@@ -189,7 +188,9 @@ class Monitoring(Construct):
                         left=[files_waiting, files_admitting],
                         width=8,
                     ),
-                    cw.GraphWidget(title="Admission: oldest waiting file (s)", left=[oldest_waiting], width=8),
+                    cw.GraphWidget(
+                        title="Admission: oldest waiting file (s)", left=[oldest_waiting], width=8
+                    ),
                     cw.GraphWidget(
                         title=f"ProcessChunk concurrency (reserved {config.chunk_reserved_concurrency}) / throttles",
                         left=[chunk_concurrency],

@@ -64,7 +64,7 @@ def functions_by_step(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
         for r in resources(template, "AWS::Lambda::Function").values()
         if "FunctionName" in props(r)
     }
-    return {step: by_name[f"etl-{short}-{SUFFIX}"] for step, (short, _) in contracts.HANDLERS.items()}
+    return {step: by_name[f"etl-{short}-{SUFFIX}"] for step, (short, _) in contracts.ALL_FUNCTIONS.items()}
 
 
 def ref_id(value: Any) -> str:
@@ -140,19 +140,32 @@ def test_INF2_two_stacks_primary_us_east_1_and_dr_eu_west_1(default_synth: Synth
     assert default_synth.regions == {PRIMARY: "us-east-1", DR: "eu-west-1"}
 
 
+# The rules that make a stack take files: the S3 rule and admission control's wake-ups (OPS2).
+INTAKE_RULES = ("incoming", "admit-on-execution-end", "admit-every-minute")
+
+
+def intake_rules(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    by_name = {props(r)["Name"]: props(r) for r in resources(template, "AWS::Events::Rule").values()}
+    suffix = template["Description"].rsplit("(", 1)[1].rstrip(")")
+    return {short: by_name[f"etl-{short}-{suffix}"] for short in INTAKE_RULES}
+
+
 def test_INF2_dr_is_identical_except_the_disabled_rule(primary: dict[str, Any], dr: dict[str, Any]) -> None:
-    assert {k: r["Type"] for k, r in resources(primary).items()} == {
-        k: r["Type"] for k, r in resources(dr).items()
-    }
-    (rule_p,) = resources(primary, "AWS::Events::Rule").values()
-    (rule_d,) = resources(dr, "AWS::Events::Rule").values()
-    assert props(rule_p)["State"] == "ENABLED"
-    assert props(rule_d)["State"] == "DISABLED"
+    def kinds(template: dict[str, Any]) -> dict[str, str]:
+        # A rule's Lambda permission id embeds the stack name: compare what precedes it.
+        return {
+            re.sub(r"AllowEventRule.*", "AllowEventRule", k): r["Type"]
+            for k, r in resources(template).items()
+        }
+
+    assert kinds(primary) == kinds(dr)
+    assert {n: r["State"] for n, r in intake_rules(primary).items()} == dict.fromkeys(INTAKE_RULES, "ENABLED")
+    assert {n: r["State"] for n, r in intake_rules(dr).items()} == dict.fromkeys(INTAKE_RULES, "DISABLED")
 
 
 def test_INF2_dr_rule_enabled_with_drActive_true(dr_active_synth: Synth) -> None:
-    (rule,) = resources(dr_active_synth.dr, "AWS::Events::Rule").values()
-    assert props(rule)["State"] == "ENABLED"
+    states = {n: r["State"] for n, r in intake_rules(dr_active_synth.dr).items()}
+    assert states == dict.fromkeys(INTAKE_RULES, "ENABLED")
 
 
 def test_INF2_synth_needs_no_lookups(default_synth: Synth) -> None:
@@ -212,11 +225,11 @@ def test_INF3_every_bucket_denies_non_tls_requests(templates: dict[str, Any], st
 
 
 # ---- INF4 -------------------------------------------------------------------------------------
-def test_INF4_rule_starts_state_machine_for_incoming_objects_with_dlq_and_retry(
+def test_INF4_OPS2_rule_buffers_incoming_objects_and_wakes_the_starter_with_dlq_and_retry(
     primary: dict[str, Any],
 ) -> None:
-    (rule,) = resources(primary, "AWS::Events::Rule").values()
-    pattern = props(rule)["EventPattern"]
+    rule = intake_rules(primary)["incoming"]
+    pattern = rule["EventPattern"]
     assert pattern["source"] == ["aws.s3"]
     assert pattern["detail-type"] == ["Object Created"]
     assert pattern["detail"]["object"]["key"] == [{"prefix": contracts.INCOMING_PREFIX}]
@@ -226,13 +239,31 @@ def test_INF4_rule_starts_state_machine_for_incoming_objects_with_dlq_and_retry(
         for k, r in resources(primary, "AWS::S3::Bucket").items()
         if literal_text(props(r)["BucketName"]).startswith("etl-data-")
     }
-    (target,) = props(rule)["Targets"]
-    assert ref_id(target["Arn"]) in resources(primary, "AWS::StepFunctions::StateMachine")
-    dlq = resources(primary)[ref_id(target["DeadLetterConfig"]["Arn"])]
-    assert props(dlq)["QueueName"] == f"etl-trigger-dlq-{SUFFIX}"
-    assert props(dlq)["SqsManagedSseEnabled"] is True
-    assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1
-    assert target["RetryPolicy"]["MaximumEventAgeInSeconds"] > 0
+    # OPS2: the event goes to the admission buffer queue and wakes StartFiles, which starts
+    # the state machine (never directly: a burst would exceed the account's concurrency).
+    targets = {
+        props(resources(primary)[ref_id(t["Arn"])]).get("QueueName")
+        or props(resources(primary)[ref_id(t["Arn"])]).get("FunctionName"): t
+        for t in rule["Targets"]
+    }
+    assert set(targets) == {f"etl-buffer-{SUFFIX}", f"etl-start-files-{SUFFIX}"}
+    for target in targets.values():
+        dlq = resources(primary)[ref_id(target["DeadLetterConfig"]["Arn"])]
+        assert props(dlq)["QueueName"] == f"etl-trigger-dlq-{SUFFIX}"
+        assert props(dlq)["SqsManagedSseEnabled"] is True
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_INF4_every_rule_target_has_a_dead_letter_queue_and_a_retry_policy(
+    templates: dict[str, Any], stack: str
+) -> None:
+    rules = resources(templates[stack], "AWS::Events::Rule")
+    assert rules
+    for logical_id, rule in rules.items():
+        for target in props(rule)["Targets"]:
+            assert "Arn" in target.get("DeadLetterConfig", {}), (logical_id, target["Id"])
+            assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1, logical_id
+            assert target["RetryPolicy"]["MaximumEventAgeInSeconds"] > 0, logical_id
 
 
 # ---- INF5 -------------------------------------------------------------------------------------
@@ -392,7 +423,7 @@ def test_INF6_every_function_has_3072mb_900s_tracing_and_30_day_log_group(
 ) -> None:
     template = templates[stack]
     fns = functions_by_step(template)
-    assert len(fns) == 6
+    assert len(fns) == len(contracts.ALL_FUNCTIONS) == 7
     for step, fn in fns.items():
         p = props(fn)
         assert p["MemorySize"] == 3072, step
@@ -400,7 +431,7 @@ def test_INF6_every_function_has_3072mb_900s_tracing_and_30_day_log_group(
         assert p["TracingConfig"] == {"Mode": "Active"}, step
         assert p["LoggingConfig"]["LogFormat"] == "JSON", step
         assert p["Runtime"] == "python3.13", step
-        assert p["Handler"] == contracts.HANDLERS[step][1], step
+        assert p["Handler"] == contracts.ALL_FUNCTIONS[step][1], step
         log_group = resources(template)[ref_id(p["LoggingConfig"]["LogGroup"])]
         assert log_group["Type"] == "AWS::Logs::LogGroup"
         assert props(log_group)["RetentionInDays"] == 30
@@ -411,7 +442,8 @@ def test_INF6_every_function_has_3072mb_900s_tracing_and_30_day_log_group(
 def test_INF6_environment_matches_the_contract(primary: dict[str, Any]) -> None:
     for step, fn in functions_by_step(primary).items():
         env = props(fn)["Environment"]["Variables"]
-        assert set(env) == {
+        admission = {"BUFFER_QUEUE_URL", "STATE_MACHINE_ARN", "MAX_FILES_IN_FLIGHT"}
+        assert set(env) - (admission if step == "StartFiles" else set()) == {
             "BUCKET_NAME",
             "TABLE_NAME",
             "CHUNK_SIZE_BYTES",
@@ -451,6 +483,7 @@ EXPECTED_PREFIXES = {
     "ProcessChunk": {"incoming/", "failed/", "scratch/", "output/", "rejected/"},
     "Finalize": {"incoming/", "failed/", "processed/", "manifests/", "scratch/"},
     "MarkFailed": {"incoming/", "failed/", "scratch/"},
+    "StartFiles": set(),
 }
 WRITERS = {
     "PlanChunks": {"scratch/"},
@@ -650,7 +683,15 @@ def test_INF9_alarms_on_failure_rate_failed_executions_and_dlq_depth_notify_sns(
     alarms = {props(a)["AlarmName"]: props(a) for a in resources(primary, "AWS::CloudWatch::Alarm").values()}
     assert set(alarms) == {
         f"etl-alarm-{SUFFIX}-{n}"
-        for n in ("failurerate", "failedexecutions", "triggerdlqdepth", "resultdlqdepth")
+        for n in (
+            "failurerate",
+            "failedexecutions",
+            "triggerdlqdepth",
+            "resultdlqdepth",
+            "bufferdlqdepth",
+            "chunkthrottles",
+            "bufferoldestmessage",
+        )
     }
     for name, alarm in alarms.items():
         assert [ref_id(a) for a in alarm["AlarmActions"]] == [topic_id], name
@@ -785,7 +826,10 @@ def test_outputs_let_the_operator_cli_find_every_resource(templates: dict[str, A
         "TriggerRuleName",
         "TriggerDlqUrl",
         "DashboardName",
-    } | {f"{step}FunctionName" for step in contracts.HANDLERS}
+        "BufferQueueUrl",
+        "BufferDlqUrl",
+        "MaxFilesInFlight",
+    } | {f"{step}FunctionName" for step in contracts.ALL_FUNCTIONS}
     assert expected <= set(outputs)
     assert outputs["PipelineRole"]["Value"] == ("primary" if stack == PRIMARY else "dr")
 
@@ -808,7 +852,7 @@ def test_L2_L3_INF6_context_knobs_reach_functions_layers_and_nag(variant_synth: 
         for r in resources(template, "AWS::Lambda::Function").values()
         if str(props(r).get("FunctionName", "")).startswith("etl-")
     ]
-    assert len(fns) == 6
+    assert len(fns) == len(contracts.ALL_FUNCTIONS)
     parameters = template["Parameters"]
     for fn in fns:
         p = props(fn)
