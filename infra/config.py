@@ -104,10 +104,11 @@ class EtlConfig:
             raise ConfigError(f"alarmEmail is not an e-mail address: {self.alarm_email!r}")
         if not _VERSION_RE.match(self.sdk_pandas_version):
             raise ConfigError(f"sdkPandasVersion must look like 3.17.1; got {self.sdk_pandas_version!r}")
-        if self.lambda_concurrency_limit < UNRESERVED_CONCURRENCY_MINIMUM + CHUNKS_PER_FILE + 1:
+        least = UNRESERVED_CONCURRENCY_MINIMUM + CHUNKS_PER_FILE + STARTER_RESERVED_CONCURRENCY
+        if self.lambda_concurrency_limit < least:
             raise ConfigError(
-                f"lambdaConcurrencyLimit must be at least {UNRESERVED_CONCURRENCY_MINIMUM + CHUNKS_PER_FILE + 1} "
-                f"(AWS keeps {UNRESERVED_CONCURRENCY_MINIMUM} unreserved); got {self.lambda_concurrency_limit!r}"
+                f"lambdaConcurrencyLimit must be at least {least} (AWS keeps "
+                f"{UNRESERVED_CONCURRENCY_MINIMUM} unreserved); got {self.lambda_concurrency_limit!r}"
             )
         if not 1 <= self.max_files_in_flight <= self.max_files_in_flight_allowed:
             raise ConfigError(

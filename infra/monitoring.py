@@ -192,7 +192,8 @@ class Monitoring(Construct):
                         title="Admission: oldest waiting file (s)", left=[oldest_waiting], width=8
                     ),
                     cw.GraphWidget(
-                        title=f"ProcessChunk concurrency (reserved {config.chunk_reserved_concurrency}) / throttles",
+                        title="ProcessChunk concurrency (reserved "
+                        f"{config.chunk_reserved_concurrency}) / throttles",
                         left=[chunk_concurrency],
                         right=[chunk_throttles],
                         width=8,

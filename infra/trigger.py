@@ -59,7 +59,7 @@ class S3Trigger(Construct):
             self,
             "Rule",
             rule_name=config.name("incoming"),
-            description=f"S3 Object Created under {contracts.INCOMING_PREFIX}: buffer it and wake the starter",
+            description=f"S3 Object Created under {contracts.INCOMING_PREFIX}: buffer, wake the starter",
             enabled=enabled,
             event_pattern=events.EventPattern(
                 source=["aws.s3"],

@@ -73,10 +73,8 @@ def execution_name(event: Mapping[str, Any]) -> str:
         ]
     )
     delivery = str(event.get("id") or json.dumps(event, sort_keys=True))
-    return "s3-{}-{}".format(
-        hashlib.sha256(ident.encode()).hexdigest()[:24],
-        hashlib.sha256(delivery.encode()).hexdigest()[:12],
-    )
+    object_part = hashlib.sha256(ident.encode()).hexdigest()[:24]
+    return f"s3-{object_part}-{hashlib.sha256(delivery.encode()).hexdigest()[:12]}"
 
 
 def count_running(sfn: Any, state_machine_arn: str, limit: int) -> int:
