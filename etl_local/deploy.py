@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from etl_cli.pipeline import Outputs
-from etl_local.relay import RELAY_QUEUE_PREFIX, TARGET_TAG
+from etl_local.relay import RELAY_QUEUE_PREFIX, RULE_TAG, SCHEDULE_TAG, target_tags
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_SUFFIX = "local"
@@ -50,14 +50,18 @@ def _infra_fingerprint(context: dict[str, str]) -> str:
     return h.hexdigest()[:16]
 
 
-def synth_primary_template(suffix: str = LOCAL_SUFFIX, cache_dir: Path | None = None) -> dict[str, Any]:
+def synth_primary_template(
+    suffix: str = LOCAL_SUFFIX, cache_dir: Path | None = None, context: dict[str, str] | None = None
+) -> dict[str, Any]:
     """The primary stack's template, synthesized in-process by engineer A's tooling.
 
     Cached under ``.etl-local/templates`` by a hash of the infra code and context (a synth
     costs seconds; the cache is invalidated by any change to ``infra/``, ``app.py``,
     ``cdk.json``).
+
+    ``context``: more ``-c`` values (e.g. ``{"maxFilesInFlight": "3"}``); part of the cache key.
     """
-    context = {"environmentSuffix": suffix}
+    context = {**(context or {}), "environmentSuffix": suffix}
     cache_dir = cache_dir or REPO_ROOT / ".etl-local" / "templates"
     cached = cache_dir / f"{_infra_fingerprint(context)}.json"
     if cached.exists():
@@ -355,21 +359,30 @@ def deploy(
         type=p.get("StateMachineType", "STANDARD"),
     )["stateMachineArn"]
 
+    # Rules: every enabled rule whose targets run here is relayed (etl_local/relay.py): moto
+    # raises on a Step Functions target (and then drops the other targets), runs Lambda targets
+    # inside the sender's request, and never fires schedules.
     events = client("events")
+    runnable = {sm_arn}
+    runnable |= {r.attrs[(lid, "Arn")] for lid in envs}
+    runnable |= {r.attrs[(lid, "Arn")] for lid in queues}
     for lid, spec in by_type.get("AWS::Events::Rule", []):
         rp = _props(spec)
-        targets = rp.get("Targets") or []
-        target_arns = [resolve(t.get("Arn"), r) for t in targets]
-        if sm_arn not in target_arns:
-            continue  # not the rule that starts the workflow
-        pattern = resolve(rp["EventPattern"], r)
+        if rp.get("State", "ENABLED") != "ENABLED":
+            continue
+        target_arns = [resolve(t.get("Arn"), r) for t in rp.get("Targets") or []]
+        if not target_arns or not set(target_arns) <= runnable:
+            continue  # a rule whose targets do nothing locally
         rule_name = r.refs[lid]
-        events.put_rule(Name=rule_name, EventPattern=json.dumps(pattern), State=rp.get("State", "ENABLED"))
         relay_name = f"{RELAY_QUEUE_PREFIX}{hashlib.sha256(rule_name.encode()).hexdigest()[:12]}"
-        sqs.create_queue(QueueName=relay_name, tags={TARGET_TAG: sm_arn})["QueueUrl"]
+        tags = {**target_tags(target_arns), RULE_TAG: r.attrs[(lid, "Arn")]}
+        if "ScheduleExpression" in rp:
+            sqs.create_queue(QueueName=relay_name, tags={**tags, SCHEDULE_TAG: rp["ScheduleExpression"]})
+            continue
+        pattern = resolve(rp["EventPattern"], r)
+        events.put_rule(Name=rule_name, EventPattern=json.dumps(pattern), State="ENABLED")
+        sqs.create_queue(QueueName=relay_name, tags=tags)
         relay_arn = f"arn:aws:sqs:{region}:{account}:{relay_name}"
-        # moto raises on a Step Functions target (and then drops the other targets), so the
-        # relay queue is the rule's only target here; the relay starts the real target.
         events.put_targets(Rule=rule_name, Targets=[{"Id": "etl-local-relay", "Arn": relay_arn}])
 
     # The stack's own Outputs section, resolved like everything else (what describe_stacks gives).

@@ -61,6 +61,8 @@ class Emulator:
     retry_sleep: object = None  # callable(seconds) or None to really sleep
     retry_jitter: str = "random"
     relay_interval: float = 0.2
+    # How often the relay fires schedule rules (rate(1 minute) on AWS; compressed locally).
+    schedule_interval: float = 1.0
     _server: object = field(default=None, init=False, repr=False)
     relay: Relay | None = field(default=None, init=False)
 
@@ -87,7 +89,7 @@ class Emulator:
         server.start()
         self._server = server
         moto_api(self.endpoint, "config", {"stepfunctions": {"execute_state_machine": True}})
-        self.relay = Relay(self.endpoint, interval=self.relay_interval)
+        self.relay = Relay(self.endpoint, interval=self.relay_interval, schedule_interval=self.schedule_interval)
         self.relay.start()
         return self
 

@@ -1,12 +1,25 @@
-"""The EventBridge -> Step Functions hop, which moto does not deliver.
+"""EventBridge deliveries moto does not make: to Step Functions and Lambda targets, and schedules.
 
-At deploy time the real rule (its real ``EventPattern``) gets an SQS target, a *relay queue*
-named ``etl-local-relay-<suffix>`` tagged with the rule's real target (the state machine ARN).
-moto's S3 sends ``Object Created`` to the rule, the rule's pattern decides, and matched events
-land in the relay queue. This loop starts one execution per delivered event, as EventBridge
-does — a duplicate delivery is a second execution, and the workflow (RegisterFile's
-conditional put) must make it a no-op. Execution names are deterministic: the object's
-identity plus the delivery number (moto needs ``name=``; unnamed runs collide).
+At deploy time every enabled rule whose targets the emulator runs (a state machine, a Python
+Lambda function, an SQS queue) gets one SQS target instead, a *relay queue*
+``etl-local-relay-<hash>`` tagged with the rule's real targets (``etl-local-target-<i>``).
+moto's S3 sends ``Object Created`` to the rule, the rule's real ``EventPattern`` decides, and
+matched events land in the relay queue. This loop delivers each one to every real target, in
+the template's order, as EventBridge does:
+
+- SQS queue (the admission buffer, SPEC OPS2): ``SendMessage`` with the event as the body;
+- Lambda function (StartFiles): a synchronous ``Invoke`` from this one thread, so invocations of
+  a function never overlap, which is what its reserved concurrency of 1 guarantees on AWS
+  (moto's own SQS event-source mappings and Lambda targets are not used: they run per message
+  inside the sender's request and ignore reserved concurrency);
+- state machine: ``StartExecution`` with a deterministic name (the object's identity plus the
+  delivery number; moto needs ``name=``). A duplicate delivery is a second execution, and the
+  workflow (RegisterFile's conditional put) makes it a no-op.
+
+A schedule rule (``rate(1 minute)``) has no pattern: its relay queue carries the expression in
+``etl-local-schedule`` and this loop invokes its targets every ``schedule_interval`` seconds
+(compressed time: a local run does not wait a minute). Before delivery an S3 event is made to
+look as S3 sends it (:func:`as_s3_sends_it`).
 """
 
 from __future__ import annotations
@@ -14,12 +27,38 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 import urllib.parse
+import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 RELAY_QUEUE_PREFIX = "etl-local-relay-"
+# Tags of a relay queue: "etl-local-target-0", "-1" ... (the rule's targets in order) and, for
+# a schedule rule, its expression.
 TARGET_TAG = "etl-local-target"
+SCHEDULE_TAG = "etl-local-schedule"
+RULE_TAG = "etl-local-rule"
+
+
+def target_tags(targets: list[str]) -> dict[str, str]:
+    return {f"{TARGET_TAG}-{i}": arn for i, arn in enumerate(targets)}
+
+
+def scheduled_event(rule_arn: str, region: str = "us-east-1", account: str = "123456789012") -> dict[str, Any]:
+    """What EventBridge sends a schedule rule's target."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": account,
+        "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [rule_arn],
+        "detail": {},
+    }
 
 
 def execution_name_prefix(event: dict[str, Any]) -> str:
@@ -52,33 +91,52 @@ def as_s3_sends_it(event: dict[str, Any]) -> dict[str, Any]:
 @dataclass
 class Delivery:
     queue_url: str
-    state_machine_arn: str
+    target: str  # the real target's ARN
     event: dict[str, Any]
-    execution_arn: str
+    result: str  # execution ARN, message id or the invocation's status
+
+
+@dataclass
+class _RelayQueue:
+    targets: list[str]
+    schedule: str | None
+    rule_arn: str
+    last_fired: float = 0.0
 
 
 @dataclass
 class Relay:
     endpoint: str
     interval: float = 0.2
+    schedule_interval: float = 1.0
     delivered: list[Delivery] = field(default_factory=list)
+    scheduled: list[Delivery] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _counts: dict[str, int] = field(default_factory=dict)
-    _targets: dict[str, str] = field(default_factory=dict)
+    _queues: dict[str, _RelayQueue] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _clients_cache: dict[str, Any] = field(default_factory=dict)
+
+    def client(self, service: str) -> Any:
+        found = self._clients_cache.get(service)
+        if found is None:
+            import boto3
+            from botocore.config import Config
+
+            session = boto3.session.Session(
+                aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+            )
+            # A handler may run for a while (StartFiles, a reconcile): no client-side timeout
+            # or retry of a synchronous invoke (a retry would be a second invocation).
+            config = Config(read_timeout=900, retries={"total_max_attempts": 1})
+            found = session.client(service, endpoint_url=self.endpoint, config=config)
+            self._clients_cache[service] = found
+        return found
 
     def _clients(self) -> tuple[Any, Any]:
-        import boto3
-
-        session = boto3.session.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
-        )
-        return (
-            session.client("sqs", endpoint_url=self.endpoint),
-            session.client("stepfunctions", endpoint_url=self.endpoint),
-        )
+        return self.client("sqs"), self.client("stepfunctions")
 
     def start(self) -> None:
         self._stop.clear()
@@ -95,7 +153,8 @@ class Relay:
             self.delivered.clear()
             self.errors.clear()
             self._counts.clear()
-            self._targets.clear()
+            self._queues.clear()
+            self.scheduled.clear()
 
     def _run(self) -> None:
         sqs, sfn = self._clients()
@@ -107,25 +166,68 @@ class Relay:
                     self.errors.append(repr(exc))
             self._stop.wait(self.interval)
 
+    def _relay_queue(self, sqs: Any, url: str) -> _RelayQueue | None:
+        found = self._queues.get(url)
+        if found is None:
+            tags = sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
+            targets = [
+                tags[k]
+                for k in sorted(
+                    (k for k in tags if k.startswith(TARGET_TAG)),
+                    key=lambda k: int(k.rsplit("-", 1)[1]) if k.rsplit("-", 1)[1].isdigit() else -1,
+                )
+            ]
+            if not targets:
+                return None
+            found = _RelayQueue(targets, tags.get(SCHEDULE_TAG), tags.get(RULE_TAG, ""), time.monotonic())
+            self._queues[url] = found
+        return found
+
     def poll_once(self, sqs: Any, sfn: Any) -> int:
         started = 0
         urls = sqs.list_queues(QueueNamePrefix=RELAY_QUEUE_PREFIX).get("QueueUrls", [])
         for url in urls:
-            target = self._targets.get(url)
-            if target is None:
-                target = sqs.list_queue_tags(QueueUrl=url).get("Tags", {}).get(TARGET_TAG)
-                if not target:
-                    continue
-                self._targets[url] = target
-            msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=5)
+            relay = self._relay_queue(sqs, url)
+            if relay is None:
+                continue
+            if relay.schedule is not None:
+                if time.monotonic() - relay.last_fired >= self.schedule_interval:
+                    relay.last_fired = time.monotonic()
+                    event = scheduled_event(relay.rule_arn)
+                    for target in relay.targets:
+                        result = self._deliver(sfn, target, event)
+                        with self._lock:
+                            self.scheduled.append(Delivery(url, target, event, result))
+                continue
+            msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30)
             for msg in msgs.get("Messages", []):
                 event = as_s3_sends_it(json.loads(msg["Body"]))
-                arn = self._start(sfn, target, event)
-                with self._lock:
-                    self.delivered.append(Delivery(url, target, event, arn))
+                for target in relay.targets:
+                    result = self._deliver(sfn, target, event)
+                    with self._lock:
+                        self.delivered.append(Delivery(url, target, event, result))
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"])
                 started += 1
         return started
+
+    def _deliver(self, sfn: Any, target: str, event: dict[str, Any]) -> str:
+        """One event to one real target, the way EventBridge would."""
+        service = target.split(":")[2] if target.count(":") >= 5 else ""
+        if service == "states":
+            return self._start(sfn, target, event)
+        if service == "sqs":
+            sqs = self.client("sqs")
+            url = sqs.get_queue_url(QueueName=target.rsplit(":", 1)[1])["QueueUrl"]
+            return str(sqs.send_message(QueueUrl=url, MessageBody=json.dumps(event))["MessageId"])
+        if service == "lambda":
+            resp = self.client("lambda").invoke(FunctionName=target, Payload=json.dumps(event).encode())
+            payload = resp["Payload"].read().decode("utf-8", "replace")
+            if resp.get("FunctionError"):
+                with self._lock:
+                    self.errors.append(f"{target}: {payload[:500]}")
+                return "FunctionError"
+            return "OK"
+        raise ValueError(f"the relay cannot deliver to {target}")
 
     def _start(self, sfn: Any, state_machine_arn: str, event: dict[str, Any]) -> str:
         prefix = execution_name_prefix(event)

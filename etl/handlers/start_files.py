@@ -92,7 +92,11 @@ def count_running(sfn: Any, state_machine_arn: str, limit: int) -> int:
     for arn in list(_recent):
         if arn in running:
             continue
-        if sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+        try:
+            status = sfn.describe_execution(executionArn=arn)["status"]
+        except sfn.exceptions.ExecutionDoesNotExist:  # e.g. the state machine was replaced
+            status = "GONE"
+        if status == "RUNNING":
             running.add(arn)
         else:
             del _recent[arn]
