@@ -89,7 +89,9 @@ class Emulator:
         server.start()
         self._server = server
         moto_api(self.endpoint, "config", {"stepfunctions": {"execute_state_machine": True}})
-        self.relay = Relay(self.endpoint, interval=self.relay_interval, schedule_interval=self.schedule_interval)
+        self.relay = Relay(
+            self.endpoint, interval=self.relay_interval, schedule_interval=self.schedule_interval
+        )
         self.relay.start()
         return self
 

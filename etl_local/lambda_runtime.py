@@ -129,6 +129,10 @@ STATE = RuntimeState()
 # Environment: os.environ is process-global and Map iterations run on threads. Functions of one
 # stack share their settings, so invocations hold a shared lease on their variables; an
 # invocation whose values differ from a running one's waits until that one finishes.
+# A variable only one function has (StartFiles' BUFFER_QUEUE_URL) is not removed when its last
+# holder finishes while other invocations still run: removing a key while another thread
+# iterates os.environ (botocore does, creating a client) raises KeyError there. The process's
+# own values come back once no invocation runs at all.
 
 
 class _EnvLeases:
@@ -136,6 +140,7 @@ class _EnvLeases:
         self._cond = threading.Condition()
         self._held: dict[str, tuple[str, int]] = {}
         self._saved: dict[str, str | None] = {}
+        self._parked: set[str] = set()  # set by a finished invocation, restored when all are
 
     def acquire(self, env: dict[str, str]) -> None:
         with self._cond:
@@ -143,25 +148,32 @@ class _EnvLeases:
                 self._cond.wait(timeout=1.0)
             for k, v in env.items():
                 value, count = self._held.get(k, (v, 0))
-                if count == 0:
+                if count == 0 and k not in self._parked:
                     self._saved[k] = os.environ.get(k)
+                self._parked.discard(k)
                 self._held[k] = (value, count + 1)
-                os.environ[k] = v
+                if os.environ.get(k) != v:
+                    os.environ[k] = v
 
     def release(self, env: dict[str, str]) -> None:
-        """The last holder puts the process's own value back (tests share this process)."""
+        """The last invocation to finish puts the process's own values back (tests share this
+        process)."""
         with self._cond:
             for k in env:
                 value, count = self._held[k]
                 if count <= 1:
                     del self._held[k]
+                    self._parked.add(k)
+                else:
+                    self._held[k] = (value, count - 1)
+            if not self._held:
+                for k in self._parked:
                     previous = self._saved.pop(k, None)
                     if previous is None:
                         os.environ.pop(k, None)
                     else:
                         os.environ[k] = previous
-                else:
-                    self._held[k] = (value, count - 1)
+                self._parked.clear()
             self._cond.notify_all()
 
 

@@ -46,7 +46,9 @@ def target_tags(targets: list[str]) -> dict[str, str]:
     return {f"{TARGET_TAG}-{i}": arn for i, arn in enumerate(targets)}
 
 
-def scheduled_event(rule_arn: str, region: str = "us-east-1", account: str = "123456789012") -> dict[str, Any]:
+def scheduled_event(
+    rule_arn: str, region: str = "us-east-1", account: str = "123456789012"
+) -> dict[str, Any]:
     """What EventBridge sends a schedule rule's target."""
     return {
         "version": "0",
