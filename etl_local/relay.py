@@ -31,7 +31,7 @@ import time
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 RELAY_QUEUE_PREFIX = "etl-local-relay-"
@@ -56,7 +56,7 @@ def scheduled_event(
         "detail-type": "Scheduled Event",
         "source": "aws.events",
         "account": account,
-        "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "region": region,
         "resources": [rule_arn],
         "detail": {},
