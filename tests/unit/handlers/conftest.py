@@ -155,3 +155,48 @@ def chain(etl_aws: Any, monkeypatch: pytest.MonkeyPatch) -> Chain:
 def gzip_bytes():
     """gzip.compress with a fixed mtime (deterministic bytes)."""
     return lambda data: gzip.compress(data, mtime=0)
+
+
+@dataclass
+class AdmissionAws:
+    """The buffer queue and state machine StartFiles works on (in the mocked account)."""
+
+    sqs: Any
+    sfn: Any
+    queue_url: str
+    state_machine_arn: str
+
+    def buffer(self, event: Any) -> None:
+        body = event if isinstance(event, str) else json.dumps(event)
+        self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=body)
+
+    def waiting(self) -> int:
+        attrs = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["All"])["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+    def executions(self, status: str | None = None) -> list[dict[str, Any]]:
+        kwargs = {"statusFilter": status} if status else {}
+        return list(self.sfn.list_executions(stateMachineArn=self.state_machine_arn, **kwargs)["executions"])
+
+
+@pytest.fixture
+def admission(etl_aws: Any, monkeypatch: pytest.MonkeyPatch) -> AdmissionAws:
+    """``etl-buffer-<suffix>`` and ``etl-pipeline-<suffix>`` as the stack names them (suffix
+    ``iam``, matching the template test_iam_coverage synthesizes), limit 2 files in flight."""
+    import boto3
+
+    from etl.handlers import start_files
+
+    start_files._recent.clear()
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="etl-buffer-iam", Attributes={"VisibilityTimeout": "300"})["QueueUrl"]
+    arn = sfn.create_state_machine(
+        name="etl-pipeline-iam",
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+        roleArn="arn:aws:iam::123456789012:role/etl-test",
+    )["stateMachineArn"]
+    monkeypatch.setenv("BUFFER_QUEUE_URL", url)
+    monkeypatch.setenv("STATE_MACHINE_ARN", arn)
+    monkeypatch.setenv("MAX_FILES_IN_FLIGHT", "2")
+    return AdmissionAws(sqs, sfn, url, arn)
