@@ -47,10 +47,20 @@ TIMEOUT = Duration.minutes(15)
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 
 GET = ("s3:GetObject", "s3:GetObjectVersion")
+# The bucket is versioned: an object still at its incoming/ key is read at the version its
+# event named; everything else (failed/ after a reprocess, scratch/) is read as it is now.
+GET_VERSION = ("s3:GetObjectVersion",)
+GET_CURRENT = ("s3:GetObject",)
 PUT = ("s3:PutObject",)
-DELETE = ("s3:DeleteObject", "s3:DeleteObjectVersion")
-# CopyObject (the moves to processed/ and failed/) copies the source's tags as well.
-TAGS = ("s3:GetObjectTagging", "s3:GetObjectVersionTagging", "s3:PutObjectTagging")
+# Deletes without a version id: outputs a re-plan no longer produces, scratch prefixes.
+DELETE = ("s3:DeleteObject",)
+# A move (to processed/ or failed/) deletes exactly the copied source version (etl/aws/s3.py
+# move_object): version deletes only where the code moves objects from (OPS5).
+DELETE_VERSION = ("s3:DeleteObjectVersion",)
+# CopyObject (the moves) copies the source's tags as well: read on the source (the moves always
+# copy a named version), write on the copy.
+READ_TAGS = ("s3:GetObjectVersionTagging",)
+WRITE_TAGS = ("s3:PutObjectTagging",)
 
 
 @dataclass(frozen=True)
@@ -67,25 +77,25 @@ class Access:
 INC, FAIL, PROC = c.INCOMING_PREFIX, c.FAILED_PREFIX, c.PROCESSED_PREFIX
 OUT, REJ, MAN, SCR = c.OUTPUT_PREFIX, c.REJECTED_PREFIX, c.MANIFEST_PREFIX, c.SCRATCH_PREFIX
 
-# Keyed by the state name in docs/contracts.md.
+# Keyed by the state name in docs/contracts.md. tests/unit/handlers/test_iam_coverage.py
+# proves both ways that these are exactly the grants the handlers' calls need (INF6, OPS5).
 ACCESS: dict[str, Access] = {
     # Head of the new object (incoming/) or of a quarantined one for `etl reprocess` (failed/).
     "RegisterFile": Access(
-        s3=((GET, (INC, FAIL)),),
+        s3=((GET_VERSION, (INC,)), (GET_CURRENT, (FAIL,))),
         table=("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"),
         list_prefixes=(INC, FAIL),
     ),
     # GetItem: after a failed conditional transition it reads the status to name it.
     "ValidateHeader": Access(
-        s3=((GET, (INC, FAIL)),),
+        s3=((GET_VERSION, (INC,)), (GET_CURRENT, (FAIL,))),
         table=("dynamodb:UpdateItem", "dynamodb:GetItem"),
     ),
     # A re-plan (redrive, reprocess) removes chunk items, outputs and scratch objects of an
     # earlier plan that the new plan no longer produces.
     "PlanChunks": Access(
-        s3=((GET, (INC, FAIL)), (PUT + DELETE, (SCR,)), (DELETE, (OUT, REJ))),
+        s3=((GET_VERSION, (INC,)), (GET_CURRENT, (FAIL,)), (PUT + DELETE, (SCR,)), (DELETE, (OUT, REJ))),
         table=(
-            "dynamodb:PutItem",
             "dynamodb:UpdateItem",
             "dynamodb:BatchWriteItem",
             "dynamodb:GetItem",
@@ -95,17 +105,31 @@ ACCESS: dict[str, Access] = {
     ),
     # DeleteObject on rejected/: a re-run without rejects removes the earlier run's rejects.
     "ProcessChunk": Access(
-        s3=((GET, (INC, FAIL, SCR)), (PUT, (OUT,)), (PUT + DELETE, (REJ,))),
+        s3=((GET_VERSION, (INC,)), (GET_CURRENT, (FAIL, SCR)), (PUT, (OUT,)), (PUT + DELETE, (REJ,))),
         table=("dynamodb:UpdateItem", "dynamodb:GetItem"),
     ),
+    # Writes the manifest, moves the source (incoming/ or failed/) to processed/, removes a
+    # gzip file's scratch chunks. A retried Finalize whose move already happened heads the
+    # copy in processed/ (GetObject; ListBucket so a missing key answers 404, not 403).
     "Finalize": Access(
-        s3=((GET + PUT + DELETE + TAGS, (INC, FAIL, PROC, MAN)), (GET + DELETE, (SCR,))),
+        s3=(
+            (GET_VERSION + READ_TAGS + DELETE_VERSION, (INC,)),
+            (GET + READ_TAGS + DELETE_VERSION, (FAIL,)),
+            (GET_CURRENT + PUT + WRITE_TAGS, (PROC,)),
+            (PUT, (MAN,)),
+            (DELETE, (SCR,)),
+        ),
         table=("dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:GetItem"),
-        list_prefixes=(INC, FAIL, PROC, MAN, SCR),
+        list_prefixes=(INC, FAIL, PROC, SCR),
     ),
+    # Moves the source to failed/ (a reprocessed file failing again stays where it is);
     # PutItem: a file whose RegisterFile failed is registered as FAILED so it can be reprocessed.
     "MarkFailed": Access(
-        s3=((GET + PUT + DELETE + TAGS, (INC, FAIL)), (GET + DELETE, (SCR,))),
+        s3=(
+            (GET_VERSION + READ_TAGS + DELETE_VERSION, (INC,)),
+            (GET_CURRENT + PUT + WRITE_TAGS, (FAIL,)),
+            (DELETE, (SCR,)),
+        ),
         table=("dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"),
         list_prefixes=(INC, FAIL, SCR),
     ),

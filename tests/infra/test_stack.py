@@ -488,8 +488,8 @@ EXPECTED_PREFIXES = {
 WRITERS = {
     "PlanChunks": {"scratch/"},
     "ProcessChunk": {"output/", "rejected/"},
-    "Finalize": {"incoming/", "failed/", "processed/", "manifests/"},
-    "MarkFailed": {"incoming/", "failed/"},
+    "Finalize": {"processed/", "manifests/"},
+    "MarkFailed": {"failed/"},
 }
 
 

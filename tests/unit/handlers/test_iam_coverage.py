@@ -1,5 +1,6 @@
-"""INF6 least privilege, checked from the other side: every AWS call the handlers really make
-is allowed by the role the synthesized template gives that function.
+"""INF6/OPS5 least privilege, both ways: every AWS call the handlers really make is allowed by
+the role the synthesized template gives that function, and every action granted to a function
+(logs and X-Ray aside) is used by that function's recorded calls.
 
 moto does not enforce IAM, so a missing grant would pass every other local test and only fail
 on AWS. Here the handler chain runs its main paths (plain, gzip, failure + reprocess, re-plan)
@@ -64,21 +65,31 @@ def allowed() -> dict[str, list[dict[str, Any]]]:
 
     def resolver(logical_id: str, attribute: str | None) -> str:
         kind = resources.get(logical_id, {}).get("Type")
+        properties = resources.get(logical_id, {}).get("Properties", {})
         if kind == "AWS::S3::Bucket" and attribute == "Arn":
             return BUCKET_ARN
         if kind == "AWS::DynamoDB::Table" and attribute == "Arn":
             return TABLE_ARN
-        if logical_id == "AWS::Partition":
-            return "aws"
+        if kind == "AWS::SQS::Queue" and attribute == "Arn":
+            return f"arn:aws:sqs:{REGION}:{ACCOUNT}:{properties['QueueName']}"
+        if kind == "AWS::StepFunctions::StateMachine" and attribute is None:
+            return f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{properties['StateMachineName']}"
+        pseudo = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT}
+        if logical_id in pseudo:
+            return pseudo[logical_id]
         # Anything else (log groups, KMS keys ...) is not what the handlers call.
         return f"arn:aws:other:::{logical_id}/{attribute}"
 
-    by_handler = {handler: step for step, (_, handler) in contracts.HANDLERS.items()}
+    # Every function running this project's code (CDK's own provider functions are not), named
+    # like etl.contracts names it; a handler the contracts do not list is named by its handler.
+    by_handler = {handler: step for step, (_, handler) in contracts.ALL_FUNCTIONS.items()}
     out: dict[str, list[dict[str, Any]]] = {}
     for fn in resources.values():
-        if fn["Type"] != "AWS::Lambda::Function" or fn["Properties"]["Handler"] not in by_handler:
-            continue  # CDK's own provider functions are not the pipeline's
-        step = by_handler[fn["Properties"]["Handler"]]
+        if fn["Type"] != "AWS::Lambda::Function" or not str(fn["Properties"].get("Handler", "")).startswith(
+            "etl."
+        ):
+            continue
+        step = by_handler.get(fn["Properties"]["Handler"], fn["Properties"]["Handler"])
         role_id = fn["Properties"]["Role"]["Fn::GetAtt"][0]
         documents = [p["PolicyDocument"] for p in resources[role_id]["Properties"].get("Policies", [])]
         documents += [
@@ -88,7 +99,7 @@ def allowed() -> dict[str, list[dict[str, Any]]]:
         ]
         statements = [s for d in documents for s in resolve_intrinsics(d["Statement"], resolver)]
         out[step] = [s for s in statements if s["Effect"] == "Allow"]
-    assert set(out) == set(contracts.HANDLERS)
+    assert set(contracts.ALL_FUNCTIONS) <= set(out)
     return out
 
 
@@ -125,10 +136,24 @@ def needs(call: Call) -> list[Need]:
     p, op = call.params, call.operation
     if call.service == "dynamodb":
         return [Need(f"dynamodb:{op}", TABLE_ARN)]
+    if call.service == "sqs":
+        name = str(p["QueueUrl"]).rstrip("/").rsplit("/", 1)[1]
+        return [Need(f"sqs:{op}", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}")]
+    if call.service == "stepfunctions":
+        if op in ("ListExecutions", "StartExecution"):
+            return [Need(f"states:{op}", p["stateMachineArn"])]
+        if op in ("DescribeExecution", "StopExecution"):
+            return [Need(f"states:{op}", p["executionArn"])]
+        raise AssertionError(f"{call.step} calls states:{op}: teach this test (and the role) about it")
     assert call.service == "s3", call
     versioned = "VersionId" in p
     if op in ("GetObject", "HeadObject"):
-        return [Need("s3:GetObjectVersion" if versioned else "s3:GetObject", _object(p["Bucket"], p["Key"]))]
+        read = Need("s3:GetObjectVersion" if versioned else "s3:GetObject", _object(p["Bucket"], p["Key"]))
+        if op == "GetObject":
+            return [read]
+        # A HEAD tells "missing" (404) from "forbidden" (403) only with s3:ListBucket; the
+        # moves and RegisterFile rely on that 404 (etl/aws/s3.py head -> SourceMissing).
+        return [read, Need("s3:ListBucket", f"arn:aws:s3:::{p['Bucket']}", p["Key"])]
     if op in (
         "PutObject",
         "CreateMultipartUpload",
@@ -143,10 +168,15 @@ def needs(call: Call) -> list[Need]:
     if op == "AbortMultipartUpload":
         return [Need("s3:AbortMultipartUpload", _object(p["Bucket"], p["Key"]))]
     if op == "CopyObject":
+        # The copy carries the source's tags (TaggingDirective COPY, the default): S3 reads
+        # them from the source and writes them on the copy.
         source = _copy_source(p["CopySource"])
+        tagging = "s3:GetObjectVersionTagging" if "VersionId" in source else "s3:GetObjectTagging"
         return [
             Need("s3:PutObject", _object(p["Bucket"], p["Key"])),
+            Need("s3:PutObjectTagging", _object(p["Bucket"], p["Key"])),
             *needs(Call(call.step, "s3", "GetObject", source)),
+            Need(tagging, _object(source["Bucket"], source["Key"])),
         ]
     if op == "DeleteObject":
         return [
@@ -187,8 +217,8 @@ def recorded(chain: Any) -> Iterator[list[Call]]:
     def hook(params: dict[str, Any], model: Any, **_: Any) -> None:
         calls.append(Call(_current["step"], model.service_model.service_name, model.name, dict(params)))
 
-    for client in (clients.s3(), clients.dynamodb()):
-        client.meta.events.register("before-parameter-build.*.*", hook)
+    for service in ("s3", "dynamodb", "sqs", "stepfunctions"):
+        clients.client(service).meta.events.register("before-parameter-build.*.*", hook)
 
     def as_step(step: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def run(event: Any, context: Any) -> Any:
@@ -206,16 +236,14 @@ def recorded(chain: Any) -> Iterator[list[Call]]:
     chain.process = as_step("ProcessChunk", chain.process)
     chain.finalize = as_step("Finalize", chain.finalize)
     chain.mark_failed = as_step("MarkFailed", chain.mark_failed)
+    from etl.handlers import start_files
+
+    chain.start_files = as_step("StartFiles", start_files.handler)
     yield calls
 
 
-def test_INF6_every_call_the_handlers_make_is_granted_to_their_role(
-    chain: Any,
-    etl_aws: Any,
-    recorded: list[Call],
-    allowed: dict[str, list[dict[str, Any]]],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def run_scenarios(chain: Any, etl_aws: Any, admission: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every function's main paths, with calls recorded per function."""
     assert (etl_aws.bucket, etl_aws.table_name) == (TEST_BUCKET, TEST_TABLE)
     # Plain CSV with rejects and quoted newlines, several chunks.
     ok = chain.upload_and_run("incoming/default/plain.csv", chain.make_csv(120, bad=(50,)))
@@ -263,9 +291,80 @@ def test_INF6_every_call_the_handlers_make_is_granted_to_their_role(
         None,
     )
     assert late["failed_key"].startswith("failed/default/"), late
+    # Retries and out-of-order calls (Step Functions retries a Task whose response was lost):
+    from etl.errors import InvalidFileState
 
+    # A step called for a file in the wrong state reads the status (GetItem) to name it:
+    # `early` is only REGISTERED (the header comes from an identical file's validation).
+    data = chain.make_csv(30)
+    twin = chain.register(
+        {"event": chain.upload("incoming/default/twin.csv", data), "execution_arn": "a:1"}, None
+    )
+    early = chain.register(
+        {"event": chain.upload("incoming/default/early.csv", data), "execution_arn": "a:2"}, None
+    )
+    header = chain.validate({"file": twin}, None)
+    chunk = chain.plan({"file": twin, "header": header}, None)["chunks"][0]
+    for step_call in (
+        lambda: chain.validate({"file": ok.state["file"]}, None),
+        lambda: chain.plan({"file": early, "header": header}, None),
+        lambda: chain.process({"file": early, "header": header, "chunk": chunk}, None),
+    ):
+        with pytest.raises(InvalidFileState):
+            step_call()
+    # Finalize retried after its move: the source is gone, the copy in processed/ is headed.
+    assert (
+        chain.finalize(
+            {**{k: ok.state[k] for k in ("file", "header", "plan")}, "execution_arn": chain.execution_arn},
+            None,
+        )["status"]
+        == "SUCCEEDED"
+    )
+    # MarkFailed retried after its move: the copy in failed/ is headed.
+    again = chain.upload_and_run("incoming/default/bad-again.csv", bad)
+    assert again.failure is not None
+    assert chain.mark_failed(again.state, None)["failed_key"] == again.failure["failed_key"]
+    # PlanChunks retried on a gzip file: the first attempt's scratch objects are removed.
+    retry = chain.upload("incoming/acme/retry.csv.gz", gzip.compress(chain.make_csv(80), mtime=0))
+    file = chain.register({"event": retry, "execution_arn": "arn:retry"}, None)
+    header = chain.validate({"file": file}, None)  # noqa: F841 (the gzip header)
+    chain.plan({"file": file, "header": header}, None)
+    plan = chain.plan({"file": file, "header": header}, None)
+    # ProcessChunk re-run of a chunk that had rejects and now has none (its rejects go), then
+    # the file fails on too many rejects: MarkFailed removes the gzip scratch chunks.
+    first = plan["chunks"][0]
+    chain.process({"file": file, "header": header, "chunk": first}, None)
+    real_core = process_chunk.process_chunk
+    monkeypatch.setattr(
+        process_chunk,
+        "process_chunk",
+        lambda data, schema, line: real_core(data.replace(b"2024-03-15,", b"2024-02-30,", 1), schema, line),
+    )
+    chain.process({"file": file, "header": header, "chunk": first}, None)
+    monkeypatch.setattr(process_chunk, "process_chunk", real_core)
+    chain.process({"file": file, "header": header, "chunk": first}, None)
+    state = {"file": file, "header": header, "plan": plan, "error": chain.lambda_cause(RuntimeError("x"))}
+    assert chain.mark_failed(state, None)["failed_key"].startswith("failed/acme/")
+    # StartFiles (OPS2): admits two of three queued files, then one more after one ended (that
+    # one it checks with DescribeExecution: ListExecutions may lag behind a recent start).
+    for i in range(3):
+        admission.buffer(chain.upload(f"incoming/default/burst-{i}.csv", chain.make_csv(2)))
+    assert chain.start_files({"source": "aws.events"}, None)["started"] == 2
+    admission.sfn.stop_execution(executionArn=admission.executions("RUNNING")[0]["executionArn"])
+    assert chain.start_files({}, None)["started"] == 1
+
+
+def test_INF6_OPS5_every_call_the_handlers_make_is_granted_to_their_role(
+    chain: Any,
+    etl_aws: Any,
+    admission: Any,
+    recorded: list[Call],
+    allowed: dict[str, list[dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run_scenarios(chain, etl_aws, admission, monkeypatch)
     steps_seen = {c.step for c in recorded}
-    assert steps_seen == set(contracts.HANDLERS), steps_seen  # the recorder saw every step
+    assert steps_seen == set(contracts.ALL_FUNCTIONS), steps_seen  # the recorder saw every function
     denied = sorted(
         {
             f"{c.step}: {n.action} on {n.resource}"
@@ -276,6 +375,80 @@ def test_INF6_every_call_the_handlers_make_is_granted_to_their_role(
         }
     )
     assert denied == [], "calls the deployed roles would refuse:\n" + "\n".join(denied)
+
+
+def unused_grants(statements: dict[str, list[dict[str, Any]]], calls: list[Call]) -> list[str]:
+    """Every (function, action, resource) granted (logs and X-Ray aside: the Lambda runtime and
+    the tracer use them, not the handler) that no recorded call of that function needed, and
+    every s3:prefix a ListBucket grant allows that no listing used."""
+    by_function: dict[str, list[Need]] = {}
+    for c in calls:
+        by_function.setdefault(c.step, []).extend(needs(c))
+    unused = []
+    for function, granted in sorted(statements.items()):
+        used = by_function.get(function, [])
+        for s in granted:
+            for action in _as_list(s["Action"]):
+                if action.split(":", 1)[0] in ("logs", "xray"):
+                    continue
+                for resource in _as_list(s["Resource"]):
+                    hits = [
+                        n
+                        for n in used
+                        if fnmatch.fnmatchcase(n.action, action) and fnmatch.fnmatchcase(n.resource, resource)
+                    ]
+                    if not hits:
+                        unused.append(f"{function}: {action} on {resource}")
+                        continue
+                    prefixes = s.get("Condition", {}).get("StringLike", {}).get("s3:prefix")
+                    for pattern in _as_list(prefixes) if prefixes is not None else []:
+                        if not any(fnmatch.fnmatchcase(n.prefix or "", pattern) for n in hits):
+                            unused.append(f"{function}: {action} on {resource} with s3:prefix {pattern}")
+    return unused
+
+
+def test_OPS5_every_granted_action_is_used_by_that_function(
+    chain: Any,
+    etl_aws: Any,
+    admission: Any,
+    recorded: list[Call],
+    allowed: dict[str, list[dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The converse of the test above, over every function in the template: a grant that no
+    scenario uses is either dead weight (remove it) or a path no scenario covers (add one)."""
+    run_scenarios(chain, etl_aws, admission, monkeypatch)
+    unused = unused_grants(allowed, recorded)
+    assert unused == [], "granted but never used by the function's recorded calls:\n" + "\n".join(unused)
+
+
+def test_OPS5_the_converse_checker_names_an_unused_grant(allowed: dict[str, list[dict[str, Any]]]) -> None:
+    used = [
+        Call("ValidateHeader", "dynamodb", "UpdateItem", {}),
+        Call("ValidateHeader", "dynamodb", "GetItem", {}),
+    ]
+    statements = {
+        "ValidateHeader": [
+            {
+                "Effect": "Allow",
+                "Action": ["dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:DeleteItem"],
+                "Resource": TABLE_ARN,
+            }
+        ]
+    }
+    assert unused_grants(statements, used) == [f"ValidateHeader: dynamodb:DeleteItem on {TABLE_ARN}"]
+    listing = [Call("X", "s3", "ListObjectsV2", {"Bucket": TEST_BUCKET, "Prefix": "scratch/a/"})]
+    grant = {
+        "X": [
+            {
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": BUCKET_ARN,
+                "Condition": {"StringLike": {"s3:prefix": ["scratch/*", "output/*"]}},
+            }
+        ]
+    }
+    assert unused_grants(grant, listing) == [f"X: s3:ListBucket on {BUCKET_ARN} with s3:prefix output/*"]
 
 
 def test_the_checker_refuses_what_a_role_lacks(allowed: dict[str, list[dict[str, Any]]]) -> None:
