@@ -327,7 +327,7 @@ def run_scenarios(chain: Any, etl_aws: Any, admission: Any, monkeypatch: pytest.
     # PlanChunks retried on a gzip file: the first attempt's scratch objects are removed.
     retry = chain.upload("incoming/acme/retry.csv.gz", gzip.compress(chain.make_csv(80), mtime=0))
     file = chain.register({"event": retry, "execution_arn": "arn:retry"}, None)
-    header = chain.validate({"file": file}, None)  # noqa: F841 (the gzip header)
+    header = chain.validate({"file": file}, None)
     chain.plan({"file": file, "header": header}, None)
     plan = chain.plan({"file": file, "header": header}, None)
     # ProcessChunk re-run of a chunk that had rejects and now has none (its rejects go), then
