@@ -6,6 +6,7 @@ Shipped to Lambda: Python 3.9 compatible.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 from collections.abc import Mapping
@@ -25,6 +26,44 @@ from etl.errors import InvalidEvent
 
 # How much of the object ValidateHeader reads: the header line must end within it.
 HEAD_BYTES = 64 * 1024
+
+# S3 keys are at most 1,024 bytes of UTF-8 (SPEC OPS6). Keys derived from an incoming key
+# (processed/, failed/, output/, rejected/, manifests/) shorten their partner and name segments
+# deterministically when they would not fit; see shorten_segment.
+MAX_KEY_BYTES = 1024
+MAX_PARTNER_BYTES = 255
+_HASH_CHARS = 16
+_MAX_EXTENSION_BYTES = 16
+
+
+def shorten_segment(segment: str, max_bytes: int) -> str:
+    """``segment`` if it fits in ``max_bytes`` of UTF-8, else its beginning (cut on a character
+    boundary), ``~``, the first 16 hex digits of its SHA-256 and its extension (``.csv.gz``).
+
+    Deterministic (a retry writes the same key), unique (two names differ in their hash) and
+    traceable (the name starts as the partner's did; the full original key stays in the status
+    table and the manifest)."""
+    raw = segment.encode("utf-8")
+    if len(raw) <= max_bytes:
+        return segment
+    base = posixpath.basename(segment)
+    dot = base.find(".", 1)
+    extension = base[dot:] if dot > 0 and len(base[dot:].encode("utf-8")) <= _MAX_EXTENSION_BYTES else ""
+    marker = "~" + hashlib.sha256(raw).hexdigest()[:_HASH_CHARS] + extension
+    budget = max_bytes - len(marker.encode("utf-8"))
+    if budget < 1:
+        raise ValueError(f"cannot shorten a key segment to {max_bytes} bytes")
+    stem = raw[: len(raw) - len(extension.encode("utf-8"))][:budget].decode("utf-8", "ignore")
+    return stem + marker
+
+
+def _partner(partner: str) -> str:
+    return shorten_segment(str(partner), MAX_PARTNER_BYTES)
+
+
+def _with_name(directory: str, name: str) -> str:
+    """``directory + name`` within MAX_KEY_BYTES, shortening the name if needed."""
+    return directory + shorten_segment(name, MAX_KEY_BYTES - len(directory.encode("utf-8")))
 
 
 def _int_env(name: str, default: int) -> int:
@@ -76,23 +115,23 @@ def source_name(file: Mapping[str, Any]) -> str:
 
 
 def processed_key(file: Mapping[str, Any]) -> str:
-    """``processed/<partner>/<file_id>/<name>``."""
-    return f"{PROCESSED_PREFIX}{file['partner']}/{file['file_id']}/{source_name(file)}"
+    """``processed/<partner>/<file_id>/<name>`` (at most 1,024 bytes, see shorten_segment)."""
+    return _with_name(f"{PROCESSED_PREFIX}{_partner(file['partner'])}/{file['file_id']}/", source_name(file))
 
 
 def failed_key(file: Mapping[str, Any]) -> str:
-    """``failed/<partner>/<file_id>/<name>``."""
-    return f"{FAILED_PREFIX}{file['partner']}/{file['file_id']}/{source_name(file)}"
+    """``failed/<partner>/<file_id>/<name>`` (at most 1,024 bytes, see shorten_segment)."""
+    return _with_name(f"{FAILED_PREFIX}{_partner(file['partner'])}/{file['file_id']}/", source_name(file))
 
 
 def output_prefix(dataset: str, partner: str, file_id: str) -> str:
     """``output/<dataset>/partner=<partner>/file_id=<file_id>/`` (Hive-style partitions)."""
-    return f"{OUTPUT_PREFIX}{dataset}/partner={partner}/file_id={file_id}/"
+    return f"{OUTPUT_PREFIX}{dataset}/partner={_partner(partner)}/file_id={file_id}/"
 
 
 def rejected_prefix(partner: str, file_id: str) -> str:
     """``rejected/partner=<partner>/file_id=<file_id>/``."""
-    return f"{REJECTED_PREFIX}partner={partner}/file_id={file_id}/"
+    return f"{REJECTED_PREFIX}partner={_partner(partner)}/file_id={file_id}/"
 
 
 def output_key(dataset: str, partner: str, file_id: str, index: int) -> str:
@@ -107,7 +146,7 @@ def rejects_key(partner: str, file_id: str, index: int) -> str:
 
 def manifest_key(partner: str, file_id: str) -> str:
     """``manifests/<partner>/<file_id>.json``."""
-    return f"{MANIFEST_PREFIX}{partner}/{file_id}.json"
+    return f"{MANIFEST_PREFIX}{_partner(partner)}/{file_id}.json"
 
 
 def scratch_prefix(file_id: str) -> str:

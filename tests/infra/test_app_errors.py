@@ -17,7 +17,9 @@ REPO = Path(__file__).resolve().parents[2]
     ("key", "value", "names"),
     [("maxFilesInFlight", "500", "maxFilesInFlight"), ("chunkSizeMb", "abc", "chunkSizeMb")],
 )
-def test_OPS6_invalid_context_stops_synth_with_one_line(tmp_path: Path, key: str, value: str, names: str) -> None:
+def test_OPS6_invalid_context_stops_synth_with_one_line(
+    tmp_path: Path, key: str, value: str, names: str
+) -> None:
     # What the CDK CLI does for `cdk synth -c key=value`: context in CDK_CONTEXT_JSON, app.py run.
     env = {
         **os.environ,
@@ -28,7 +30,13 @@ def test_OPS6_invalid_context_stops_synth_with_one_line(tmp_path: Path, key: str
         "JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION": "1",
     }
     proc = subprocess.run(
-        [sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, "app.py"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("b'!!")]
