@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import gzip
+import json
 import zlib
 from typing import Any
 
@@ -42,6 +43,15 @@ from etl.handlers.common import (
 BLOCK_SIZE = 8 * 1024 * 1024
 READ_WORKERS = 8
 UPLOADS_IN_FLIGHT = 2
+
+# SPEC OPS6: the plan travels in the execution's state, which Step Functions caps at 256 KiB
+# (an execution over it fails with States.DataLimitExceeded, which no Catch sees). The chunk
+# list may use PLAN_BUDGET_BYTES of it; the rest (file, header, error, result ...) keeps 96 KiB.
+# max_chunks() divides the budget by the JSON size of one chunk entry for this file's key
+# (about 150 bytes with a short key: ~1,090 chunks; with a 1,024-byte key: ~140). Above that
+# bound the chunk size grows to ceil(data bytes / bound), and the plan says so.
+STATE_LIMIT_BYTES = 256 * 1024
+PLAN_BUDGET_BYTES = 160 * 1024
 
 
 class _Replay:
@@ -73,14 +83,34 @@ def _chunk_entry(rng: ChunkRange, key: str) -> dict[str, Any]:
     }
 
 
-def _plan_plain(file: dict[str, Any], header: dict[str, Any]) -> list[dict[str, Any]]:
+def entry_bytes(key: str) -> int:
+    """The largest JSON size of one chunk entry whose object is ``key`` (ASCII-escaped, so an
+    upper bound of its UTF-8 size), plus the list separator."""
+    widest = ChunkRange(index=99_999, start=10**13, end=10**13, first_line=10**12)
+    return len(json.dumps(_chunk_entry(widest, key))) + 2
+
+
+def max_chunks(key: str, budget: int | None = None) -> int:
+    """How many chunk entries for ``key`` fit in the plan's share of the state."""
+    return max(1, (PLAN_BUDGET_BYTES if budget is None else budget) // entry_bytes(key))
+
+
+def bounded_chunk_size(data_bytes: int, chunk_size: int, limit: int) -> int:
+    """``chunk_size``, grown just enough that ``data_bytes`` cut into chunks of at least that
+    size (every chunk but the last is, see etl/core/boundaries.py) makes at most ``limit``."""
+    if data_bytes <= 0 or -(-data_bytes // chunk_size) <= limit:
+        return chunk_size
+    return -(-data_bytes // limit)
+
+
+def _plan_plain(file: dict[str, Any], header: dict[str, Any], chunk_size: int) -> list[dict[str, Any]]:
     bucket, key, size = file["bucket"], file["key"], int(file["size"])
     blocks = s3.iter_blocks(bucket, key, size, BLOCK_SIZE, READ_WORKERS, source_version(file))
-    ranges = plan_chunks(blocks, int(header["header_bytes"]), size, chunk_size_bytes(), max_record_bytes())
+    ranges = plan_chunks(blocks, int(header["header_bytes"]), size, chunk_size, max_record_bytes())
     return [_chunk_entry(r, key) for r in ranges]
 
 
-def _split_gzip(file: dict[str, Any], header: dict[str, Any]) -> list[dict[str, Any]]:
+def _split_gzip(file: dict[str, Any], header: dict[str, Any], chunk_size: int) -> list[dict[str, Any]]:
     """Decompress once, cut into scratch chunk objects; uploads overlap the decompression
     (at most ``UPLOADS_IN_FLIGHT`` bodies held besides the splitter's own buffer)."""
     bucket, file_id = file["bucket"], file["file_id"]
@@ -100,7 +130,7 @@ def _split_gzip(file: dict[str, Any], header: dict[str, Any]) -> list[dict[str, 
                 raise CorruptGzip(f"the gzip stream is corrupt: {exc}") from exc
             meta = {"file-id": file_id}
             for rng, chunk_body in split_stream(
-                _Replay(head, gz), head, chunk_size_bytes(), max_record_bytes(), BLOCK_SIZE
+                _Replay(head, gz), head, chunk_size, max_record_bytes(), BLOCK_SIZE
             ):
                 key = scratch_key(file_id, rng.index)
                 if len(pending) >= UPLOADS_IN_FLIGHT:
@@ -135,10 +165,33 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     file = require(event, "file")
     header = require(event, "header")
     repo = StatusRepository(table_name())
-    gzipped = file.get("compression") == "gzip"
-    chunks = _split_gzip(file, header) if gzipped else _plan_plain(file, header)
+    configured = chunk_size = chunk_size_bytes()
+    if file.get("compression") == "gzip":
+        # The decompressed size is known only after one pass: above the bound, split again
+        # with the grown size (the second pass replaces the first one's scratch objects).
+        limit = max_chunks(scratch_key(file["file_id"], 1))
+        chunks = _split_gzip(file, header, chunk_size)
+        if len(chunks) > limit:
+            data_bytes = sum(int(c["end"]) - int(c["start"]) for c in chunks)
+            chunk_size = bounded_chunk_size(data_bytes, configured, limit)
+            chunks = _split_gzip(file, header, chunk_size)
+    else:
+        limit = max_chunks(str(file["key"]))
+        chunk_size = bounded_chunk_size(int(file["size"]) - int(header["header_bytes"]), configured, limit)
+        chunks = _plan_plain(file, header, chunk_size)
+    if chunk_size != configured:
+        obs.logger.warning(
+            "chunk size grown from %d to %d bytes: chunks of the configured size would exceed "
+            "the %d-chunk bound of the state size (SPEC OPS6)",
+            configured,
+            chunk_size,
+            limit,
+        )
     _remove_stale(repo, file, {c["chunk_id"] for c in chunks})
     repo.put_chunks(file["file_id"], chunks)
     repo.transition_file(file["file_id"], {VALIDATING, PLANNED}, PLANNED, chunk_count=len(chunks))
     obs.logger.info("planned %d chunks", len(chunks), extra={"chunk_count": len(chunks)})
-    return {"chunk_count": len(chunks), "chunks": chunks}
+    plan: dict[str, Any] = {"chunk_count": len(chunks), "chunks": chunks, "chunk_size_bytes": chunk_size}
+    if chunk_size != configured:
+        plan["chunk_size_grown_from"] = configured  # above the state-size bound (SPEC OPS6)
+    return plan
