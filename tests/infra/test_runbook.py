@@ -27,7 +27,8 @@ def alarm_names(template: dict[str, Any], suffix: str) -> set[str]:
     names = set()
     for resource in template["Resources"].values():
         if resource["Type"] == "AWS::CloudWatch::Alarm":
-            names.add(re.sub(f"-{re.escape(suffix)}-", "-<suffix>-", resource["Properties"]["AlarmName"], count=1))
+            name = resource["Properties"]["AlarmName"]
+            names.add(re.sub(f"-{re.escape(suffix)}-", "-<suffix>-", name, count=1))
     return names
 
 
