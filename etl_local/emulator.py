@@ -103,6 +103,7 @@ class Emulator:
         retry_clock.CLOCK.clear()
         if self.relay:
             self.relay.clear()
+        lambda_runtime.restore_environment()
 
     def stop(self) -> None:
         if self.relay:
@@ -110,6 +111,7 @@ class Emulator:
         if self._server is not None:
             self._server.stop()  # type: ignore[attr-defined]
             self._server = None
+        lambda_runtime.restore_environment()
 
     def __enter__(self) -> Emulator:
         return self.start()

@@ -129,10 +129,10 @@ STATE = RuntimeState()
 # Environment: os.environ is process-global and Map iterations run on threads. Functions of one
 # stack share their settings, so invocations hold a shared lease on their variables; an
 # invocation whose values differ from a running one's waits until that one finishes.
-# A variable only one function has (StartFiles' BUFFER_QUEUE_URL) is not removed when its last
-# holder finishes while other invocations still run: removing a key while another thread
-# iterates os.environ (botocore does, creating a client) raises KeyError there. The process's
-# own values come back once no invocation runs at all.
+# Variables are never removed while the emulator runs: removing a key while another thread
+# iterates os.environ (botocore does, creating a client; moto's Step Functions executor creates
+# one per Lambda call) raises KeyError there. The process's own values come back when the
+# emulator is reset or stopped (:func:`restore_environment`).
 
 
 class _EnvLeases:
@@ -156,8 +156,6 @@ class _EnvLeases:
                     os.environ[k] = v
 
     def release(self, env: dict[str, str]) -> None:
-        """The last invocation to finish puts the process's own values back (tests share this
-        process)."""
         with self._cond:
             for k in env:
                 value, count = self._held[k]
@@ -166,18 +164,27 @@ class _EnvLeases:
                     self._parked.add(k)
                 else:
                     self._held[k] = (value, count - 1)
-            if not self._held:
-                for k in self._parked:
-                    previous = self._saved.pop(k, None)
-                    if previous is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = previous
-                self._parked.clear()
             self._cond.notify_all()
+
+    def restore(self) -> None:
+        """Put the process's own values back for every variable no invocation holds (tests
+        share this process)."""
+        with self._cond:
+            for k in self._parked:
+                previous = self._saved.pop(k, None)
+                if previous is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = previous
+            self._parked.clear()
 
 
 _ENV = _EnvLeases()
+
+
+def restore_environment() -> None:
+    """The process's own environment again (the emulator calls it on reset and stop)."""
+    _ENV.restore()
 
 
 class LambdaContext:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from etl_cli.pipeline import FileReport, Pipeline
-from etl_local import lambda_runtime, retry_clock
+from etl_local import lambda_runtime
 from etl_local.deploy import LOCAL_SUFFIX, deploy, synth_primary_template
 from etl_local.emulator import Emulator
 from etl_local.harness import local_session
@@ -126,5 +126,6 @@ def stack(emulator: Emulator, template: dict[str, Any]) -> Iterator[Stack]:
     deadline = time.monotonic() + WAIT_TIMEOUT
     while time.monotonic() < deadline and any(e["status"] == "RUNNING" for e in st.executions()):
         time.sleep(0.1)
-    lambda_runtime.STATE.clear()
-    retry_clock.CLOCK.clear()
+    # Forget the stack: the relay would keep firing its schedule (StartFiles) in the background
+    # while other test files run in this worker process.
+    emulator.reset()

@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 
 from etl_cli.pipeline import Pipeline
-from etl_local import lambda_runtime, retry_clock
 from etl_local.datagen import generate_csv
 from etl_local.deploy import LOCAL_SUFFIX, deploy, synth_primary_template
 from etl_local.emulator import Emulator
@@ -56,8 +55,7 @@ def small_stack(emulator: Emulator, admission_template: dict[str, Any]) -> Itera
         deadline = time.monotonic() + WAIT_TIMEOUT
         while time.monotonic() < deadline and any(e["status"] == "RUNNING" for e in st.executions()):
             time.sleep(0.1)
-        lambda_runtime.STATE.clear()
-        retry_clock.CLOCK.clear()
+        emulator.reset()
 
 
 class RunningSampler:
