@@ -9,8 +9,10 @@ from constructs import Construct
 
 from etl import contracts
 from infra.config import EtlConfig
+from infra.dataset import Dataset
 from infra.functions import EtlFunctions
 from infra.guardrails import apply_guardrails
+from infra.iceberg_layer import IcebergLayer
 from infra.monitoring import Monitoring
 from infra.notifications import Notifications
 from infra.status_table import StatusTable
@@ -44,7 +46,23 @@ class EtlPipelineStack(Stack):
         storage = DataStorage(self, "Storage", config=config)
         status = StatusTable(self, "Status", config=config)
         notifications = Notifications(self, "Notifications", config=config, alarm_email=config.alarm_email)
-        functions = EtlFunctions(self, "Functions", config=config, bucket=storage.bucket, table=status.table)
+        iceberg = IcebergLayer(self, "IcebergLayer", config=config)
+        functions = EtlFunctions(
+            self,
+            "Functions",
+            config=config,
+            bucket=storage.bucket,
+            table=status.table,
+            iceberg_layer=iceberg.layer,
+        )
+        dataset = Dataset(
+            self,
+            "Dataset",
+            config=config,
+            bucket=storage.bucket,
+            code=functions.code,
+            layers=functions.iceberg_layers,
+        )
         workflow = EtlWorkflow(
             self,
             "Workflow",
@@ -93,6 +111,8 @@ class EtlPipelineStack(Stack):
             "DashboardName": monitoring.dashboard.dashboard_name,
             "StateMachineLogGroupName": workflow.log_group.log_group_name,
             "PipelineRole": role,
+            "GlueDatabaseName": dataset.database_name,
+            "AthenaWorkGroupName": dataset.workgroup.ref,
         }
         for step in contracts.HANDLERS:
             outputs[function_output_id(step)] = functions.functions[step].function_name
