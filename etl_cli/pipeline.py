@@ -31,6 +31,8 @@ OUTPUT_KEYS = {
     "StateMachineArn": "state_machine_arn",
     "ResultQueueUrl": "results_queue_url",
     "AlertTopicArn": "alerts_topic_arn",
+    "GlueDatabaseName": "glue_database",
+    "AthenaWorkGroupName": "athena_workgroup",
 }
 
 
@@ -47,6 +49,8 @@ class Outputs:
     state_machine_arn: str
     results_queue_url: str | None = None
     alerts_topic_arn: str | None = None
+    glue_database: str | None = None  # DATA1: the dataset's Glue database
+    athena_workgroup: str | None = None  # DATA1: `etl query --stack` runs SQL here
     region: str = "us-east-1"
     endpoint: str | None = None
     functions: dict[str, str] = field(default_factory=dict)  # step -> function name
