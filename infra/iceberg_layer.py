@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 import jsii
-from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
+from aws_cdk import Annotations, AssetHashType, BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
@@ -23,12 +23,10 @@ from infra.config import EtlConfig
 
 # The asset's source: only hashed when bundling is skipped, never shipped.
 SOURCE_DIR = Path(__file__).resolve().parent / "layer_source"
-# Lowest runtime the lock resolves pyiceberg for (uv.lock requires-python >= 3.11).
-MIN_LAYER_PYTHON = (3, 11)
 
 
-class LayerUnavailable(RuntimeError):
-    """No pyiceberg build exists (or can exist) for this runtime."""
+def _available(python_version: str) -> bool:
+    return tuple(int(p) for p in python_version.split(".")) >= build.MIN_LAMBDA_PYTHON
 
 
 @jsii.implements(ILocalBundling)
@@ -38,18 +36,15 @@ class _FromBuildCache:
         self.arch = arch
 
     def try_bundle(self, output_dir: str, *, image: DockerImage, **_: object) -> bool:
-        if tuple(int(p) for p in self.python_version.split(".")) < MIN_LAYER_PYTHON:
-            raise LayerUnavailable(
-                f"pyiceberg in uv.lock is resolved for Python >= 3.11 only; no layer can be built for "
-                f"python{self.python_version}. Use lambdaRuntime python3.12 or later."
-            )
+        # Raises build.LayerUnavailable for runtimes below python3.12 (no wheels in the lock).
         layer = build.build(self.python_version, self.arch)
         shutil.copytree(layer.content, output_dir, dirs_exist_ok=True)
         return True
 
 
 def asset_hash(config: EtlConfig) -> str:
-    if tuple(int(p) for p in config.python_version.split(".")) < MIN_LAYER_PYTHON:
+    if not _available(config.python_version):
+        # Synth (templates, tests) still works; bundling for a deploy fails with the reason.
         return f"pyiceberg-unavailable-py{config.python_version}-{config.architecture}"
     return build.plan(config.python_version, config.architecture).key
 
@@ -59,6 +54,12 @@ class IcebergLayer(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, config: EtlConfig) -> None:
         super().__init__(scope, construct_id)
+        if not _available(config.python_version):
+            Annotations.of(self).add_warning_v2(
+                "etl:no-pyiceberg-layer",
+                f"lambdaRuntime={config.lambda_runtime}: the pyiceberg layer needs python3.12+ on Lambda "
+                "(wheels in uv.lock); synth works, but bundling it for a deploy fails (DATA7).",
+            )
         self.layer = lambda_.LayerVersion(
             self,
             "Layer",

@@ -63,15 +63,27 @@ PROVIDED = frozenset(
     }
 )
 
+HOST_PLATFORM = "x86_64-manylinux_2_28"
 ARCH_PLATFORMS = {"x86_64": "x86_64", "arm64": "aarch64"}
-# glibc of the Lambda OS per runtime: python3.12+ run on Amazon Linux 2023 (glibc 2.34),
-# python3.11 on Amazon Linux 2 (glibc 2.26). Some wheels in the lock (pyroaring) are
-# manylinux_2_24+ only, so the plain manylinux2014 (glibc 2.17) target would find none.
+# Lowest Lambda runtime a layer can be built for. python3.12+ run on Amazon Linux 2023 (glibc
+# 2.34); python3.11 runs on Amazon Linux 2 (glibc 2.26), for which uv offers no target between
+# manylinux_2_17 and _2_28, and pyroaring in the lock has manylinux_2_24+ wheels only; the lock
+# does not resolve pyiceberg below 3.11 at all (requires-python).
+MIN_LAMBDA_PYTHON = (3, 12)
+
+
+class LayerUnavailable(RuntimeError):
+    """No pyiceberg layer can be built from the lock for this runtime."""
+
+
 def python_platform(python_version: str, arch: str) -> str:
-    """uv's ``--python-platform`` for a runtime, e.g. ``x86_64-manylinux_2_34`` for 3.13."""
-    minor = int(python_version.split(".")[1])
-    glibc = "2_34" if minor >= 12 else "2_26"
-    return f"{ARCH_PLATFORMS[arch]}-manylinux_{glibc}"
+    """uv's ``--python-platform`` for a Lambda runtime: ``x86_64-manylinux_2_34`` for 3.13."""
+    if tuple(int(p) for p in python_version.split(".")) < MIN_LAMBDA_PYTHON:
+        raise LayerUnavailable(
+            f"no pyiceberg layer for python{python_version}: the lock's wheels need python3.12+ "
+            "(Amazon Linux 2023) on Lambda; use -c lambdaRuntime=python3.12 or later"
+        )
+    return f"{ARCH_PLATFORMS[arch]}-manylinux_2_34"
 
 
 
@@ -159,10 +171,12 @@ class LayerBuild:
     python_version: str
     arch: str
     requirements: str
+    platform: str
 
     @property
     def key(self) -> str:
-        return f"pyiceberg-py{self.python_version}-{self.arch}-{recipe_hash(self.requirements, self.python_version, self.arch)}"
+        digest = recipe_hash(self.requirements, self.python_version, self.platform)
+        return f"pyiceberg-py{self.python_version}-{self.platform}-{digest}"
 
     @property
     def directory(self) -> Path:
@@ -174,10 +188,13 @@ class LayerBuild:
         return self.directory / "content"
 
 
-def plan(python_version: str, arch: str, lock_path: Path = LOCK) -> LayerBuild:
+def plan(python_version: str, arch: str, *, platform: str | None = None) -> LayerBuild:
+    """The build for a Lambda runtime; ``platform`` overrides the target (the host-runnable
+    copy the tests import from)."""
     if arch not in ARCH_PLATFORMS:
         raise ValueError(f"unknown architecture {arch!r}; expected one of {sorted(ARCH_PLATFORMS)}")
-    return LayerBuild(python_version, arch, export_requirements(layer_packages(lock_path)))
+    target = platform or python_platform(python_version, arch)
+    return LayerBuild(python_version, arch, export_requirements(layer_packages()), target)
 
 
 # Removed after install. Each entry is never imported by pyiceberg on Lambda; the smoke test in
@@ -223,9 +240,9 @@ def tree_size(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def build(python_version: str, arch: str, *, force: bool = False) -> LayerBuild:
+def build(python_version: str, arch: str, *, force: bool = False, platform: str | None = None) -> LayerBuild:
     """Build (or reuse) the layer for one runtime and architecture; returns where it is."""
-    layer = plan(python_version, arch)
+    layer = plan(python_version, arch, platform=platform)
     manifest = layer.directory / "manifest.json"
     if manifest.exists() and not force:
         return layer
@@ -244,7 +261,7 @@ def build(python_version: str, arch: str, *, force: bool = False) -> LayerBuild:
                 "--target",
                 str(site),
                 "--python-platform",
-                python_platform(python_version, arch),
+                layer.platform,
                 "--python-version",
                 python_version,
                 "--only-binary",
@@ -268,6 +285,7 @@ def build(python_version: str, arch: str, *, force: bool = False) -> LayerBuild:
                 {
                     "python_version": python_version,
                     "architecture": arch,
+                    "platform": layer.platform,
                     "packages": layer_packages(),
                     "provided_elsewhere": sorted(PROVIDED),
                     "installed_bytes": installed,
@@ -282,6 +300,11 @@ def build(python_version: str, arch: str, *, force: bool = False) -> LayerBuild:
         if layer.directory.exists():
             shutil.rmtree(layer.directory)
         work.rename(layer.directory)
+        # Older builds for the same runtime/architecture (another lock or recipe) are stale.
+        prefix = f"pyiceberg-py{python_version}-{layer.platform}-"
+        for stale in BUILD_ROOT.glob(prefix + "*"):
+            if stale != layer.directory and "." not in stale.name[len(prefix) :]:
+                shutil.rmtree(stale, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return layer
@@ -292,8 +315,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python", default="3.13", help="Lambda runtime's Python version, e.g. 3.13")
     parser.add_argument("--arch", default="x86_64", choices=sorted(ARCH_PLATFORMS))
     parser.add_argument("--force", action="store_true", help="rebuild even if the cached build exists")
+    parser.add_argument(
+        "--host",
+        action="store_true",
+        help="build for this machine's Python (x86_64-manylinux_2_28): the copy the layer test imports",
+    )
     args = parser.parse_args(argv)
-    layer = build(args.python, args.arch, force=args.force)
+    if args.host:
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        layer = build(version, "x86_64", force=args.force, platform=HOST_PLATFORM)
+    else:
+        layer = build(args.python, args.arch, force=args.force)
     data = json.loads((layer.directory / "manifest.json").read_text())
     print(f"{layer.content}  {data['unzipped_bytes']:,} bytes unzipped ({data['installed_bytes']:,} before strip)")
     return 0
