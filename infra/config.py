@@ -97,7 +97,8 @@ class EtlConfig:
             raise ConfigError(f"sdkPandasVersion must look like 3.17.1; got {self.sdk_pandas_version!r}")
         if not 1 <= self.athena_scan_cutoff_gb <= MAX_ATHENA_SCAN_CUTOFF_GB:
             raise ConfigError(
-                f"athenaScanCutoffGb must be 1-{MAX_ATHENA_SCAN_CUTOFF_GB}; got {self.athena_scan_cutoff_gb!r}"
+                f"athenaScanCutoffGb must be 1-{MAX_ATHENA_SCAN_CUTOFF_GB}; "
+                f"got {self.athena_scan_cutoff_gb!r}"
             )
 
     # ---- derived values -------------------------------------------------------------------

@@ -30,7 +30,13 @@ ENSURE_TABLES_HANDLER = "etl.handlers.ensure_tables.handler"
 TABLES_RESOURCE_TYPE = "Custom::IcebergTables"
 # pyiceberg's GlueCatalog: GetDatabase (namespace properties, default location), GetTable
 # (exists / load), GetTables (list), CreateTable, UpdateTable (commit of table metadata).
-GLUE_TABLE_ACTIONS = ("glue:GetDatabase", "glue:GetTable", "glue:GetTables", "glue:CreateTable", "glue:UpdateTable")
+GLUE_TABLE_ACTIONS = (
+    "glue:GetDatabase",
+    "glue:GetTable",
+    "glue:GetTables",
+    "glue:CreateTable",
+    "glue:UpdateTable",
+)
 
 # Named queries (DATA1, DATA4d). ``{db}`` is the Glue database. Column names are the tables'
 # (etl/ defines them); tests/infra/test_dataset.py runs each one in DuckDB against empty tables of
@@ -207,11 +213,14 @@ class Dataset(Construct):
         )
         log_group.grant_write(role)
         role.add_to_principal_policy(
-            iam.PolicyStatement(actions=list(GLUE_TABLE_ACTIONS), resources=glue_arns(self, self.database_name))
+            iam.PolicyStatement(
+                actions=list(GLUE_TABLE_ACTIONS), resources=glue_arns(self, self.database_name)
+            )
         )
         role.add_to_principal_policy(
             iam.PolicyStatement(
-                actions=["s3:GetObject", "s3:PutObject"], resources=[bucket.arn_for_objects(c.TABLES_PREFIX + "*")]
+                actions=["s3:GetObject", "s3:PutObject"],
+                resources=[bucket.arn_for_objects(c.TABLES_PREFIX + "*")],
             )
         )
         role.add_to_principal_policy(

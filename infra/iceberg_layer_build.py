@@ -86,7 +86,6 @@ def python_platform(python_version: str, arch: str) -> str:
     return f"{ARCH_PLATFORMS[arch]}-manylinux_2_34"
 
 
-
 def normalize(name: str) -> str:
     """PEP 503 name normalisation (``Typing_Extensions`` -> ``typing-extensions``)."""
     return re.sub(r"[-_.]+", "-", name).lower()
@@ -110,7 +109,11 @@ def layer_packages(lock_path: Path = LOCK) -> list[str]:
         seen.add((name, extra))
         names.add(name)
         package = packages[name]
-        deps = package.get("optional-dependencies", {}).get(extra, []) if extra else package.get("dependencies", [])
+        deps = (
+            package.get("optional-dependencies", {}).get(extra, [])
+            if extra
+            else package.get("dependencies", [])
+        )
         for dep in deps:
             todo += [(dep["name"], e) for e in ("", *dep.get("extra", []))]
     return sorted(names)
@@ -327,7 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         layer = build(args.python, args.arch, force=args.force)
     data = json.loads((layer.directory / "manifest.json").read_text())
-    print(f"{layer.content}  {data['unzipped_bytes']:,} bytes unzipped ({data['installed_bytes']:,} before strip)")
+    print(
+        f"{layer.content}  {data['unzipped_bytes']:,} bytes unzipped "
+        f"({data['installed_bytes']:,} before strip)"
+    )
     return 0
 
 

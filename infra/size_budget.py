@@ -62,9 +62,13 @@ def function_budgets(template: dict[str, Any], outdir: Path, managed: dict[str, 
     budgets = []
     for lid, resource in resources.items():
         props = resource.get("Properties", {})
-        if resource["Type"] != "AWS::Lambda::Function" or not str(props.get("Runtime", "")).startswith("python"):
+        if resource["Type"] != "AWS::Lambda::Function" or not str(props.get("Runtime", "")).startswith(
+            "python"
+        ):
             continue
-        budget = FunctionBudget(str(props.get("FunctionName", lid)), tree_size(_asset_dir(outdir, props["Code"])))
+        budget = FunctionBudget(
+            str(props.get("FunctionName", lid)), tree_size(_asset_dir(outdir, props["Code"]))
+        )
         for layer in props.get("Layers", []):
             ref = _ref(layer)
             if ref in parameters:
@@ -83,7 +87,9 @@ def function_budgets(template: dict[str, Any], outdir: Path, managed: dict[str, 
                 if layer_resource["Type"] != "AWS::Lambda::LayerVersion":
                     raise ValueError(f"{lid}: layer {ref} is a {layer_resource['Type']}")
                 name = str(layer_resource["Properties"].get("LayerName", ref))
-                budget.layers.append((name, tree_size(_asset_dir(outdir, layer_resource["Properties"]["Content"]))))
+                budget.layers.append(
+                    (name, tree_size(_asset_dir(outdir, layer_resource["Properties"]["Content"])))
+                )
         budgets.append(budget)
     return budgets
 
@@ -98,7 +104,8 @@ def table(budgets: list[FunctionBudget], limit: int) -> str:
     for b in sorted(budgets, key=lambda b: -b.total):
         layers = " + ".join(f"{name} {size / 1e6:.1f}" for name, size in b.layers)
         lines.append(
-            f"| {b.name} | {b.code_bytes / 1e6:.2f} | {layers} | {b.total / 1e6:.1f} | {(limit - b.total) / 1e6:.1f} |"
+            f"| {b.name} | {b.code_bytes / 1e6:.2f} | {layers} | {b.total / 1e6:.1f} "
+            f"| {(limit - b.total) / 1e6:.1f} |"
         )
     return "\n".join(lines) + f"\n\nMB = 10^6 bytes; limit {limit:,} bytes ({limit / 1e6:.1f} MB)."
 

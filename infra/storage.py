@@ -10,7 +10,6 @@ from etl import contracts
 from infra.config import EtlConfig
 from infra.nag import acknowledge
 
-
 ATHENA_RESULTS_DAYS = 7
 
 

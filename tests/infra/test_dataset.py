@@ -28,7 +28,9 @@ def one(template: dict[str, Any], kind: str) -> tuple[str, dict[str, Any]]:
 
 def tables_function(template: dict[str, Any]) -> dict[str, Any]:
     (fn,) = [
-        r for r in resources(template, "AWS::Lambda::Function").values() if props(r).get("Handler") == ENSURE_TABLES_HANDLER
+        r
+        for r in resources(template, "AWS::Lambda::Function").values()
+        if props(r).get("Handler") == ENSURE_TABLES_HANDLER
     ]
     return fn
 
@@ -92,7 +94,9 @@ def test_DATA1_tables_function_follows_function_conventions(templates: dict[str,
 
 def test_DATA1_tables_role_is_least_privilege(primary: dict[str, Any]) -> None:
     statements = [
-        s for s in role_statements(primary, ref_id(props(tables_function(primary))["Role"])) if s["Effect"] == "Allow"
+        s
+        for s in role_statements(primary, ref_id(props(tables_function(primary))["Role"]))
+        if s["Effect"] == "Allow"
     ]
     by_service: dict[str, list[dict[str, Any]]] = {}
     for s in statements:
@@ -160,7 +164,9 @@ def test_DATA1_named_queries_in_the_workgroup(templates: dict[str, Any], stack: 
     workgroup_id, _ = one(template, "AWS::Athena::WorkGroup")
     queries = {props(q)["Name"]: props(q) for q in resources(template, "AWS::Athena::NamedQuery").values()}
     assert set(queries) == {f"etl-{name}-{SUFFIX}" for name in NAMED_QUERIES}
-    assert {"daily-totals", "rejects-by-rule", "load-history", "duplicate-ids-across-files"} == set(NAMED_QUERIES)
+    assert {"daily-totals", "rejects-by-rule", "load-history", "duplicate-ids-across-files"} == set(
+        NAMED_QUERIES
+    )
     for name in NAMED_QUERIES:
         q = queries[f"etl-{name}-{SUFFIX}"]
         assert q["WorkGroup"] == {"Ref": workgroup_id}
@@ -212,7 +218,9 @@ def dataset_db() -> duckdb.DuckDBPyConnection:
     con.execute(f'CREATE SCHEMA "{DATABASE}"')
 
     def create(name: str, columns: dict[str, str]) -> None:
-        con.execute(f'CREATE TABLE "{DATABASE}"."{name}" ({", ".join(f"{c} {t}" for c, t in columns.items())})')
+        con.execute(
+            f'CREATE TABLE "{DATABASE}"."{name}" ({", ".join(f"{c} {t}" for c, t in columns.items())})'
+        )
 
     create("transactions", {**DEFAULT_COLUMNS, **LINEAGE})
     create("transaction_rejects", REJECTS)
@@ -239,9 +247,9 @@ def test_DATA1_named_queries_answer_their_question(dataset_db: duckdb.DuckDBPyCo
     con = dataset_db
     con.execute(
         f"""INSERT INTO "{DATABASE}"."transactions" VALUES
-        ('T1','A1','2026-11-27','2026-11-27 10:00:00',10.50,'EUR','debit','M','5411','d','f1','acme','k1','v1',2),
-        ('T2','A1','2026-11-27','2026-11-27 11:00:00',4.50,'EUR','debit','M','5411','d','f1','acme','k1','v1',3),
-        ('T1','A1','2026-11-27','2026-11-27 10:00:00',10.50,'EUR','debit','M','5411','d','f2','acme','k2','v1',2)"""
+        ('T1','A1','2026-11-27','2026-11-27 10:00',10.50,'EUR','debit','M','5411','','f1','acme','k1','v1',2),
+        ('T2','A1','2026-11-27','2026-11-27 11:00',4.50,'EUR','debit','M','5411','','f1','acme','k1','v1',3),
+        ('T1','A1','2026-11-27','2026-11-27 10:00',10.5,'EUR','debit','M','5411','','f2','acme','k2','v1',2)"""
     )
     con.execute(
         f"""INSERT INTO "{DATABASE}"."transaction_rejects" VALUES
@@ -262,7 +270,7 @@ def test_DATA1_named_queries_answer_their_question(dataset_db: duckdb.DuckDBPyCo
     columns, rows = run(con, "rejects-by-rule")
     assert rows == [("acme", "type", "amount", 2), ("acme", "enum", "currency", 1)]
     columns, rows = run(con, "load-history")
-    record = dict(zip(columns, rows[0]))
+    record = dict(zip(columns, rows[0], strict=True))
     assert (record["file_id"], record["source_key"], record["manifest_key"], record["added_records"]) == (
         "f1",
         "k1",
@@ -285,6 +293,12 @@ def test_DATA1_outputs_name_the_database_and_workgroup(templates: dict[str, Any]
     from etl_cli.pipeline import Outputs
 
     parsed = Outputs.from_stack_outputs(
-        {"BucketName": "b", "TableName": "t", "StateMachineArn": "a", "GlueDatabaseName": DATABASE, "AthenaWorkGroupName": "w"}
+        {
+            "BucketName": "b",
+            "TableName": "t",
+            "StateMachineArn": "a",
+            "GlueDatabaseName": DATABASE,
+            "AthenaWorkGroupName": "w",
+        }
     )
     assert (parsed.glue_database, parsed.athena_workgroup) == (DATABASE, "w")
