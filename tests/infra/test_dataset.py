@@ -247,9 +247,9 @@ def test_DATA1_named_queries_answer_their_question(dataset_db: duckdb.DuckDBPyCo
     con = dataset_db
     con.execute(
         f"""INSERT INTO "{DATABASE}"."transactions" VALUES
-        ('T1','A1','2026-11-27','2026-11-27 10:00',10.50,'EUR','debit','M','5411','','f1','acme','k1','v1',2),
-        ('T2','A1','2026-11-27','2026-11-27 11:00',4.50,'EUR','debit','M','5411','','f1','acme','k1','v1',3),
-        ('T1','A1','2026-11-27','2026-11-27 10:00',10.5,'EUR','debit','M','5411','','f2','acme','k2','v1',2)"""
+        ('T1','A1','2026-11-27','2026-11-27',10.50,'EUR','debit','M','5411','','f1','acme','k1','v1',2),
+        ('T2','A1','2026-11-27','2026-11-27',4.50,'EUR','debit','M','5411','','f1','acme','k1','v1',3),
+        ('T1','A1','2026-11-27','2026-11-27',10.5,'EUR','debit','M','5411','','f2','acme','k2','v1',2)"""
     )
     con.execute(
         f"""INSERT INTO "{DATABASE}"."transaction_rejects" VALUES
