@@ -142,6 +142,9 @@ class Dataset(Construct):
             provider_function_name=config.name("ensure-tables-provider"),
             log_group=provider_log_group,
         )
+        framework = self.provider.node.find_child("framework-onEvent")
+        assert isinstance(framework, lambda_.Function) and framework.role is not None
+        drop_redundant_role_dependency(framework, framework.role)  # cfn-lint W3005
         self.tables = CustomResource(
             self,
             "Tables",

@@ -159,9 +159,17 @@ def _has_uv(python: str) -> bool:
     return subprocess.run([python, "-c", "import uv"], capture_output=True).returncode == 0
 
 
+# Bump when the build steps change in a way the constants below do not show.
+RECIPE_VERSION = 1
+
+
 def recipe_hash(requirements: str, python_version: str, arch: str) -> str:
+    """Identity of a build: what is installed, for which platform, and how it is stripped."""
+    recipe = repr(
+        (RECIPE_VERSION, ROOTS, sorted(PROVIDED), sorted(STRIP_DIR_NAMES), STRIP_SUFFIXES, STRIP_PACKAGES)
+    )
     h = hashlib.sha256()
-    for part in (requirements, python_version, arch, Path(__file__).read_text(encoding="utf-8")):
+    for part in (requirements, python_version, arch, recipe):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:16]
