@@ -104,6 +104,9 @@ def test_INF1_every_named_resource_carries_the_suffix(templates: dict[str, Any],
         "AWS::CloudWatch::Dashboard",
         "AWS::CloudWatch::Alarm",
         "AWS::Events::Rule",
+        "AWS::Athena::WorkGroup",
+        "AWS::Athena::NamedQuery",
+        "AWS::Lambda::LayerVersion",
     } <= kinds
     offenders = [(lid, key, value) for lid, _, key, value in found if SUFFIX not in literal_text(value)]
     assert offenders == []
