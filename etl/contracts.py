@@ -18,6 +18,8 @@ MANIFEST_PREFIX = "manifests/"
 SCRATCH_PREFIX = "scratch/"
 # The Iceberg warehouse (SPEC DATA1): every table lives under s3://<bucket>/tables/<table>/.
 TABLES_PREFIX = "tables/"
+# Athena query results (the workgroup's output location; expired by a lifecycle rule).
+ATHENA_RESULTS_PREFIX = "athena-results/"
 
 # The published dataset (SPEC DATA1): two Iceberg tables in one Glue database per environment.
 TRANSACTIONS_TABLE = "transactions"

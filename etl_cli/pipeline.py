@@ -31,6 +31,9 @@ OUTPUT_KEYS = {
     "StateMachineArn": "state_machine_arn",
     "ResultQueueUrl": "results_queue_url",
     "AlertTopicArn": "alerts_topic_arn",
+    # The dataset (SPEC DATA1/DATA6; infra/dataset.py).
+    "GlueDatabaseName": "glue_database",
+    "AthenaWorkGroupName": "athena_workgroup",
 }
 
 
@@ -47,6 +50,8 @@ class Outputs:
     state_machine_arn: str
     results_queue_url: str | None = None
     alerts_topic_arn: str | None = None
+    glue_database: str | None = None
+    athena_workgroup: str | None = None
     region: str = "us-east-1"
     endpoint: str | None = None
     functions: dict[str, str] = field(default_factory=dict)  # step -> function name

@@ -31,6 +31,11 @@ LOCAL_SUFFIX = "local"
 ROLE_NAME = "etl-local-execution-role"
 
 
+# Python functions that only serve CloudFormation custom resources: local mode does their work
+# itself (the dataset's tables are created through pyiceberg when the emulator starts).
+LOCAL_SKIPPED_HANDLERS = frozenset({"etl.handlers.ensure_tables.handler"})
+
+
 class TemplateError(ValueError):
     """The template holds something the local deploy does not know how to emulate."""
 
@@ -214,6 +219,12 @@ def _plan_names(template: dict[str, Any], r: Resolver) -> None:
             name = resolve(p.get("LogGroupName", f"/local/{low}"), r)
             r.refs[lid] = name
             r.attrs[(lid, "Arn")] = f"arn:aws:logs:{region}:{acct}:log-group:{name}:*"
+        elif t == "AWS::Glue::Database":
+            # The database and its Iceberg tables are created locally through pyiceberg (the
+            # emulator hosts the catalog); the name is planned so the stack's outputs resolve.
+            r.refs[lid] = resolve(p["DatabaseInput"]["Name"], r)
+        elif t == "AWS::Athena::WorkGroup":
+            r.refs[lid] = resolve(p["Name"], r)  # no Athena locally: `etl query` uses DuckDB
         elif t == "AWS::KMS::Key":
             r.refs[lid] = f"local-{low}"
             r.attrs[(lid, "Arn")] = f"arn:aws:kms:{region}:{acct}:key/local-{low}"
@@ -316,6 +327,8 @@ def deploy(
         p = _props(spec)
         if not str(p.get("Runtime", "python")).startswith("python"):
             continue  # CDK's own helpers (Node.js custom-resource providers) do nothing locally
+        if p.get("Handler") in LOCAL_SKIPPED_HANDLERS:
+            continue
         module = str(p.get("Handler", "")).rpartition(".")[0]
         if not module or importlib.util.find_spec(module) is None:
             raise TemplateError(f"{lid}: handler {p.get('Handler')!r} is not importable here")

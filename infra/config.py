@@ -41,6 +41,10 @@ _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # Bucket names are the tightest limit: "etl-access-logs-" + suffix + "-" + 12-digit account
 # + "-" + region (up to 14 chars) must stay within 63 characters.
 MAX_SUFFIX_LENGTH = 16
+# DATA1: per-query data-scanned limit of the Athena workgroup. Athena's minimum is 10 MB; 100 GB
+# is ~50x a full scan of a year of daily 1 GB files compressed to Parquet, and costs ~$0.50.
+DEFAULT_ATHENA_SCAN_CUTOFF_GB = 100
+MAX_ATHENA_SCAN_CUTOFF_GB = 100_000
 
 # OPS2 admission control. Lambda's default per-region account concurrency is 1,000 and AWS keeps
 # at least 100 of it unreserved. Each file in flight runs at most MAP_MAX_CONCURRENCY (10) chunk
@@ -73,6 +77,7 @@ class EtlConfig:
     sdk_pandas_version: str = DEFAULT_SDK_PANDAS_VERSION
     max_files_in_flight: int = DEFAULT_MAX_FILES_IN_FLIGHT
     lambda_concurrency_limit: int = DEFAULT_LAMBDA_CONCURRENCY_LIMIT
+    athena_scan_cutoff_gb: int = DEFAULT_ATHENA_SCAN_CUTOFF_GB
     account: str | None = None
 
     def __post_init__(self) -> None:
@@ -117,6 +122,11 @@ class EtlConfig:
                 f"lambdaConcurrencyLimit ({self.lambda_concurrency_limit}) stay unreserved; "
                 f"got {self.max_files_in_flight!r}"
             )
+        if not 1 <= self.athena_scan_cutoff_gb <= MAX_ATHENA_SCAN_CUTOFF_GB:
+            raise ConfigError(
+                f"athenaScanCutoffGb must be 1-{MAX_ATHENA_SCAN_CUTOFF_GB}; "
+                f"got {self.athena_scan_cutoff_gb!r}"
+            )
 
     # ---- derived values -------------------------------------------------------------------
     @property
@@ -152,6 +162,11 @@ class EtlConfig:
     def chunk_reserved_concurrency(self) -> int:
         """OPS2: the chunk function's reserved concurrency, maxFilesInFlight x MaxConcurrency."""
         return self.max_files_in_flight * CHUNKS_PER_FILE
+
+    @property
+    def athena_scan_cutoff_bytes(self) -> int:
+        """The workgroup's BytesScannedCutoffPerQuery (GiB)."""
+        return self.athena_scan_cutoff_gb * 1024**3
 
     @property
     def sdk_pandas_layer_parameter(self) -> str:
@@ -241,5 +256,6 @@ class EtlConfig:
             or DEFAULT_SDK_PANDAS_VERSION,
             max_files_in_flight=as_int("maxFilesInFlight", DEFAULT_MAX_FILES_IN_FLIGHT),
             lambda_concurrency_limit=as_int("lambdaConcurrencyLimit", DEFAULT_LAMBDA_CONCURRENCY_LIMIT),
+            athena_scan_cutoff_gb=as_int("athenaScanCutoffGb", DEFAULT_ATHENA_SCAN_CUTOFF_GB),
             account=account,
         )

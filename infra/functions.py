@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -76,6 +76,24 @@ class Access:
 
 INC, FAIL, PROC = c.INCOMING_PREFIX, c.FAILED_PREFIX, c.PROCESSED_PREFIX
 OUT, REJ, MAN, SCR = c.OUTPUT_PREFIX, c.REJECTED_PREFIX, c.MANIFEST_PREFIX, c.SCRATCH_PREFIX
+
+# DATA7: the steps that import pyiceberg. They get the pyiceberg layer (which also carries
+# Powertools from the lock) instead of the managed Powertools layer, to stay within Lambda's
+# 250 MB (docs/infrastructure.md, "Size budget"). The table-creation function of
+# infra/dataset.py gets the same layers.
+ICEBERG_STEPS = ("Finalize",)
+
+
+def glue_arns(scope: Construct, database: str) -> list[str]:
+    """The Glue resources a call on ``database`` and its tables is authorised against: the
+    catalog, the database and ``table/<database>/*``."""
+    stack = Stack.of(scope)
+    return [
+        stack.format_arn(service="glue", resource="catalog"),
+        stack.format_arn(service="glue", resource="database", resource_name=database),
+        stack.format_arn(service="glue", resource="table", resource_name=f"{database}/*"),
+    ]
+
 
 # Keyed by the state name in docs/contracts.md. tests/unit/handlers/test_iam_coverage.py
 # proves both ways that these are exactly the grants the handlers' calls need (INF6, OPS5).
@@ -155,27 +173,30 @@ class EtlFunctions(Construct):
         config: EtlConfig,
         bucket: s3.IBucket,
         table: dynamodb.ITable,
+        iceberg_layer: lambda_.ILayerVersion,
     ) -> None:
         super().__init__(scope, construct_id_)
         if set(ACCESS) != set(c.ALL_FUNCTIONS):
             raise ValueError("ACCESS and etl.contracts.ALL_FUNCTIONS list different functions")
+        if not set(ICEBERG_STEPS) <= set(c.HANDLERS):
+            raise ValueError("ICEBERG_STEPS names a step that etl.contracts.HANDLERS does not have")
 
         # L3: resolved by CloudFormation at deploy time from the public SSM parameters of the
         # deploy region (a template parameter of type AWS::SSM::Parameter::Value<String>), so
         # synth needs no credentials and no layer ARN or account id is written down here.
-        self.layers = [
-            lambda_.LayerVersion.from_layer_version_arn(
-                self,
-                "AwsSdkPandasLayer",
-                ssm.StringParameter.value_for_string_parameter(self, config.sdk_pandas_layer_parameter),
-            ),
-            lambda_.LayerVersion.from_layer_version_arn(
-                self,
-                "PowertoolsLayer",
-                ssm.StringParameter.value_for_string_parameter(self, config.powertools_layer_parameter),
-            ),
-        ]
-        code = lambda_.Code.from_asset(str(REPO_ROOT), exclude=ASSET_EXCLUDES)
+        self.pandas_layer = lambda_.LayerVersion.from_layer_version_arn(
+            self,
+            "AwsSdkPandasLayer",
+            ssm.StringParameter.value_for_string_parameter(self, config.sdk_pandas_layer_parameter),
+        )
+        self.powertools_layer = lambda_.LayerVersion.from_layer_version_arn(
+            self,
+            "PowertoolsLayer",
+            ssm.StringParameter.value_for_string_parameter(self, config.powertools_layer_parameter),
+        )
+        self.layers = [self.pandas_layer, self.powertools_layer]
+        self.iceberg_layers = [self.pandas_layer, iceberg_layer]
+        self.code = code = lambda_.Code.from_asset(str(REPO_ROOT), exclude=ASSET_EXCLUDES)
         environment = {
             "BUCKET_NAME": bucket.bucket_name,
             "TABLE_NAME": table.table_name,
@@ -226,7 +247,7 @@ class EtlFunctions(Construct):
                 architecture=config.lambda_architecture,
                 handler=handler,
                 code=code,
-                layers=self.layers,
+                layers=self.iceberg_layers if step in ICEBERG_STEPS else self.layers,
                 memory_size=MEMORY_MB,
                 timeout=TIMEOUT,
                 tracing=lambda_.Tracing.ACTIVE,

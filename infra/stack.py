@@ -10,8 +10,10 @@ from constructs import Construct
 from etl import contracts
 from infra.admission import Admission
 from infra.config import EtlConfig
+from infra.dataset import Dataset
 from infra.functions import EtlFunctions
 from infra.guardrails import apply_guardrails
+from infra.iceberg_layer import IcebergLayer
 from infra.monitoring import Monitoring
 from infra.notifications import Notifications
 from infra.status_table import StatusTable
@@ -45,7 +47,23 @@ class EtlPipelineStack(Stack):
         storage = DataStorage(self, "Storage", config=config)
         status = StatusTable(self, "Status", config=config)
         notifications = Notifications(self, "Notifications", config=config, alarm_email=config.alarm_email)
-        functions = EtlFunctions(self, "Functions", config=config, bucket=storage.bucket, table=status.table)
+        iceberg = IcebergLayer(self, "IcebergLayer", config=config)
+        functions = EtlFunctions(
+            self,
+            "Functions",
+            config=config,
+            bucket=storage.bucket,
+            table=status.table,
+            iceberg_layer=iceberg.layer,
+        )
+        dataset = Dataset(
+            self,
+            "Dataset",
+            config=config,
+            bucket=storage.bucket,
+            code=functions.code,
+            layers=functions.iceberg_layers,
+        )
         workflow = EtlWorkflow(
             self,
             "Workflow",
@@ -109,6 +127,8 @@ class EtlPipelineStack(Stack):
             "BufferQueueUrl": admission.buffer_queue.queue_url,
             "BufferDlqUrl": admission.buffer_dlq.queue_url,
             "MaxFilesInFlight": str(config.max_files_in_flight),
+            "GlueDatabaseName": dataset.database_name,
+            "AthenaWorkGroupName": dataset.workgroup.ref,
         }
         for step in contracts.ALL_FUNCTIONS:
             outputs[function_output_id(step)] = functions.functions[step].function_name

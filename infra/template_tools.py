@@ -21,6 +21,9 @@ from typing import Any
 Resolver = Callable[[str, str | None], str]
 """``resolver(logical_id_or_pseudo_parameter, attribute_or_None) -> str``."""
 
+# CDK context key (cx-api BUNDLING_STACKS): stacks whose assets are bundled; [] bundles none.
+SKIP_BUNDLING = "aws:cdk:bundling-stacks"
+
 PSEUDO_PARAMETERS = (
     "AWS::AccountId",
     "AWS::Partition",
@@ -197,6 +200,8 @@ def synth_templates(
     """
     from infra.application import build_app  # deferred: importing aws_cdk starts jsii
 
+    # Templates only, no asset upload: skip asset bundling (the pyiceberg layer build).
+    context = {SKIP_BUNDLING: [], **dict(context or {})}
     app = build_app(context, outdir=tempfile.mkdtemp(prefix="etl-synth-"), policy_checks=policy_checks)
     assembly = app.synth()
     return {stack.stack_name: dict(stack.template) for stack in assembly.stacks}
