@@ -856,7 +856,7 @@ def test_L2_L3_INF6_context_knobs_reach_functions_layers_and_nag(variant_synth: 
     fns = [
         r
         for r in resources(template, "AWS::Lambda::Function").values()
-        if props(r).get("Handler") in {handler for _, handler in contracts.HANDLERS.values()}
+        if props(r).get("Handler") in {handler for _, handler in contracts.ALL_FUNCTIONS.values()}
     ]
     assert len(fns) == len(contracts.ALL_FUNCTIONS)
     parameters = template["Parameters"]

@@ -188,6 +188,11 @@ def admission(etl_aws: Any, monkeypatch: pytest.MonkeyPatch) -> AdmissionAws:
     from etl.handlers import start_files
 
     start_files._recent.clear()
+    # moto's backends are process-wide: an e2e emulator in this process may have switched
+    # Step Functions execution on; here executions must stay RUNNING until stopped.
+    from moto.core.config import default_user_config
+
+    monkeypatch.setitem(default_user_config["stepfunctions"], "execute_state_machine", False)
     sqs = boto3.client("sqs", region_name="us-east-1")
     sfn = boto3.client("stepfunctions", region_name="us-east-1")
     url = sqs.create_queue(QueueName="etl-buffer-iam", Attributes={"VisibilityTimeout": "300"})["QueueUrl"]
