@@ -44,13 +44,48 @@ class TemplateError(ValueError):
 # Templates
 
 
-def _infra_fingerprint(context: dict[str, str]) -> str:
+# What the synthesized template depends on besides the context: the app, its configuration,
+# the whole `infra/` package, the whole `etl/` tree (infra imports etl.contracts and etl.errors,
+# whose RETRYABLE_ERRORS become the state machine's Retry lists, and the Lambda asset hash is
+# computed over every file of `etl/`), and the versions of the libraries that synthesize it.
+FINGERPRINT_FILES = ("app.py", "cdk.json")
+FINGERPRINT_TREES = ("infra", "etl")
+FINGERPRINT_PACKAGES = ("aws-cdk-lib", "constructs", "cdk-nag")
+
+
+def _fingerprint_files(root: Path) -> list[Path]:
+    files = [root / name for name in FINGERPRINT_FILES]
+    for tree in FINGERPRINT_TREES:
+        for f in sorted((root / tree).rglob("*")):
+            parts = f.relative_to(root).parts
+            if not f.is_file() or "__pycache__" in parts or any(p.startswith(".") for p in parts):
+                continue
+            if f.suffix == ".pyc":
+                continue
+            files.append(f)
+    return files
+
+
+def _package_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    versions = {}
+    for name in FINGERPRINT_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def _infra_fingerprint(context: dict[str, str], root: Path = REPO_ROOT) -> str:
+    """The template cache key: context, package versions and every file the template depends on."""
     h = hashlib.sha256(json.dumps(context, sort_keys=True).encode())
-    files = [REPO_ROOT / "app.py", REPO_ROOT / "cdk.json", REPO_ROOT / "etl" / "contracts.py"]
-    files += sorted((REPO_ROOT / "infra").rglob("*.py"))
-    for f in files:
+    h.update(json.dumps(_package_versions(), sort_keys=True).encode())
+    for f in _fingerprint_files(root):
         if f.exists():
-            h.update(str(f.relative_to(REPO_ROOT)).encode())
+            h.update(str(f.relative_to(root)).encode())
+            h.update(len(f.read_bytes()).to_bytes(8, "big"))
             h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
@@ -58,9 +93,9 @@ def _infra_fingerprint(context: dict[str, str]) -> str:
 def synth_primary_template(suffix: str = LOCAL_SUFFIX, cache_dir: Path | None = None) -> dict[str, Any]:
     """The primary stack's template, synthesized in-process by engineer A's tooling.
 
-    Cached under ``.etl-local/templates`` by a hash of the infra code and context (a synth
-    costs seconds; the cache is invalidated by any change to ``infra/``, ``app.py``,
-    ``cdk.json``).
+    Cached under ``.etl-local/templates`` by a hash of the context, the CDK package versions and
+    every file the template depends on (a synth costs seconds; the cache is invalidated by any
+    change to ``infra/``, ``etl/``, ``app.py``, ``cdk.json``).
     """
     context = {"environmentSuffix": suffix}
     cache_dir = cache_dir or REPO_ROOT / ".etl-local" / "templates"
