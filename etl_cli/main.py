@@ -56,7 +56,7 @@ class Ctx:
             emu = harness.running_emulator()
             if emu is None:
                 raise PipelineError("no local emulator is running: start one with `etl local up`")
-            return harness.local_pipeline(emu.endpoint)
+            return Pipeline(*harness.local_stack(emu.endpoint))
         session = make_session(self.region, self.profile)
         return Pipeline(session, outputs_from_stack(session, self.stack, self.endpoint))
 
@@ -339,7 +339,7 @@ def run_local_file(
         if console:
             console.print(f"[dim]emulator {emu.endpoint}; deploying the synthesized stack...[/]")
         chunk_bytes = int(chunk_mb * 1024 * 1024) if chunk_mb else None
-        pipe = harness.local_pipeline(emu.endpoint, chunk_size_bytes=chunk_bytes, for_run=True)
+        pipe = Pipeline(*harness.local_stack(emu.endpoint, chunk_size_bytes=chunk_bytes, for_run=True))
         lap("deploy")
         with upload_progress(path.stat().st_size, f"uploading {path.name}", enabled=not as_json) as sent:
             info = pipe.upload(path, partner, name=name, progress=sent)

@@ -23,7 +23,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from etl_cli.pipeline import Outputs
+from etl.stack_outputs import Outputs
 from etl_local.relay import RELAY_QUEUE_PREFIX, TARGET_TAG
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

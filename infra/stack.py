@@ -8,6 +8,8 @@ from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
 from etl import contracts
+from etl import stack_outputs as out
+from etl.stack_outputs import function_output_id
 from infra.config import EtlConfig
 from infra.dataset import Dataset
 from infra.functions import EtlFunctions
@@ -19,11 +21,6 @@ from infra.status_table import StatusTable
 from infra.storage import DataStorage
 from infra.trigger import S3Trigger
 from infra.workflow import EtlWorkflow
-
-
-def function_output_id(step: str) -> str:
-    """Output name of a step's function, e.g. ``RegisterFileFunctionName``."""
-    return step + "FunctionName"
 
 
 class EtlPipelineStack(Stack):
@@ -100,19 +97,19 @@ class EtlPipelineStack(Stack):
 
         # The operator CLI and the local harness find every resource through these outputs.
         outputs = {
-            "BucketName": storage.bucket.bucket_name,
-            "TableName": status.table.table_name,
-            "StateMachineArn": workflow.state_machine.state_machine_arn,
-            "ResultQueueUrl": notifications.result_queue.queue_url,
-            "ResultDlqUrl": notifications.result_dlq.queue_url,
-            "AlertTopicArn": notifications.alert_topic.topic_arn,
-            "TriggerRuleName": trigger.rule.rule_name,
-            "TriggerDlqUrl": trigger.dead_letter_queue.queue_url,
-            "DashboardName": monitoring.dashboard.dashboard_name,
-            "StateMachineLogGroupName": workflow.log_group.log_group_name,
-            "PipelineRole": role,
-            "GlueDatabaseName": dataset.database_name,
-            "AthenaWorkGroupName": dataset.workgroup.ref,
+            out.BUCKET_NAME: storage.bucket.bucket_name,
+            out.TABLE_NAME: status.table.table_name,
+            out.STATE_MACHINE_ARN: workflow.state_machine.state_machine_arn,
+            out.RESULT_QUEUE_URL: notifications.result_queue.queue_url,
+            out.RESULT_DLQ_URL: notifications.result_dlq.queue_url,
+            out.ALERT_TOPIC_ARN: notifications.alert_topic.topic_arn,
+            out.TRIGGER_RULE_NAME: trigger.rule.rule_name,
+            out.TRIGGER_DLQ_URL: trigger.dead_letter_queue.queue_url,
+            out.DASHBOARD_NAME: monitoring.dashboard.dashboard_name,
+            out.STATE_MACHINE_LOG_GROUP_NAME: workflow.log_group.log_group_name,
+            out.PIPELINE_ROLE: role,
+            out.GLUE_DATABASE_NAME: dataset.database_name,
+            out.ATHENA_WORKGROUP_NAME: dataset.workgroup.ref,
         }
         for step in contracts.HANDLERS:
             outputs[function_output_id(step)] = functions.functions[step].function_name
