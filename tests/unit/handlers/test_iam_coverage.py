@@ -34,12 +34,13 @@ TABLE_ARN = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{TEST_TABLE}"
 _current = {"step": "?"}
 
 
-@dataclass(frozen=True)
+@dataclass
 class Call:
     step: str
     service: str
     operation: str
     params: dict[str, Any]
+    status: int = 0  # the HTTP status of the response (set by the after-call hook)
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,13 @@ def needs(call: Call) -> list[Need]:
     assert call.service == "s3", call
     versioned = "VersionId" in p
     if op in ("GetObject", "HeadObject"):
-        return [Need("s3:GetObjectVersion" if versioned else "s3:GetObject", _object(p["Bucket"], p["Key"]))]
+        out = [Need("s3:GetObjectVersion" if versioned else "s3:GetObject", _object(p["Bucket"], p["Key"]))]
+        if call.status == 404:
+            # S3 answers 404 for a missing key only to a caller that may list it; without
+            # s3:ListBucket it answers 403 AccessDenied, which the handlers do not read as
+            # "missing" (RegisterFile's raw-key fallback, the moves' "already moved" check).
+            out.append(Need("s3:ListBucket", f"arn:aws:s3:::{p['Bucket']}", p["Key"]))
+        return out
     if op in (
         "PutObject",
         "CreateMultipartUpload",
@@ -144,8 +151,12 @@ def needs(call: Call) -> list[Need]:
         return [Need("s3:AbortMultipartUpload", _object(p["Bucket"], p["Key"]))]
     if op == "CopyObject":
         source = _copy_source(p["CopySource"])
+        # The default tagging directive (COPY) reads the source's tags and writes them.
+        read_tags = "s3:GetObjectVersionTagging" if "VersionId" in source else "s3:GetObjectTagging"
         return [
             Need("s3:PutObject", _object(p["Bucket"], p["Key"])),
+            Need("s3:PutObjectTagging", _object(p["Bucket"], p["Key"])),
+            Need(read_tags, _object(source["Bucket"], source["Key"])),
             *needs(Call(call.step, "s3", "GetObject", source)),
         ]
     if op == "DeleteObject":
@@ -184,11 +195,19 @@ def recorded(chain: Any) -> Iterator[list[Call]]:
 
     calls: list[Call] = []
 
-    def hook(params: dict[str, Any], model: Any, **_: Any) -> None:
-        calls.append(Call(_current["step"], model.service_model.service_name, model.name, dict(params)))
+    def hook(params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+        call = Call(_current["step"], model.service_model.service_name, model.name, dict(params))
+        context["iam_coverage_call"] = call
+        calls.append(call)
+
+    def status(http_response: Any, context: dict[str, Any], **_: Any) -> None:
+        call = context.get("iam_coverage_call")
+        if call is not None:
+            call.status = int(http_response.status_code)
 
     for client in (clients.s3(), clients.dynamodb()):
         client.meta.events.register("before-parameter-build.*.*", hook)
+        client.meta.events.register("after-call.*.*", status)
 
     def as_step(step: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def run(event: Any, context: Any) -> Any:
@@ -223,6 +242,11 @@ def test_INF6_every_call_the_handlers_make_is_granted_to_their_role(
     # gzip: scratch chunk objects written by PlanChunks, read by ProcessChunk, removed by Finalize.
     gz = chain.upload_and_run("incoming/acme/daily.csv.gz", gzip.compress(chain.make_csv(120), mtime=0))
     assert gz.error is None, gz.failure
+    # An event carrying the raw key of "a+b.csv" (not URL-encoded): RegisterFile HEADs the
+    # decoded "a b.csv" first, which is missing (404 needs s3:ListBucket), then the raw key.
+    raw_key = chain.run(chain.upload("incoming/default/a+b.csv", chain.make_csv(30), encode=False))
+    assert raw_key.error is None, raw_key.failure
+    assert raw_key.state["file"]["key"] == "incoming/default/a+b.csv"
     # A failure (MarkFailed moves the source to failed/), then a reprocess after the fix:
     # RegisterFile reads failed/, PlanChunks re-plans over the earlier chunk items.
     bad = chain.make_csv(60).replace(b"currency", b"ccy", 1)
@@ -266,6 +290,9 @@ def test_INF6_every_call_the_handlers_make_is_granted_to_their_role(
 
     steps_seen = {c.step for c in recorded}
     assert steps_seen == set(contracts.HANDLERS), steps_seen  # the recorder saw every step
+    # The scenarios reach the paths whose grants only they prove (else the check is vacuous).
+    assert any(c.step == "RegisterFile" and c.status == 404 for c in recorded)
+    assert {c.step for c in recorded if c.operation == "CopyObject"} == {"Finalize", "MarkFailed"}
     denied = sorted(
         {
             f"{c.step}: {n.action} on {n.resource}"
