@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +18,29 @@ from infra.template_tools import placeholder_resolver, state_machine_definition,
 from .conftest import DR, PRIMARY, SUFFIX, Synth
 
 STACKS = (PRIMARY, DR)
-PERMANENT_ERRORS = {cls.__name__ for cls in PermanentError.__subclasses__()} | {"PermanentError"}
+
+
+def _subclass_names(cls: type) -> set[str]:
+    """``cls`` and every class below it (the whole tree, not only direct subclasses)."""
+    return {cls.__name__}.union(*(_subclass_names(sub) for sub in cls.__subclasses__()))
+
+
+def permanent_errors() -> set[str]:
+    """Every PermanentError class in etl/, wherever defined (SourceMissing lives in etl.aws.s3,
+    SchemaError in etl.core.schema): import every module first, then walk the class tree."""
+    import etl
+
+    for module in pkgutil.walk_packages(etl.__path__, "etl."):
+        importlib.import_module(module.name)
+    return _subclass_names(PermanentError)
+
+
+PERMANENT_ERRORS = permanent_errors()
+
+
+def test_permanent_error_list_is_the_whole_class_tree() -> None:
+    # Defined outside etl/errors.py or below a direct subclass: missed by __subclasses__() alone.
+    assert {"SourceMissing", "SourceChanged", "SchemaError", "TooManyRejects"} <= PERMANENT_ERRORS
 
 
 # ---- helpers ----------------------------------------------------------------------------------
