@@ -82,7 +82,9 @@ def test_local_up_run_reuse_and_a_failed_file_exits_one(tmp_path: Path) -> None:
         assert failed.returncode == 1, failed.stderr[-3000:]
         report = json.loads(failed.stdout)
         assert report["status"] == "FAILED"
-        assert "amt" in report["error"] or "amount" in report["error"]
+        assert report["error"].startswith("SchemaMismatch: ")
+        assert "missing columns: 'amount'" in report["error"]
+        assert "unexpected columns: 'amt'" in report["error"]
         ok = etl("local", "run", str(good), "--json")
         assert ok.returncode == 0, ok.stderr[-3000:]
         assert json.loads(ok.stdout)["rows_total"] == 600
