@@ -24,7 +24,7 @@ DEMO_MB ?= 160
 LAYER_PYTHON ?= $(shell $(PY) -c "import json; print(json.load(open('cdk.json'))['context']['lambdaRuntime'].removeprefix('python'))" 2>/dev/null || echo 3.13)
 LAYER_ARCH ?= $(shell $(PY) -c "import json; print(json.load(open('cdk.json'))['context']['architecture'])" 2>/dev/null || echo x86_64)
 
-.PHONY: help install test-deps layer size-budget test test-fast test-runtimes lint mutate synth deploy destroy demo bench clean
+.PHONY: help install test-deps layer size-budget test test-fast test-runtimes lint complexity mutate synth deploy destroy demo bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
