@@ -14,7 +14,6 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
@@ -139,7 +138,7 @@ class Reconciliation(Construct):
             self,
             "StatusChangeRule",
             rule_name=config.name("execution-ended"),
-            description="This state machine's executions that ended FAILED, TIMED_OUT or ABORTED -> reconcile",
+            description="Executions of this state machine that ended FAILED, TIMED_OUT or ABORTED",
             event_pattern=events.EventPattern(
                 source=["aws.states"],
                 detail_type=[STATUS_CHANGE],

@@ -256,9 +256,8 @@ def resend_result(
     re-sent unless ``force``."""
     item = repo.get_file(file_id)
     if item is None or item.get("status") != SUCCEEDED:
-        raise InvalidFileState(
-            f"file {file_id} is {(item or {}).get('status', 'unknown')}; only a SUCCEEDED file has a result to send"
-        )
+        status = (item or {}).get("status", "unknown")
+        raise InvalidFileState(f"file {file_id} is {status}; only a SUCCEEDED file has a result to send")
     if item.get("notified") is True and not force:
         return {"file_id": file_id, "sent": False, "reason": "already notified (use --force to send again)"}
     body = item.get("result")

@@ -154,8 +154,10 @@ def test_OPS3_the_alert_is_readable_text_with_machine_readable_attributes(chain,
     with pytest.raises(ValueError):
         json.loads(body)  # not a JSON dump
     assert "Reason:      RuntimeError: disk full" in body
-    rows = done["rows_in"] if "rows_in" in done else None
-    assert f"Rows known at failure: total {rows if rows is not None else ''}".rstrip() in body
+    first = etl_aws.repo.get_chunk(fid, "CHUNK#00001")  # the one chunk that finished
+    assert first["status"] == "SUCCEEDED" and done is not None
+    counts = (first["rows_in"], first["rows_valid"], first["rows_rejected"])
+    assert "Rows known at failure: total {}, valid {}, rejected {}".format(*counts) in body
     assert f"s3://{etl_aws.bucket}/{out['failed_key']}" in body
     assert f"  etl reprocess {fid}\n" in body
     assert out["attributes"] == {

@@ -242,8 +242,10 @@ def test_OPS4_a_failed_resend_keeps_the_file_not_notified_and_alerts_once(
 ) -> None:
     fid = _succeeded_not_notified(chain, etl_aws)
     monkeypatch.setenv("RESULT_QUEUE_URL", ops.results_url + "-deleted")
+    from botocore.exceptions import ClientError
+
     for _ in range(2):
-        with pytest.raises(Exception):
+        with pytest.raises(ClientError):
             reconcile.handler({"mode": "notify", "file_id": fid}, None)
     item = etl_aws.repo.get_file(fid)
     assert item["status"] == "SUCCEEDED" and item["notified"] is False and item["notify_error"]
