@@ -190,3 +190,21 @@ def test_OPS4_a_result_that_could_not_be_sent_is_resent_by_etl_notify(
     again = CliRunner().invoke(cli, ["--local", "notify", fid, "--json"])
     assert again.exit_code == 0 and last_json(again.output)["sent"] is False
     assert stack.receive(url, wait=1.0) == []
+
+
+def test_OPS3_etl_sweep_runs_freshness_on_the_emulator(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`etl sweep` invokes the deployed reconcile function in sweep mode (schedules do not fire
+    locally): nothing is stale, and acme_bank (due by 06:00Z, nothing ever received) is overdue:
+    one alert, not repeated by the next sweep."""
+    alerts = stack.subscribe_alerts()
+    cli = use_cli_on(stack, tmp_path, monkeypatch)
+    result = CliRunner().invoke(cli, ["--local", "sweep", "--json"])
+    assert result.exit_code == 0, result.output
+    answer = last_json(result.output)
+    assert answer["stale"] == [] and answer["resent"] == [] and answer["missing"] == ["acme_bank"]
+    got = alerts_within(stack, alerts, 2.0)
+    assert [a["Subject"].split(":")[0] for a in got] == ["ETL MISSING acme_bank"]
+    assert CliRunner().invoke(cli, ["--local", "sweep", "--json"]).exit_code == 0
+    assert alerts_within(stack, alerts, 1.0) == []
