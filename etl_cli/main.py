@@ -183,11 +183,12 @@ def reprocess(obj: Ctx, file_id_or_key: str, wait: bool, as_json: bool, timeout:
 @cli.command()
 @click.argument("file_id_or_key")
 @click.option("--force", is_flag=True, help="Send again even if the result was already sent.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as one JSON object.")
 @click.pass_obj
 def notify(obj: Ctx, file_id_or_key: str, force: bool, as_json: bool) -> None:
-    """Re-send a SUCCEEDED file's result message to the result queue (it was not sent, or
-    downstream lost it). Each re-send has its own de-duplication id (<file_id>#<attempt>)."""
+    """Re-send the result message of FILE_ID_OR_KEY, a SUCCEEDED file, to the result queue (it
+    was not sent, or downstream lost it). Each re-send has its own de-duplication id
+    (<file_id>#<attempt>)."""
     try:
         pipe = obj.pipeline()
         file_id = pipe.resolve_file_id(file_id_or_key)
@@ -204,7 +205,7 @@ def notify(obj: Ctx, file_id_or_key: str, force: bool, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as one JSON object.")
 @click.pass_obj
 def sweep(obj: Ctx, as_json: bool) -> None:
     """Run the reconcile sweep now (it runs every 15 minutes): fail stale files, re-send unsent
