@@ -830,7 +830,8 @@ def test_L2_L3_INF6_context_knobs_reach_functions_layers_and_nag(variant_synth: 
     fns = [
         r
         for r in resources(template, "AWS::Lambda::Function").values()
-        if props(r).get("Handler") in {handler for _, handler in contracts.HANDLERS.values()}
+        if props(r).get("Handler")
+        in {handler for _, handler in contracts.HANDLERS.values()} | {contracts.RECONCILE_FUNCTION[1]}
     ]
     assert len(fns) == 7  # the six workflow steps + reconcile (OPS1)
     parameters = template["Parameters"]
