@@ -28,6 +28,9 @@ PIPELINE_ROLE = "PipelineRole"
 # The dataset (SPEC DATA1/DATA6; infra/dataset.py).
 GLUE_DATABASE_NAME = "GlueDatabaseName"
 ATHENA_WORKGROUP_NAME = "AthenaWorkGroupName"
+# Reconciliation (SPEC OPS1/OPS4; infra/reconciliation.py): `etl notify` and `etl sweep` invoke it.
+RECONCILE_FUNCTION_NAME = "ReconcileFunctionName"
+RECONCILE_DLQ_URL = "ReconcileDlqUrl"
 
 # Output name -> :class:`Outputs` field, for the outputs a reader needs.
 OUTPUT_FIELDS = {
@@ -38,6 +41,7 @@ OUTPUT_FIELDS = {
     ALERT_TOPIC_ARN: "alerts_topic_arn",
     GLUE_DATABASE_NAME: "glue_database",
     ATHENA_WORKGROUP_NAME: "athena_workgroup",
+    RECONCILE_FUNCTION_NAME: "reconcile_function",
 }
 REQUIRED_OUTPUTS = (BUCKET_NAME, TABLE_NAME, STATE_MACHINE_ARN)
 
@@ -62,6 +66,7 @@ class Outputs:
     alerts_topic_arn: str | None = None
     glue_database: str | None = None
     athena_workgroup: str | None = None
+    reconcile_function: str | None = None
     region: str = "us-east-1"
     endpoint: str | None = None
     functions: dict[str, str] = field(default_factory=dict)  # step -> function name

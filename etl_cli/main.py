@@ -181,6 +181,48 @@ def reprocess(obj: Ctx, file_id_or_key: str, wait: bool, as_json: bool, timeout:
 
 
 @cli.command()
+@click.argument("file_id_or_key")
+@click.option("--force", is_flag=True, help="Send again even if the result was already sent.")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as one JSON object.")
+@click.pass_obj
+def notify(obj: Ctx, file_id_or_key: str, force: bool, as_json: bool) -> None:
+    """Re-send the result message of FILE_ID_OR_KEY, a SUCCEEDED file, to the result queue (it
+    was not sent, or downstream lost it). Each re-send has its own de-duplication id
+    (<file_id>#<attempt>)."""
+    try:
+        pipe = obj.pipeline()
+        file_id = pipe.resolve_file_id(file_id_or_key)
+        answer = pipe.notify(file_id, force=force)
+    except PipelineError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        _print_json(answer)
+    elif answer.get("sent"):
+        click.echo(f"result of {file_id} sent (dedup id {answer.get('dedup_id')})")
+    else:
+        click.echo(f"not sent: {answer.get('reason')}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as one JSON object.")
+@click.pass_obj
+def sweep(obj: Ctx, as_json: bool) -> None:
+    """Run the reconcile sweep now (it runs every 15 minutes): fail stale files, re-send unsent
+    results, alert on overdue partner files."""
+    try:
+        answer = obj.pipeline().sweep()
+    except PipelineError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        _print_json(answer)
+        return
+    for key in ("reconciled", "resent", "unsent", "missing"):
+        click.echo(f"{key}: {', '.join(answer.get(key) or []) or '-'}")
+
+
+@cli.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--partner", required=True, help="Partner id: the file goes under incoming/<partner>/.")
 @click.option("--wait", is_flag=True, help="Wait for the file to finish (chunk progress bar), then report.")

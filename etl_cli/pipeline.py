@@ -231,6 +231,28 @@ class Pipeline:
         )
         return str(resp["executionArn"])
 
+    def _reconcile(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Invoke the reconcile function (etl/handlers/reconcile.py) and return its answer;
+        its error, if any, becomes a PipelineError with the function's message."""
+        name = self.outputs.reconcile_function
+        if not name:
+            raise PipelineError("this stack has no reconcile function (ReconcileFunctionName output)")
+        resp = self.client("lambda").invoke(FunctionName=name, Payload=json.dumps(request).encode())
+        payload = json.loads(resp["Payload"].read() or b"null")
+        if resp.get("FunctionError"):
+            message = payload.get("errorMessage") if isinstance(payload, dict) else payload
+            kind = payload.get("errorType") if isinstance(payload, dict) else "Error"
+            raise PipelineError(f"{kind}: {message}")
+        return dict(payload or {})
+
+    def notify(self, file_id: str, force: bool = False) -> dict[str, Any]:
+        """Re-send a SUCCEEDED file's result message (OPS4) through the reconcile function."""
+        return self._reconcile({"mode": "notify", "file_id": file_id, "force": force})
+
+    def sweep(self) -> dict[str, Any]:
+        """Run the scheduled sweep now (stale files, unsent results, partner freshness)."""
+        return self._reconcile({"mode": "sweep"})
+
     def describe_execution(self, arn: str) -> dict[str, Any]:
         return dict(self.client("stepfunctions").describe_execution(executionArn=arn))
 

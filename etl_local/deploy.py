@@ -404,17 +404,25 @@ def deploy(
     )["stateMachineArn"]
 
     events = client("events")
+    function_arns = {r.attrs[(lid, "Arn")] for lid in envs}
     for lid, spec in by_type.get("AWS::Events::Rule", []):
         rp = _props(spec)
+        if "EventPattern" not in rp:
+            # A schedule (the reconcile sweep): moto fires no schedules. Run its target with
+            # the rule's input instead (`etl local sweep`, the e2e tests); docs/local-mode.md.
+            continue
         targets = rp.get("Targets") or []
         target_arns = [resolve(t.get("Arn"), r) for t in targets]
-        if sm_arn not in target_arns:
-            continue  # not the rule that starts the workflow
+        # The rule that starts the workflow, and rules whose target is one of our functions
+        # (the reconcile rule on execution status changes).
+        relayed = [a for a in target_arns if a == sm_arn or a in function_arns]
+        if not relayed:
+            continue
         pattern = resolve(rp["EventPattern"], r)
         rule_name = r.refs[lid]
         events.put_rule(Name=rule_name, EventPattern=json.dumps(pattern), State=rp.get("State", "ENABLED"))
         relay_name = f"{RELAY_QUEUE_PREFIX}{hashlib.sha256(rule_name.encode()).hexdigest()[:12]}"
-        sqs.create_queue(QueueName=relay_name, tags={TARGET_TAG: sm_arn})["QueueUrl"]
+        sqs.create_queue(QueueName=relay_name, tags={TARGET_TAG: relayed[0]})["QueueUrl"]
         relay_arn = f"arn:aws:sqs:{region}:{account}:{relay_name}"
         # moto raises on a Step Functions target (and then drops the other targets), so the
         # relay queue is the rule's only target here; the relay starts the real target.

@@ -15,6 +15,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
@@ -181,50 +182,86 @@ class EtlFunctions(Construct):
             **c.RUNTIME_ENV,
         }
 
+        self.config = config
+        self.bucket = bucket
+        self.table = table
+        self.code = code
+        self.environment = environment
         self.functions: dict[str, lambda_.Function] = {}
         self.log_groups: dict[str, logs.LogGroup] = {}
+        self.roles: dict[str, iam.Role] = {}
         for step, (short_name, handler) in c.HANDLERS.items():
-            function_name = config.name(short_name)
-            log_group = logs.LogGroup(
-                self,
-                step + "LogGroup",
-                log_group_name="/aws/lambda/" + function_name,
-                retention=LOG_RETENTION,
-                removal_policy=RemovalPolicy.DESTROY,
-            )
-            # An explicit role (no AWSLambdaBasicExecutionRole managed policy): the function
-            # writes only to its own log group.
-            role = iam.Role(
-                self,
-                step + "Role",
-                assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-                description=f"Runs {function_name} ({handler})",
-            )
-            log_group.grant_write(role)
-            self._grant(role, ACCESS[step], bucket, table)
+            self.add_function(self, step, short_name, handler, ACCESS[step])
+            self._acknowledge_workflow_step(self.functions[step])
 
-            function = lambda_.Function(
-                self,
-                construct_id(step),
-                function_name=function_name,
-                description=f"ETL step {step}: {handler}",
-                runtime=config.runtime,
-                architecture=config.lambda_architecture,
-                handler=handler,
-                code=code,
-                layers=self.iceberg_layers if step in ICEBERG_STEPS else self.layers,
-                memory_size=MEMORY_MB,
-                timeout=TIMEOUT,
-                tracing=lambda_.Tracing.ACTIVE,
-                logging_format=lambda_.LoggingFormat.JSON,
-                log_group=log_group,
-                role=role,
-                environment=environment,
-            )
-            drop_redundant_role_dependency(function, role)
-            self.functions[step] = function
-            self.log_groups[step] = log_group
-            self._acknowledge(function, role, step, config, bucket)
+    def add_function(
+        self,
+        scope: Construct,
+        step: str,
+        short_name: str,
+        handler: str,
+        access: Access,
+        extra_environment: dict[str, str] | None = None,
+        dead_letter_queue: sqs.IQueue | None = None,
+    ) -> lambda_.Function:
+        """One function with the INF6 settings (3072 MB, 15 minutes, JSON logs, tracing, its
+        own log group and least-privilege role); ``scope`` may be another construct (the
+        reconcile function lives in infra/reconciliation.py)."""
+        config = self.config
+        function_name = config.name(short_name)
+        log_group = logs.LogGroup(
+            scope,
+            step + "LogGroup",
+            log_group_name="/aws/lambda/" + function_name,
+            retention=LOG_RETENTION,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        # An explicit role (no AWSLambdaBasicExecutionRole managed policy): the function
+        # writes only to its own log group.
+        role = iam.Role(
+            scope,
+            step + "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Runs {function_name} ({handler})",
+        )
+        log_group.grant_write(role)
+        self._grant(role, access, self.bucket, self.table)
+
+        function = lambda_.Function(
+            scope,
+            construct_id(step),
+            function_name=function_name,
+            description=f"ETL step {step}: {handler}",
+            runtime=config.runtime,
+            architecture=config.lambda_architecture,
+            handler=handler,
+            code=self.code,
+            layers=self.iceberg_layers if step in ICEBERG_STEPS else self.layers,
+            memory_size=MEMORY_MB,
+            timeout=TIMEOUT,
+            tracing=lambda_.Tracing.ACTIVE,
+            logging_format=lambda_.LoggingFormat.JSON,
+            log_group=log_group,
+            role=role,
+            environment={**self.environment, **(extra_environment or {})},
+            dead_letter_queue=dead_letter_queue,
+        )
+        drop_redundant_role_dependency(function, role)
+        self.functions[step] = function
+        self.log_groups[step] = log_group
+        self.roles[step] = role
+        self._acknowledge(function, role, step, config, self.bucket, access)
+        return function
+
+    @staticmethod
+    def _acknowledge_workflow_step(function: lambda_.Function) -> None:
+        acknowledge(
+            function,
+            "Serverless-LambdaDLQ",
+            "Invoked synchronously by Step Functions only; a failed invocation is retried and "
+            "then caught by the state machine (MarkFailed -> SNS alert -> Fail), so an "
+            "asynchronous-invocation DLQ would never receive anything.",
+        )
 
     @staticmethod
     def _acknowledge(
@@ -233,9 +270,10 @@ class EtlFunctions(Construct):
         step: str,
         config: EtlConfig,
         bucket: s3.IBucket,
+        access: Access,
     ) -> None:
         bucket_id = logical_id(bucket)
-        for prefix in sorted({p for _, ps in ACCESS[step].s3 for p in ps}):
+        for prefix in sorted({p for _, ps in access.s3 for p in ps}):
             acknowledge(
                 role,
                 f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{prefix}*]",
@@ -247,13 +285,6 @@ class EtlFunctions(Construct):
             "AwsSolutions-IAM5[Resource::*]",
             "Only xray:PutTraceSegments/PutTelemetryRecords (added for active tracing) use '*': "
             "X-Ray supports no resource-level permissions.",
-        )
-        acknowledge(
-            function,
-            "Serverless-LambdaDLQ",
-            "Invoked synchronously by Step Functions only; a failed invocation is retried and "
-            "then caught by the state machine (MarkFailed -> SNS alert -> Fail), so an "
-            "asynchronous-invocation DLQ would never receive anything.",
         )
         if config.lambda_runtime != LATEST_PYTHON:
             for rule in ("AwsSolutions-L1", "Serverless-LambdaLatestVersion"):

@@ -17,6 +17,7 @@ from infra.guardrails import apply_guardrails
 from infra.iceberg_layer import IcebergLayer
 from infra.monitoring import Monitoring
 from infra.notifications import Notifications
+from infra.reconciliation import Reconciliation
 from infra.status_table import StatusTable
 from infra.storage import DataStorage
 from infra.trigger import S3Trigger
@@ -68,6 +69,18 @@ class EtlPipelineStack(Stack):
             result_queue=notifications.result_queue,
             alert_topic=notifications.alert_topic,
             alert_key=notifications.alert_key,
+            table=status.table,
+        )
+        reconciliation = Reconciliation(
+            self,
+            "Reconciliation",
+            config=config,
+            functions=functions,
+            state_machine=workflow.state_machine,
+            alert_topic=notifications.alert_topic,
+            alert_key=notifications.alert_key,
+            result_queue=notifications.result_queue,
+            schedule_enabled=trigger_enabled,
         )
         trigger = S3Trigger(
             self,
@@ -80,6 +93,7 @@ class EtlPipelineStack(Stack):
         dead_letter_queues = {
             "TriggerDlq": trigger.dead_letter_queue,
             "ResultDlq": notifications.result_dlq,
+            "ReconcileDlq": reconciliation.dead_letter_queue,
         }
         if notifications.alert_subscription_dlq is not None:
             dead_letter_queues["AlertSubscriptionDlq"] = notifications.alert_subscription_dlq
@@ -110,6 +124,8 @@ class EtlPipelineStack(Stack):
             out.PIPELINE_ROLE: role,
             out.GLUE_DATABASE_NAME: dataset.database_name,
             out.ATHENA_WORKGROUP_NAME: dataset.workgroup.ref,
+            out.RECONCILE_FUNCTION_NAME: reconciliation.function.function_name,
+            out.RECONCILE_DLQ_URL: reconciliation.dead_letter_queue.queue_url,
         }
         for step in contracts.HANDLERS:
             outputs[function_output_id(step)] = functions.functions[step].function_name

@@ -98,8 +98,27 @@ def etl_aws(aws_env: None) -> Iterator[EtlAws]:
                 {"AttributeName": "chunk_id", "KeyType": "RANGE"},
             ],
             AttributeDefinitions=[
-                {"AttributeName": "file_id", "AttributeType": "S"},
-                {"AttributeName": "chunk_id", "AttributeType": "S"},
+                {"AttributeName": name, "AttributeType": "S"}
+                for name in ("file_id", "chunk_id", "open_state", "open_since", "partner", "created_at")
+            ],
+            # The two indexes of infra/status_table.py (OPS1 sweep, OPS3 freshness).
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": "open-files",
+                    "KeySchema": [
+                        {"AttributeName": "open_state", "KeyType": "HASH"},
+                        {"AttributeName": "open_since", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                },
+                {
+                    "IndexName": "partner-created",
+                    "KeySchema": [
+                        {"AttributeName": "partner", "KeyType": "HASH"},
+                        {"AttributeName": "created_at", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "KEYS_ONLY"},
+                },
             ],
             BillingMode="PAY_PER_REQUEST",
         )

@@ -6,7 +6,9 @@ A schema file describes the columns of a partner's CSV *in header order*. Standa
 ``encoding``, ``missingValues``. Our extensions use ``x-etl-*`` keys:
 
 - top level: ``x-etl-schema-id``, ``x-etl-version``, ``x-etl-dataset``,
-  ``x-etl-reject-threshold`` (share of rejected rows above which the file fails; default 0.01);
+  ``x-etl-reject-threshold`` (share of rejected rows above which the file fails; default 0.01),
+  ``x-etl-due-by`` (``"HH:MMZ"``, UTC: the partner's daily file is due by then; a scheduled
+  check alerts when none arrived, SPEC OPS3);
 - per field: ``x-etl-source-name`` (the partner's column name; ``name`` is our target name),
   ``x-etl-decimal`` ``{precision, scale}`` (required on ``number`` fields: numbers are exact
   decimals, never floats), ``x-etl-enum-file`` (a JSON file beside the schema whose ``codes``
@@ -58,7 +60,10 @@ _TOP_KEYS = _DOC_KEYS | {
     "x-etl-version",
     "x-etl-dataset",
     "x-etl-reject-threshold",
+    "x-etl-due-by",
 }
+# "06:00Z": hours and minutes of a UTC time of day (the Z is required: no local time zones).
+_DUE_BY = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])Z$")
 _DIALECT_KEYS = {"delimiter", "quoteChar", "doubleQuote", "header", "lineTerminator", "$comment"}
 # Partner names come from S3 keys: only such names may select a schema file (no path tricks).
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -114,6 +119,8 @@ class Schema:
     quote_char: str = '"'
     ignored_columns: list[str] = field(default_factory=list)
     path: str = ""
+    # (hour, minute) UTC by which the daily file is due, or None (no freshness check).
+    due_by: tuple[int, int] | None = None
 
     @property
     def target_columns(self) -> list[str]:
@@ -370,6 +377,7 @@ def parse_schema(doc: Any, path: str = "<memory>") -> Schema:
     threshold = _check_document(path, doc)
     delimiter = _parse_dialect(path, doc)
     fields, source_columns, ignored, mapping = _parse_fields(path, doc.get("fields"))
+    due_by = _parse_due_by(path, doc.get("x-etl-due-by"))
     return Schema(
         schema_id=doc["x-etl-schema-id"],
         version=doc["x-etl-version"],
@@ -383,6 +391,25 @@ def parse_schema(doc: Any, path: str = "<memory>") -> Schema:
         quote_char='"',
         ignored_columns=ignored,
         path=path,
+        due_by=due_by,
+    )
+
+
+def _parse_due_by(path: str, value: Any) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    match = _DUE_BY.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise _fail(path, f'x-etl-due-by must be a UTC time of day like "06:00Z", got {value!r}')
+    return int(match.group(1)), int(match.group(2))
+
+
+def partner_schemas() -> list[str]:
+    """The partners that have their own schema file (``etl/schemas/<partner>.json``)."""
+    return sorted(
+        name[: -len(".json")]
+        for name in os.listdir(SCHEMA_DIR)
+        if name.endswith(".json") and name != DEFAULT_SCHEMA + ".json" and _SAFE_NAME.match(name)
     )
 
 

@@ -97,6 +97,23 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     s3.move_object(bucket, str(file["key"]), done_key, source_version(file))
     if file.get("compression") == "gzip":
         s3.delete_prefix(bucket, scratch_prefix(file_id))
+    # The result message NotifyResult sends; kept on the file item so the outbox (reconcile,
+    # `etl notify`) can re-send it (OPS4).
+    result = {
+        "status": SUCCEEDED,
+        "file_id": file_id,
+        "partner": partner,
+        "rows_total": rows_total,
+        "rows_valid": rows_valid,
+        "rows_rejected": rows_rejected,
+        "chunks": len(chunks),
+        "manifest_key": m_key,
+        "output_prefix": output_prefix(schema.dataset, partner, file_id),
+        "rejected_prefix": rejected_prefix(partner, file_id),
+        "processed_key": done_key,
+        "message_group_id": partner,
+        "dedup_id": file_id,
+    }
     repo.transition_file(
         file_id,
         {PROCESSING, SUCCEEDED},
@@ -112,24 +129,11 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
         error=None,
         error_type=None,
         finished_at=utc_now(),
+        result=result,
     )
     obs.add_metric(obs.FILES_SUCCEEDED, 1)
     obs.logger.info(
         "file succeeded",
         extra={"rows_total": rows_total, "rows_valid": rows_valid, "rows_rejected": rows_rejected},
     )
-    return {
-        "status": SUCCEEDED,
-        "file_id": file_id,
-        "partner": partner,
-        "rows_total": rows_total,
-        "rows_valid": rows_valid,
-        "rows_rejected": rows_rejected,
-        "chunks": len(chunks),
-        "manifest_key": m_key,
-        "output_prefix": output_prefix(schema.dataset, partner, file_id),
-        "rejected_prefix": rejected_prefix(partner, file_id),
-        "processed_key": done_key,
-        "message_group_id": partner,
-        "dedup_id": file_id,
-    }
+    return result

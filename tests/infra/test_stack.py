@@ -167,19 +167,32 @@ def test_INF2_two_stacks_primary_us_east_1_and_dr_eu_west_1(default_synth: Synth
     assert default_synth.regions == {PRIMARY: "us-east-1", DR: "eu-west-1"}
 
 
+def trigger_rule(template: dict[str, Any]) -> dict[str, Any]:
+    """The rule on S3 Object Created (the reconcile rules are the stack's other rules)."""
+    (rule,) = [
+        r
+        for r in resources(template, "AWS::Events::Rule").values()
+        if (props(r).get("EventPattern") or {}).get("source") == ["aws.s3"]
+    ]
+    return rule
+
+
+def _shape(template: dict[str, Any]) -> list[tuple[str, str]]:
+    # CDK names a Lambda permission for an EventBridge rule after the stack: compare by type.
+    return sorted(
+        ("<permission>" if r["Type"] == "AWS::Lambda::Permission" else k, r["Type"])
+        for k, r in resources(template).items()
+    )
+
+
 def test_INF2_dr_is_identical_except_the_disabled_rule(primary: dict[str, Any], dr: dict[str, Any]) -> None:
-    assert {k: r["Type"] for k, r in resources(primary).items()} == {
-        k: r["Type"] for k, r in resources(dr).items()
-    }
-    (rule_p,) = resources(primary, "AWS::Events::Rule").values()
-    (rule_d,) = resources(dr, "AWS::Events::Rule").values()
-    assert props(rule_p)["State"] == "ENABLED"
-    assert props(rule_d)["State"] == "DISABLED"
+    assert _shape(primary) == _shape(dr)
+    assert props(trigger_rule(primary))["State"] == "ENABLED"
+    assert props(trigger_rule(dr))["State"] == "DISABLED"
 
 
 def test_INF2_dr_rule_enabled_with_drActive_true(dr_active_synth: Synth) -> None:
-    (rule,) = resources(dr_active_synth.dr, "AWS::Events::Rule").values()
-    assert props(rule)["State"] == "ENABLED"
+    assert props(trigger_rule(dr_active_synth.dr))["State"] == "ENABLED"
 
 
 def test_INF2_synth_needs_no_lookups(default_synth: Synth) -> None:
@@ -242,7 +255,7 @@ def test_INF3_every_bucket_denies_non_tls_requests(templates: dict[str, Any], st
 def test_INF4_rule_starts_state_machine_for_incoming_objects_with_dlq_and_retry(
     primary: dict[str, Any],
 ) -> None:
-    (rule,) = resources(primary, "AWS::Events::Rule").values()
+    rule = trigger_rule(primary)
     pattern = props(rule)["EventPattern"]
     assert pattern["source"] == ["aws.s3"]
     assert pattern["detail-type"] == ["Object Created"]
@@ -299,7 +312,8 @@ def test_INF5_map_state_inline_with_max_concurrency_10(primary: dict[str, Any]) 
 def test_INF5_every_task_retries_at_most_3_times_with_backoff(templates: dict[str, Any], stack: str) -> None:
     states = definition(templates[stack])["States"]
     tasks = [(n, s) for n, s, _ in all_states(states) if s["Type"] == "Task"]
-    assert len(tasks) == 8  # six Lambda steps + NotifyResult + AlertFailure
+    # six Lambda steps + NotifyResult + AlertFailure + the outbox's two DynamoDB updates (OPS4)
+    assert len(tasks) == 10
     for name, state in tasks:
         assert state.get("Retry"), f"{name} has no Retry"
         for retrier in state["Retry"]:
@@ -388,7 +402,8 @@ def test_INF5_workflow_follows_the_contract(primary: dict[str, Any]) -> None:
     assert notify["Parameters"]["MessageBody.$"] == "$.result"
     assert notify["Parameters"]["MessageGroupId.$"] == "$.result.message_group_id"
     assert notify["Parameters"]["MessageDeduplicationId.$"] == "$.result.dedup_id"
-    assert states[notify["Next"]]["Type"] == "Succeed"
+    assert notify["Next"] == "RecordNotified"  # OPS4: then FileSucceeded
+    assert states[states["RecordNotified"]["Next"]]["Type"] == "Succeed"
     mark = states["MarkFailed"]
     assert "Parameters" not in mark and "InputPath" not in mark  # the whole state goes in
     assert mark["ResultPath"] == "$.failure" and mark["Next"] == "AlertFailure"
@@ -676,16 +691,19 @@ def metric_names(alarm: dict[str, Any]) -> set[str]:
 def test_INF9_alarms_on_failure_rate_failed_executions_and_dlq_depth_notify_sns(
     primary: dict[str, Any],
 ) -> None:
+    """The INF9 alarms exist; which of them page is OPS3's decision (tests/infra/test_ops.py):
+    FailedExecutions shows on the dashboard only, the others notify the topic."""
     (topic_id,) = resources(primary, "AWS::SNS::Topic")
     alarms = {props(a)["AlarmName"]: props(a) for a in resources(primary, "AWS::CloudWatch::Alarm").values()}
-    assert set(alarms) == {
+    assert {
         f"etl-alarm-{SUFFIX}-{n}"
         for n in ("failurerate", "failedexecutions", "triggerdlqdepth", "resultdlqdepth")
-    }
+    } <= set(alarms)
     for name, alarm in alarms.items():
-        assert [ref_id(a) for a in alarm["AlarmActions"]] == [topic_id], name
+        if not name.endswith("-failedexecutions"):
+            assert [ref_id(a) for a in alarm["AlarmActions"]] == [topic_id], name
     assert any(
-        m.get("Expression", "").startswith("IF(started > 0")
+        "100 * failed / started" in m.get("Expression", "")
         for m in alarms[f"etl-alarm-{SUFFIX}-failurerate"]["Metrics"]
     )
     assert metric_names(alarms[f"etl-alarm-{SUFFIX}-failedexecutions"]) == {"ExecutionsFailed"}
@@ -836,9 +854,10 @@ def test_L2_L3_INF6_context_knobs_reach_functions_layers_and_nag(variant_synth: 
     fns = [
         r
         for r in resources(template, "AWS::Lambda::Function").values()
-        if props(r).get("Handler") in {handler for _, handler in contracts.HANDLERS.values()}
+        if props(r).get("Handler")
+        in {handler for _, handler in contracts.HANDLERS.values()} | {contracts.RECONCILE_FUNCTION[1]}
     ]
-    assert len(fns) == 6
+    assert len(fns) == 7  # the six workflow steps + reconcile (OPS1)
     parameters = template["Parameters"]
     for fn in fns:
         p = props(fn)

@@ -7,7 +7,6 @@ the alert."""
 from __future__ import annotations
 
 import gzip
-import json
 
 import pytest
 
@@ -103,8 +102,9 @@ def test_bad_csv_fails_with_a_clear_reason(chain, etl_aws, case):
     subject = failure["subject"]
     assert len(subject) <= 100 and subject.isascii() and subject.isprintable()
     assert error_type.__name__ in subject
-    details = json.loads(failure["message"])
-    assert details["file_id"] == fid and details["error_type"] == error_type.__name__
+    assert failure["attributes"]["file_id"] == fid
+    assert failure["attributes"]["error_type"] == error_type.__name__
+    assert f"etl reprocess {fid}" in failure["message"]
 
 
 def test_ragged_rows_below_the_threshold_are_row_level_rejects(chain, etl_aws, monkeypatch):

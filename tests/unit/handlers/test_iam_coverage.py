@@ -28,6 +28,13 @@ ACCOUNT = "123456789012"
 REGION = "us-east-1"
 BUCKET_ARN = f"arn:aws:s3:::{TEST_BUCKET}"
 TABLE_ARN = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{TEST_TABLE}"
+# The reconcile function's other resources, as the template names them (suffix "iam").
+TOPIC_NAME = "etl-alerts-iam"
+TOPIC_ARN = f"arn:aws:sns:{REGION}:{ACCOUNT}:{TOPIC_NAME}"
+RESULT_QUEUE_NAME = "etl-results-iam.fifo"
+RESULT_QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{RESULT_QUEUE_NAME}"
+STATE_MACHINE_NAME = "etl-pipeline-iam"
+RECONCILE = "Reconcile"
 
 # The step running now. A plain global, not a contextvar: the chain runs one step at a time and
 # PlanChunks' parallel ranged reads happen on pool threads that must be attributed to it too.
@@ -69,12 +76,18 @@ def allowed() -> dict[str, list[dict[str, Any]]]:
             return BUCKET_ARN
         if kind == "AWS::DynamoDB::Table" and attribute == "Arn":
             return TABLE_ARN
-        if logical_id == "AWS::Partition":
-            return "aws"
+        if kind == "AWS::SNS::Topic" and attribute is None:
+            return TOPIC_ARN
+        if kind == "AWS::SQS::Queue" and attribute == "Arn" and "ResultQueue" in logical_id:
+            return RESULT_QUEUE_ARN
+        pseudo = {"AWS::Partition": "aws", "AWS::AccountId": ACCOUNT, "AWS::Region": REGION}
+        if logical_id in pseudo:
+            return pseudo[logical_id]
         # Anything else (log groups, KMS keys ...) is not what the handlers call.
         return f"arn:aws:other:::{logical_id}/{attribute}"
 
     by_handler = {handler: step for step, (_, handler) in contracts.HANDLERS.items()}
+    by_handler[contracts.RECONCILE_FUNCTION[1]] = RECONCILE
     out: dict[str, list[dict[str, Any]]] = {}
     for fn in resources.values():
         if fn["Type"] != "AWS::Lambda::Function" or fn["Properties"]["Handler"] not in by_handler:
@@ -89,7 +102,7 @@ def allowed() -> dict[str, list[dict[str, Any]]]:
         ]
         statements = [s for d in documents for s in resolve_intrinsics(d["Statement"], resolver)]
         out[step] = [s for s in statements if s["Effect"] == "Allow"]
-    assert set(out) == set(contracts.HANDLERS)
+    assert set(out) == {*contracts.HANDLERS, RECONCILE}
     return out
 
 
@@ -125,7 +138,16 @@ def _object(bucket: str, key: str) -> str:
 def needs(call: Call) -> list[Need]:
     p, op = call.params, call.operation
     if call.service == "dynamodb":
+        if p.get("IndexName"):
+            return [Need(f"dynamodb:{op}", f"{TABLE_ARN}/index/{p['IndexName']}")]
         return [Need(f"dynamodb:{op}", TABLE_ARN)]
+    if call.service == "sns":
+        return [Need(f"sns:{op}", p["TopicArn"])]
+    if call.service == "sqs":
+        name = p["QueueUrl"].rstrip("/").rsplit("/", 1)[-1]
+        return [Need(f"sqs:{op}", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}")]
+    if call.service in ("sfn", "stepfunctions"):
+        return [Need(f"states:{op}", p["executionArn"])]
     assert call.service == "s3", call
     versioned = "VersionId" in p
     if op in ("GetObject", "HeadObject"):
@@ -205,7 +227,11 @@ def recorded(chain: Any) -> Iterator[list[Call]]:
         if call is not None:
             call.status = int(http_response.status_code)
 
-    for client in (clients.s3(), clients.dynamodb()):
+    for client in (
+        clients.s3(),
+        clients.dynamodb(),
+        *(clients.client(s) for s in ("sns", "sqs", "stepfunctions")),
+    ):
         client.meta.events.register("before-parameter-build.*.*", hook)
         client.meta.events.register("after-call.*.*", status)
 
@@ -225,6 +251,9 @@ def recorded(chain: Any) -> Iterator[list[Call]]:
     chain.process = as_step("ProcessChunk", chain.process)
     chain.finalize = as_step("Finalize", chain.finalize)
     chain.mark_failed = as_step("MarkFailed", chain.mark_failed)
+    from etl.handlers import reconcile
+
+    chain.reconcile = as_step(RECONCILE, reconcile.handler)
     yield calls
 
 
@@ -288,11 +317,14 @@ def test_INF6_every_call_the_handlers_make_is_granted_to_their_role(
     )
     assert late["failed_key"].startswith("failed/default/"), late
 
+    _reconcile_scenarios(chain, etl_aws, monkeypatch)
+
+    recorded = [c for c in recorded if c.step != "?"]  # the test's own bookkeeping calls
     steps_seen = {c.step for c in recorded}
-    assert steps_seen == set(contracts.HANDLERS), steps_seen  # the recorder saw every step
+    assert steps_seen == {*contracts.HANDLERS, RECONCILE}, steps_seen  # the recorder saw every step
     # The scenarios reach the paths whose grants only they prove (else the check is vacuous).
     assert any(c.step == "RegisterFile" and c.status == 404 for c in recorded)
-    assert {c.step for c in recorded if c.operation == "CopyObject"} == {"Finalize", "MarkFailed"}
+    assert {c.step for c in recorded if c.operation == "CopyObject"} == {"Finalize", "MarkFailed", RECONCILE}
     denied = sorted(
         {
             f"{c.step}: {n.action} on {n.resource}"
@@ -315,3 +347,68 @@ def test_the_checker_refuses_what_a_role_lacks(allowed: dict[str, list[dict[str,
     assert is_allowed(
         allowed["ProcessChunk"], Need("s3:PutObject", _object(TEST_BUCKET, "output/t/p.parquet"))
     )
+
+
+def _reconcile_scenarios(chain: Any, etl_aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reconcile function's paths: a stopped execution's file (moves, deletes unpublished
+    data, alerts), the sweep (DescribeExecution, the open-files index), the outbox (send,
+    failed send), the freshness check (the partner index, a marker)."""
+    import datetime
+    import json
+
+    import boto3
+
+    from etl.handlers.reconcile import STATUS_CHANGE
+
+    sqs = boto3.client("sqs", region_name=REGION)
+    boto3.client("sns", region_name=REGION).create_topic(Name=TOPIC_NAME)
+    url = sqs.create_queue(QueueName=RESULT_QUEUE_NAME, Attributes={"FifoQueue": "true"})["QueueUrl"]
+    monkeypatch.setenv("ALERT_TOPIC_ARN", TOPIC_ARN)
+    monkeypatch.setenv("RESULT_QUEUE_URL", url)
+    monkeypatch.setenv("CHUNK_SIZE_BYTES", "2048")
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    machine = sfn.create_state_machine(
+        name=STATE_MACHINE_NAME,
+        definition=json.dumps({"StartAt": "W", "States": {"W": {"Type": "Pass", "End": True}}}),
+        roleArn=f"arn:aws:iam::{ACCOUNT}:role/x",
+    )["stateMachineArn"]
+
+    def stopped_midway(key: str, name: str) -> tuple[dict[str, Any], str]:
+        arn = sfn.start_execution(stateMachineArn=machine, name=name)["executionArn"]
+        sfn.stop_execution(executionArn=arn)
+        event = chain.upload(key, chain.make_csv(120, bad=(3,)))
+        state: dict[str, Any] = {"file": chain.register({"event": event, "execution_arn": arn}, None)}
+        state["header"] = chain.validate({"file": state["file"]}, None)
+        state["plan"] = chain.plan(dict(state), None)
+        chain.process({**state, "chunk": state["plan"]["chunks"][0]}, None)
+        return event, arn
+
+    event, arn = stopped_midway("incoming/acme/stopped.csv", "stopped")
+    detail = {"executionArn": arn, "status": "ABORTED", "input": json.dumps(event)}
+    out = chain.reconcile({"detail-type": STATUS_CHANGE, "source": "aws.states", "detail": detail}, None)
+    assert out["action"] == "failed", out
+    # Stopped before registration (the reconcile function registers and moves it).
+    early = chain.upload("incoming/acme/early.csv", chain.make_csv(3))
+    detail = {"executionArn": arn + "x", "status": "ABORTED", "input": json.dumps(early)}
+    assert chain.reconcile({"detail-type": STATUS_CHANGE, "detail": detail}, None)["action"] == "failed"
+    # The sweep, an hour later: a stale file, and a SUCCEEDED one whose result was not sent.
+    stopped_midway("incoming/acme/stale.csv", "stale")
+    # The earlier scenarios' files ran under made-up execution ARNs: mark their results sent,
+    # so the sweep sees only files of this state machine (as in a deployment).
+    for item in etl_aws.repo.list_files(status="SUCCEEDED"):
+        etl_aws.repo.mark_notified(item["file_id"], item["file_id"])
+    ok_arn = sfn.start_execution(stateMachineArn=machine, name="ok")["executionArn"]
+    sfn.stop_execution(executionArn=ok_arn)
+    ok = chain.run(chain.upload("incoming/acme/ok.csv", chain.make_csv(10)), arn=ok_arn)
+    from etl.handlers import reconcile
+
+    later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+    monkeypatch.setattr(reconcile, "_now", lambda: later)
+    out = chain.reconcile({"mode": "sweep"}, None)
+    assert out["reconciled"] and ok.state["file"]["file_id"] in out["resent"] and out["missing"], out
+    # `etl notify --force`, then a send that fails (recorded, alerted).
+    fid = ok.state["file"]["file_id"]
+    assert chain.reconcile({"mode": "notify", "file_id": fid, "force": True}, None)["sent"]
+    sqs.delete_queue(QueueUrl=url)
+    with pytest.raises(Exception, match=r"NonExistentQueue|does not exist"):
+        chain.reconcile({"mode": "notify", "file_id": fid, "force": True}, None)
