@@ -1,5 +1,9 @@
 """MarkFailed: record why the file failed, quarantine the source, shape the alert.
 
+A file with no committed Iceberg snapshot (``snapshot_id`` on its item) has its unpublished
+data files deleted (``etl.aws.catalog.delete_unpublished``); a file committed before a later
+step failed keeps them: a failure after the commit never unpublishes.
+
 Input: the whole state (``$``): ``error`` = ``{"Error", "Cause"}`` from the Catch (``Cause`` is
 usually Lambda's JSON ``{"errorMessage", "errorType", ...}``), ``file`` when RegisterFile had
 succeeded. Output ``$.failure`` = ``{"file_id", "status": "FAILED", "reason", "failed_key",
@@ -22,7 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from etl import observability as obs
-from etl.aws import s3
+from etl.aws import catalog, s3
 from etl.aws.s3 import SourceMissing
 from etl.aws.status import (
     FAILED,
@@ -202,6 +206,13 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
                     repo.fail_chunk(file_id, chunk["chunk_id"], f"aborted, the file failed: {reason}")
             if file.get("compression") == "gzip":
                 s3.delete_prefix(file["bucket"], scratch_prefix(file_id))
+            if (item or {}).get("snapshot_id") is None:
+                # Never committed: its data files must not outlive it (SPEC DATA2).
+                removed = catalog.delete_unpublished(file["bucket"], file_id)
+                obs.logger.info("deleted %d unpublished data files", removed)
+            else:
+                # Committed before a later step failed: the rows stay published.
+                obs.logger.warning("file was published in snapshot %s: data files kept", item["snapshot_id"])
 
     stage = _stage(state, chunk_statuses)
     file_id = file["file_id"] if file else None
@@ -219,6 +230,7 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
         "error_type": error_type,
         "reason": reason,
         "attempts": (item or {}).get("attempts"),
+        "snapshot_id": (item or {}).get("snapshot_id"),
         "file_status": (item or {}).get("status"),
         "hint": f"fix the cause, then: etl reprocess {file_id}" if target else None,
     }
