@@ -112,14 +112,23 @@ def etl_aws(aws_env: None) -> Iterator[EtlAws]:
             ],
             BillingMode="PAY_PER_REQUEST",
         )
-        # The dataset (SPEC DATA1): the Glue database and both Iceberg tables, created by the
-        # same code as the custom resource, with real metadata in the mocked bucket.
-        boto3.client("glue", region_name="us-east-1").create_database(DatabaseInput={"Name": TEST_GLUE_DATABASE})
-        if _HAS_PYICEBERG:
-            from etl.aws import catalog
-
-            catalog.ensure_tables(TEST_GLUE_DATABASE, f"s3://{TEST_BUCKET}/tables/")
         try:
             yield EtlAws(bucket=TEST_BUCKET, table_name=TEST_TABLE, s3=s3, dynamodb=ddb)
         finally:
             clients.reset_clients()
+
+
+@pytest.fixture
+def etl_dataset(etl_aws: EtlAws) -> EtlAws:
+    """``etl_aws`` plus the dataset (SPEC DATA1): the Glue database and both Iceberg tables,
+    created by the custom resource's code with real metadata in the mocked bucket (a few
+    seconds: only the tests that publish use it). Skipped where pyiceberg cannot run (3.9)."""
+    import boto3
+
+    if not _HAS_PYICEBERG:
+        pytest.skip("pyiceberg needs Python >= 3.10: publishing is not available on python3.9")
+    from etl.aws import catalog
+
+    boto3.client("glue", region_name="us-east-1").create_database(DatabaseInput={"Name": TEST_GLUE_DATABASE})
+    catalog.ensure_tables(TEST_GLUE_DATABASE, f"s3://{TEST_BUCKET}/tables/")
+    return etl_aws

@@ -11,6 +11,7 @@ the Allow statements of that step's role (resolved from the template).
 from __future__ import annotations
 
 import fnmatch
+import json
 import gzip
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from infra.template_tools import resolve_intrinsics, synth_templates
 # The names tests/conftest.py gives the mocked bucket and table (asserted below).
 TEST_BUCKET = "etl-data-test"
 TEST_TABLE = "etl-status-test"
+TEST_GLUE_DATABASE = "transaction_etl_test"
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 BUCKET_ARN = f"arn:aws:s3:::{TEST_BUCKET}"
@@ -70,6 +72,10 @@ def allowed() -> dict[str, list[dict[str, Any]]]:
             return TABLE_ARN
         if logical_id == "AWS::Partition":
             return "aws"
+        if logical_id == "AWS::Region":
+            return REGION
+        if logical_id == "AWS::AccountId":
+            return ACCOUNT
         # Anything else (log groups, KMS keys ...) is not what the handlers call.
         return f"arn:aws:other:::{logical_id}/{attribute}"
 
@@ -87,6 +93,13 @@ def allowed() -> dict[str, list[dict[str, Any]]]:
             if r["Type"] == "AWS::IAM::Policy" and {"Ref": role_id} in r["Properties"]["Roles"]
         ]
         statements = [s for d in documents for s in resolve_intrinsics(d["Statement"], resolver)]
+        # The template names the Glue database after its suffix ("iam"); the mocked catalog
+        # is tests/conftest.py's. Same rule (etl.contracts.glue_database), other suffix.
+        statements = json.loads(
+            json.dumps(statements).replace(
+                f"database/{contracts.glue_database('iam')}", f"database/{TEST_GLUE_DATABASE}"
+            ).replace(f"table/{contracts.glue_database('iam')}/", f"table/{TEST_GLUE_DATABASE}/")
+        )
         out[step] = [s for s in statements if s["Effect"] == "Allow"]
     assert set(out) == set(contracts.HANDLERS)
     return out
@@ -125,6 +138,20 @@ def needs(call: Call) -> list[Need]:
     p, op = call.params, call.operation
     if call.service == "dynamodb":
         return [Need(f"dynamodb:{op}", TABLE_ARN)]
+    if call.service == "glue":
+        # Glue authorizes table calls against the catalog, the database and the table.
+        if op == "GetDatabase":
+            database, table = p.get("Name"), None
+        else:
+            database = p.get("DatabaseName")
+            table = p.get("Name") or (p.get("TableInput") or {}).get("Name")
+        glue = f"arn:aws:glue:{REGION}:{ACCOUNT}"
+        out = [Need(f"glue:{op}", f"{glue}:catalog")]
+        if database:
+            out.append(Need(f"glue:{op}", f"{glue}:database/{database}"))
+        if database and table:
+            out.append(Need(f"glue:{op}", f"{glue}:table/{database}/{table}"))
+        return out
     assert call.service == "s3", call
     versioned = "VersionId" in p
     if op in ("GetObject", "HeadObject"):
@@ -187,7 +214,7 @@ def recorded(chain: Any) -> Iterator[list[Call]]:
     def hook(params: dict[str, Any], model: Any, **_: Any) -> None:
         calls.append(Call(_current["step"], model.service_model.service_name, model.name, dict(params)))
 
-    for client in (clients.s3(), clients.dynamodb()):
+    for client in (clients.s3(), clients.dynamodb(), clients.client("glue")):
         client.meta.events.register("before-parameter-build.*.*", hook)
 
     def as_step(step: str, fn: Callable[..., Any]) -> Callable[..., Any]:
