@@ -124,7 +124,11 @@ ACCESS: dict[str, Access] = {
     # metadata/manifests (DeleteObject: pyiceberg removes those of a commit that lost a
     # conflict), and swaps the table's metadata pointer in Glue (GetTable + UpdateTable).
     "Finalize": Access(
-        s3=((GET + PUT + DELETE + TAGS, (INC, FAIL, PROC, MAN)), (GET + DELETE, (SCR,)), (GET + PUT + DELETE, (TAB,))),
+        s3=(
+            (GET + PUT + DELETE + TAGS, (INC, FAIL, PROC, MAN)),
+            (GET + DELETE, (SCR,)),
+            (GET + PUT + DELETE, (TAB,)),
+        ),
         table=("dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:GetItem"),
         list_prefixes=(INC, FAIL, PROC, MAN, SCR),
         glue=("glue:GetDatabase", "glue:GetTable", "glue:UpdateTable"),

@@ -19,6 +19,7 @@ python3.9 runtime publication is not available, see README "Known limits").
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -73,7 +74,8 @@ def ensure_tables(database: str, warehouse: str, catalog: Any = None) -> dict[st
         ident = f"{database}.{name}"
         if not catalog.table_exists(ident):
             schema = schemas[name]
-            try:
+            # Created concurrently (two deploys): same definition, fine.
+            with contextlib.suppress(TableAlreadyExistsError):
                 catalog.create_table(
                     ident,
                     schema=schema,
@@ -82,8 +84,6 @@ def ensure_tables(database: str, warehouse: str, catalog: Any = None) -> dict[st
                     sort_order=dataset.sort_order(name, schema),
                     properties=dataset.table_properties(schema),
                 )
-            except TableAlreadyExistsError:
-                pass  # created concurrently (two deploys): same definition
         out[name] = ident
     return out
 
@@ -100,11 +100,19 @@ class Published:
     attempts: int = 1
 
 
-def commit_token(table: str, lineage: dataset.Lineage, data_keys: Iterable[str], execution_arn: str | None) -> str:
+def commit_token(
+    table: str, lineage: dataset.Lineage, data_keys: Iterable[str], execution_arn: str | None
+) -> str:
     """Identifies one publication of one file: a retried Finalize finds it in the snapshot
     history and does not commit twice."""
     h = hashlib.sha256()
-    for part in (table, lineage.file_id, lineage.source_version or "", execution_arn or "", *sorted(data_keys)):
+    for part in (
+        table,
+        lineage.file_id,
+        lineage.source_version or "",
+        execution_arn or "",
+        *sorted(data_keys),
+    ):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:32]
@@ -202,4 +210,6 @@ def delete_unpublished(bucket: str, file_id: str) -> int:
     Only call it for a file whose item records no ``snapshot_id``: once committed, these
     objects are the published rows. Returns how many objects were deleted.
     """
-    return sum(s3.delete_prefix(bucket, dataset.data_prefix(t, file_id)) for t in (TRANSACTIONS_TABLE, REJECTS_TABLE))
+    return sum(
+        s3.delete_prefix(bucket, dataset.data_prefix(t, file_id)) for t in (TRANSACTIONS_TABLE, REJECTS_TABLE)
+    )

@@ -67,9 +67,11 @@ class _RangedReader(io.RawIOBase):
             return b""
         end = self._size if size is None or size < 0 else min(self._size, self._pos + size)
         with transient_errors(f"GetObject s3://{self._bucket}/{self._key}"):
-            body = clients.s3().get_object(
-                Bucket=self._bucket, Key=self._key, Range=f"bytes={self._pos}-{end - 1}"
-            )["Body"].read()
+            body = (
+                clients.s3()
+                .get_object(Bucket=self._bucket, Key=self._key, Range=f"bytes={self._pos}-{end - 1}")["Body"]
+                .read()
+            )
         self._pos += len(body)
         return body
 

@@ -129,8 +129,8 @@ def transactions_arrow_schema() -> pa.Schema:
     """Typed columns, then the lineage columns (``source_version`` nullable: unversioned
     buckets have none)."""
     return pa.schema(
-        _typed_fields()
-        + [
+        [
+            *_typed_fields(),
             pa.field("file_id", pa.string(), nullable=False),
             pa.field("partner", pa.string(), nullable=False),
             pa.field("source_key", pa.string(), nullable=False),
@@ -285,7 +285,10 @@ def iceberg_schemas() -> dict[str, Any]:
     from pyiceberg.table.name_mapping import MappedField, NameMapping
 
     out = {}
-    for name, arrow in ((TRANSACTIONS_TABLE, transactions_arrow_schema()), (REJECTS_TABLE, rejects_arrow_schema())):
+    for name, arrow in (
+        (TRANSACTIONS_TABLE, transactions_arrow_schema()),
+        (REJECTS_TABLE, rejects_arrow_schema()),
+    ):
         mapping = NameMapping([MappedField(field_id=i + 1, names=[f.name]) for i, f in enumerate(arrow)])
         schema = pyarrow_to_schema(arrow, name_mapping=mapping)
         out[name] = IcebergSchema(*schema.fields, schema_id=0)

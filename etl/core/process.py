@@ -254,7 +254,9 @@ def _finish(
             f"rows_valid={rows_valid} + rows_rejected={len(rejects)}"
         )
     if len(valid_lines) != rows_valid:
-        raise ConservationViolation(f"chunk at line {first_line}: {len(valid_lines)} line numbers for {rows_valid} rows")
+        raise ConservationViolation(
+            f"chunk at line {first_line}: {len(valid_lines)} line numbers for {rows_valid} rows"
+        )
     by_col: dict[str, int] = {}
     for r in rejects:
         by_col[r[1]] = by_col.get(r[1], 0) + 1
@@ -780,6 +782,8 @@ def rejects_to_csv(rejects: list[tuple[int, str, str, str]]) -> bytes:
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
     w.writerow(REJECT_COLUMNS)
-    w.writerows((line, neutralise_cell(col), neutralise_cell(reason), neutralise_cell(record))
-                for line, col, reason, record in rejects)
+    w.writerows(
+        (line, neutralise_cell(col), neutralise_cell(reason), neutralise_cell(record))
+        for line, col, reason, record in rejects
+    )
     return out.getvalue().encode("utf-8")

@@ -94,7 +94,14 @@ def publish_file(
     cat = catalog.load_catalog()
     data_keys = [str(k) for c in chunks for k in (c.get("data_keys") or [])]
     rows = catalog.publish(
-        database, dataset.TRANSACTIONS_TABLE, file["bucket"], data_keys, lineage, manifest_key, execution_arn, cat
+        database,
+        dataset.TRANSACTIONS_TABLE,
+        file["bucket"],
+        data_keys,
+        lineage,
+        manifest_key,
+        execution_arn,
+        cat,
     )
     # From here on the file's rows are visible: record it before anything else can fail.
     repo.transition_file(
@@ -106,7 +113,14 @@ def publish_file(
     )
     reject_keys = [str(c["rejects_data_key"]) for c in chunks if c.get("rejects_data_key")]
     rejects = catalog.publish(
-        database, dataset.REJECTS_TABLE, file["bucket"], reject_keys, lineage, manifest_key, execution_arn, cat
+        database,
+        dataset.REJECTS_TABLE,
+        file["bucket"],
+        reject_keys,
+        lineage,
+        manifest_key,
+        execution_arn,
+        cat,
     )
     repo.transition_file(
         file["file_id"],

@@ -39,7 +39,9 @@ def read_chunk_bytes(file: dict[str, Any], header_bytes: int, chunk: dict[str, A
     return head + s3.read_range(file["bucket"], key, start, end, version)
 
 
-def write_data_files(bucket: str, file: dict[str, Any], index: int, result: ChunkResult) -> tuple[list[str], str | None]:
+def write_data_files(
+    bucket: str, file: dict[str, Any], index: int, result: ChunkResult
+) -> tuple[list[str], str | None]:
     """The chunk's unpublished Iceberg data files (SPEC DATA2): one Parquet file per
     transaction_date under ``tables/transactions/data/file_id=<id>/`` and, when there are
     rejects, one under ``tables/transaction_rejects/data/file_id=<id>/``. Nothing is visible

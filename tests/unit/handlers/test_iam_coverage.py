@@ -11,8 +11,8 @@ the Allow statements of that step's role (resolved from the template).
 from __future__ import annotations
 
 import fnmatch
-import json
 import gzip
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -96,9 +96,9 @@ def allowed() -> dict[str, list[dict[str, Any]]]:
         # The template names the Glue database after its suffix ("iam"); the mocked catalog
         # is tests/conftest.py's. Same rule (etl.contracts.glue_database), other suffix.
         statements = json.loads(
-            json.dumps(statements).replace(
-                f"database/{contracts.glue_database('iam')}", f"database/{TEST_GLUE_DATABASE}"
-            ).replace(f"table/{contracts.glue_database('iam')}/", f"table/{TEST_GLUE_DATABASE}/")
+            json.dumps(statements)
+            .replace(f"database/{contracts.glue_database('iam')}", f"database/{TEST_GLUE_DATABASE}")
+            .replace(f"table/{contracts.glue_database('iam')}/", f"table/{TEST_GLUE_DATABASE}/")
         )
         out[step] = [s for s in statements if s["Effect"] == "Allow"]
     assert set(out) == set(contracts.HANDLERS)
