@@ -115,9 +115,10 @@ ACCESS: dict[str, Access] = {
         list_prefixes=(SCR,),
     ),
     # DeleteObject on rejected/: a re-run without rejects removes the earlier run's rejects.
-    # PutObject on tables/: the chunk's unpublished Iceberg data files (SPEC DATA2).
+    # tables/: the chunk's unpublished Iceberg data files (SPEC DATA2); DeleteObject when its
+    # completion is refused (the file failed meanwhile), so they never outlive it.
     "ProcessChunk": Access(
-        s3=((GET, (INC, FAIL, SCR)), (PUT, (OUT, TAB)), (PUT + DELETE, (REJ,))),
+        s3=((GET, (INC, FAIL, SCR)), (PUT, (OUT,)), (PUT + DELETE, (REJ, TAB))),
         table=("dynamodb:UpdateItem", "dynamodb:GetItem"),
     ),
     # The Iceberg commit: reads table metadata, manifests and data-file footers, writes new

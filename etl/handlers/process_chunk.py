@@ -74,6 +74,7 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     # Refuse to work for a file that is no longer in flight (FAILED, SUCCEEDED).
     repo.transition_file(file_id, {PLANNED, PROCESSING}, PROCESSING)
     previous = repo.start_chunk(file_id, cid)
+    written: list[str] = []
     try:
         schema = load_schema(file["partner"])
         if (schema.schema_id, schema.version) != (header["schema_id"], header["schema_version"]):
@@ -100,6 +101,7 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
         elif previous.get("rejects_key"):
             s3.delete_object(file["bucket"], str(previous["rejects_key"]))
         data_keys, rejects_data_key = write_data_files(file["bucket"], file, index, result)
+        written = data_keys + ([rejects_data_key] if rejects_data_key else [])
         repo.complete_chunk(
             file_id,
             cid,
@@ -122,6 +124,15 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
             repo.fail_chunk(file_id, cid, f"{type(exc).__name__}: {exc}")
         except Exception:  # recording the failure must not hide the failure itself
             obs.logger.exception("could not record the chunk failure")
+        if written:
+            # This chunk's completion was refused or failed: its data files must not outlive
+            # it. (A sibling chunk failed the file and MarkFailed cleaned the prefix while this
+            # one was still writing: without this, its files would be orphans.)
+            try:
+                for key in written:
+                    s3.delete_object(file["bucket"], key)
+            except Exception:
+                obs.logger.exception("could not delete the chunk's unpublished data files")
         raise
     duration_ms = (time.monotonic() - started) * 1000.0
     obs.add_metric(obs.ROWS_PROCESSED, result.rows_in)

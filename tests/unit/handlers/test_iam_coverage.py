@@ -291,6 +291,19 @@ def test_INF6_every_call_the_handlers_make_is_granted_to_their_role(
     )
     assert late["failed_key"].startswith("failed/default/"), late
 
+    # A chunk whose completion is refused after it wrote its data files (a sibling failed the
+    # file meanwhile) deletes them again.
+    from etl.aws.status import StatusRepository
+    from etl.errors import InvalidFileState
+
+    def refused(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise InvalidFileState("the file failed meanwhile (injected)")
+
+    monkeypatch.setattr(StatusRepository, "complete_chunk", refused)
+    late_chunk = chain.upload_and_run("incoming/default/refused.csv", chain.make_csv(30))
+    assert isinstance(late_chunk.error, InvalidFileState)
+    monkeypatch.undo()
+
     steps_seen = {c.step for c in recorded}
     assert steps_seen == set(contracts.HANDLERS), steps_seen  # the recorder saw every step
     denied = sorted(
