@@ -778,10 +778,12 @@ def neutralise_cell(value: str) -> str:
 def rejects_to_csv(rejects: list[tuple[int, str, str, str]]) -> bytes:
     """RFC 4180 CSV with header ``line,column,reason,record`` (records keep their newlines).
 
-    Text cells are neutralised (:func:`neutralise_cell`); the line number is an integer."""
+    Text cells are neutralised (:func:`neutralise_cell`) and always quoted (with ``\n`` as the
+    line terminator, minimal quoting would leave a bare CR unquoted, which readers take for a
+    line end); the line number is an unquoted integer."""
     out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
-    w.writerow(REJECT_COLUMNS)
+    out.write(",".join(REJECT_COLUMNS) + "\n")
+    w = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
     w.writerows(
         (line, neutralise_cell(col), neutralise_cell(reason), neutralise_cell(record))
         for line, col, reason, record in rejects
