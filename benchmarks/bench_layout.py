@@ -72,7 +72,7 @@ def main() -> None:
         os.environ.pop(name, None)
     import boto3
     from moto import mock_aws
-    from pyiceberg.expressions import And, EqualTo
+    from pyiceberg.expressions import And
 
     from etl.aws import catalog, clients
     from etl.core import dataset
@@ -88,7 +88,7 @@ def main() -> None:
         boto3.client("glue").create_database(DatabaseInput={"Name": db})
         catalog.ensure_tables(db, dataset.warehouse(bucket))
         first = datetime.date(2026, 10, 1)
-        deliveries = []
+        deliveries: list[datetime.date] = []
         d = first
         while len(deliveries) < args.days:
             if d.weekday() < 5:
@@ -102,7 +102,12 @@ def main() -> None:
                 data = daily_csv(args.rows, seed=1000 * p + i, delivery=day, late_share=args.late_share)
                 result = process_chunk(data, schema, 2)
                 key = f"incoming/{partner}/{day.isoformat()}.csv"
-                file = {"file_id": f"{partner}-{day.isoformat()}", "partner": partner, "key": key, "original_key": key}
+                file = {
+                    "file_id": f"{partner}-{day.isoformat()}",
+                    "partner": partner,
+                    "key": key,
+                    "original_key": key,
+                }
                 keys, _ = write_data_files(bucket, file, 1, result)
                 catalog.publish(db, "transactions", bucket, keys, dataset.lineage_of(file), None, None)
                 n_files += 1
@@ -121,15 +126,19 @@ def main() -> None:
 
         queries = {
             f"partner = 'partner0' AND transaction_date = '{target_day}'": And(
-                EqualTo("partner", "partner0"), EqualTo("transaction_date", target_day.isoformat())
+                dataset.equal_to("partner", "partner0"),
+                dataset.equal_to("transaction_date", target_day.isoformat()),
             ),
-            "partner = 'partner0'": EqualTo("partner", "partner0"),
-            f"transaction_date = '{target_day}'": EqualTo("transaction_date", target_day.isoformat()),
+            "partner = 'partner0'": dataset.equal_to("partner", "partner0"),
+            f"transaction_date = '{target_day}'": dataset.equal_to(
+                "transaction_date", target_day.isoformat()
+            ),
         }
-        print(f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, load {os.getloadavg()[0]:.1f}")
+        print(f"# {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, load {os.getloadavg()[0]:.1f}")
         print(
             f"{n_files} daily files ({args.partners} partners x {args.days} business days, {args.rows} rows, "
-            f"{args.late_share:.0%} late) -> {total_files} data files, {total_rows} rows; built in {build_s:.0f} s"
+            f"{args.late_share:.0%} late) -> {total_files} data files, {total_rows} rows; "
+            f"built in {build_s:.0f} s"
         )
         print(f"data file size: median {sizes[len(sizes) // 2]:,} B, min {sizes[0]:,} B, max {sizes[-1]:,} B")
         for text, expr in queries.items():

@@ -45,9 +45,9 @@ def scan(catalog: Any, database: str, table: str = TRANSACTIONS_TABLE, row_filte
 
 def rows_of_file(catalog: Any, database: str, file_id: str, table: str = TRANSACTIONS_TABLE) -> Any:
     """The published rows of one file."""
-    from pyiceberg.expressions import EqualTo
+    from etl.core.dataset import equal_to
 
-    return scan(catalog, database, table, EqualTo("file_id", file_id))
+    return scan(catalog, database, table, equal_to("file_id", file_id))
 
 
 def snapshots(catalog: Any, database: str, table: str = TRANSACTIONS_TABLE) -> list[dict[str, Any]]:

@@ -122,11 +122,12 @@ def _replace_filter(lineage: dataset.Lineage) -> Any:
     """Rows this file replaces: its own earlier rows (reprocess) and every row of the same
     source key (an earlier version: a correction). Both columns are constant per data file
     with exact statistics, so the delete is metadata-only (no data file is rewritten)."""
-    from pyiceberg.expressions import And, EqualTo, Or
+    from pyiceberg.expressions import And, Or
 
+    eq = dataset.equal_to
     return And(
-        EqualTo("partner", lineage.partner),
-        Or(EqualTo("file_id", lineage.file_id), EqualTo("source_key", lineage.source_key)),
+        eq("partner", lineage.partner),
+        Or(eq("file_id", lineage.file_id), eq("source_key", lineage.source_key)),
     )
 
 

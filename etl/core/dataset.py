@@ -278,6 +278,13 @@ def summary_properties(
 # Iceberg (pyiceberg imported on call)
 
 
+def equal_to(column: str, value: Any) -> Any:
+    """pyiceberg's ``EqualTo(column, value)`` (its pydantic signature confuses type checkers)."""
+    from pyiceberg.expressions import EqualTo
+
+    return EqualTo(column, value)  # type: ignore[call-arg, arg-type]
+
+
 def iceberg_schemas() -> dict[str, Any]:
     """``{table name: pyiceberg Schema}`` with stable field ids (1..n in column order)."""
     from pyiceberg.io.pyarrow import pyarrow_to_schema
@@ -289,7 +296,12 @@ def iceberg_schemas() -> dict[str, Any]:
         (TRANSACTIONS_TABLE, transactions_arrow_schema()),
         (REJECTS_TABLE, rejects_arrow_schema()),
     ):
-        mapping = NameMapping([MappedField(field_id=i + 1, names=[f.name]) for i, f in enumerate(arrow)])
+        mapping = NameMapping(
+            [
+                MappedField(field_id=i + 1, names=[f.name])  # type: ignore[call-arg]
+                for i, f in enumerate(arrow)
+            ]
+        )
         schema = pyarrow_to_schema(arrow, name_mapping=mapping)
         out[name] = IcebergSchema(*schema.fields, schema_id=0)
     return out

@@ -212,7 +212,9 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
                 obs.logger.info("deleted %d unpublished data files", removed)
             else:
                 # Committed before a later step failed: the rows stay published.
-                obs.logger.warning("file was published in snapshot %s: data files kept", item["snapshot_id"])
+                obs.logger.warning(
+                    "file was published in snapshot %s: data files kept", (item or {}).get("snapshot_id")
+                )
 
     stage = _stage(state, chunk_statuses)
     file_id = file["file_id"] if file else None

@@ -69,7 +69,7 @@ def source_records(path: Path) -> dict[int, dict[str, str]]:
         start = reader.line_num + 1
         for rec in reader:
             if rec:
-                out[start] = dict(zip(header, rec))
+                out[start] = dict(zip(header, rec, strict=False))
             start = reader.line_num + 1
     return out
 
@@ -157,7 +157,10 @@ def test_DATA2_succeeded_file_rows_equal_the_table_rows_and_the_snapshot_names_t
     use_cli_state(stack, tmp_path, monkeypatch)
     from etl_cli.main import cli
 
-    sql = f"SELECT count(*) AS n, count(DISTINCT transaction_id) AS ids FROM transactions WHERE file_id = '{fid}'"
+    sql = (
+        "SELECT count(*) AS n, count(DISTINCT transaction_id) AS ids "
+        f"FROM transactions WHERE file_id = '{fid}'"
+    )
     result = CliRunner().invoke(cli, ["--local", "query", sql, "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output.strip().splitlines()[-1]) == [{"n": len(rows), "ids": len(rows)}]
@@ -170,7 +173,7 @@ def contracts_rules() -> tuple[str, ...]:
 
 
 def test_DATA2_failed_by_threshold_leaves_no_rows_and_no_data_objects(stack: Stack, tmp_path: Path) -> None:
-    path, stats = make_csv(tmp_path, rows=2000, bad_share=0.2, seed=3)
+    path, _ = make_csv(tmp_path, rows=2000, bad_share=0.2, seed=3)
     info = stack.upload(path, "default")
     rep = stack.wait(info["file_id"])
     assert rep.status == "FAILED"

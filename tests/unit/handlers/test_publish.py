@@ -122,7 +122,6 @@ def test_DATA2_conflicts_are_retried_then_a_transient_error(etl_dataset: Any) ->
     """Every attempt loses to a commit that lands between its read and its write: after the
     bounded attempts, TransientError (the state machine's Retry takes over)."""
     from etl.aws import catalog
-
     from etl.core.process import process_chunk
     from etl.core.schema import load_schema
     from etl.handlers.process_chunk import write_data_files
