@@ -617,11 +617,6 @@ def glue_database_of_stack(stack: str) -> str:
     return glue_database(stack.split("-", 1)[1] if "-" in stack else stack)
 
 
-def main() -> None:
-    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
-    os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
-
-
 def main(argv: list[str] | None = None) -> None:
     """The ``etl`` entry point: user errors become one ``error: ...`` line and exit code 2."""
     from infra.node_env import quiet_jsii
