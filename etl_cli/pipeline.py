@@ -89,6 +89,8 @@ class FileReport:
     timings: dict[str, float] | None = None  # local runs: wall seconds per phase
     local_copy: str | None = None  # local runs: where the results were copied on disk
     report: str | None = None  # local runs: the HTML report (etl_cli/html_report.py)
+    snapshot_id: int | None = None  # the Iceberg snapshot that published the file (SPEC DATA2)
+    published_rows: int | None = None  # rows of the file in the table, read back (local runs)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -334,6 +336,7 @@ class Pipeline:
             chunks_succeeded=sum(1 for c in chunks if c.get("status") == "SUCCEEDED"),
             error=item.get("error"),
             execution_arn=execution_arn or item.get("execution_arn"),
+            snapshot_id=item.get("snapshot_id"),
         )
         started = _parse_time(item.get("created_at"))
         finished = _parse_time(item.get("finished_at") or item.get("updated_at"))

@@ -439,7 +439,23 @@ def deploy(
     outputs = Outputs.from_stack_outputs(raw, region=region, endpoint=endpoint, stack_name=stack_name)
     if "CHUNK_SIZE_BYTES" in first_env:
         outputs.chunk_size_bytes = int(first_env["CHUNK_SIZE_BYTES"])
+    outputs.glue_database = outputs.glue_database or first_env.get("GLUE_DATABASE")
+    if outputs.glue_database:
+        deploy_dataset(client("glue"), outputs.glue_database, outputs.bucket, endpoint, region)
     return outputs
+
+
+def deploy_dataset(glue: Any, database: str, bucket: str, endpoint: str, region: str) -> dict[str, str]:
+    """The dataset on the emulator (SPEC DATA6): the Glue database (CloudFormation's on AWS)
+    and both Iceberg tables, created by the custom resource's own code
+    (``etl.aws.catalog.ensure_tables``) with real pyiceberg metadata in the emulated bucket."""
+    from etl.aws import catalog
+    from etl.core.dataset import warehouse
+    from etl_cli.dataset import emulator_catalog
+
+    with contextlib.suppress(glue.exceptions.AlreadyExistsException):
+        glue.create_database(DatabaseInput={"Name": database})
+    return catalog.ensure_tables(database, warehouse(bucket), emulator_catalog(endpoint, region))
 
 
 def set_chunk_size(session: Any, outputs: Outputs, chunk_size_bytes: int) -> None:

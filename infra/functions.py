@@ -63,10 +63,13 @@ class Access:
     # Prefixes it may list (HeadObject then answers 404 instead of 403 for a missing key,
     # which re-runs use to see whether a move already happened).
     list_prefixes: tuple[str, ...] = ()
+    # Glue Data Catalog actions on the dataset's database and its two tables (SPEC DATA1).
+    glue: tuple[str, ...] = ()
 
 
 INC, FAIL, PROC = c.INCOMING_PREFIX, c.FAILED_PREFIX, c.PROCESSED_PREFIX
 OUT, REJ, MAN, SCR = c.OUTPUT_PREFIX, c.REJECTED_PREFIX, c.MANIFEST_PREFIX, c.SCRATCH_PREFIX
+TAB = c.TABLES_PREFIX
 
 # DATA7: the steps that import pyiceberg. They get the pyiceberg layer (which also carries
 # Powertools from the lock) instead of the managed Powertools layer, to stay within Lambda's
@@ -113,20 +116,31 @@ ACCESS: dict[str, Access] = {
         list_prefixes=(SCR,),
     ),
     # DeleteObject on rejected/: a re-run without rejects removes the earlier run's rejects.
+    # tables/: the chunk's unpublished Iceberg data files (SPEC DATA2); DeleteObject when its
+    # completion is refused (the file failed meanwhile), so they never outlive it.
     "ProcessChunk": Access(
-        s3=((GET, (INC, FAIL, SCR)), (PUT, (OUT,)), (PUT + DELETE, (REJ,))),
+        s3=((GET, (INC, FAIL, SCR)), (PUT, (OUT,)), (PUT + DELETE, (REJ, TAB))),
         table=("dynamodb:UpdateItem", "dynamodb:GetItem"),
     ),
+    # The Iceberg commit: reads table metadata, manifests and data-file footers, writes new
+    # metadata/manifests (DeleteObject: pyiceberg removes those of a commit that lost a
+    # conflict), and swaps the table's metadata pointer in Glue (GetTable + UpdateTable).
     "Finalize": Access(
-        s3=((GET + PUT + DELETE + TAGS, (INC, FAIL, PROC, MAN)), (GET + DELETE, (SCR,))),
+        s3=(
+            (GET + PUT + DELETE + TAGS, (INC, FAIL, PROC, MAN)),
+            (GET + DELETE, (SCR,)),
+            (GET + PUT + DELETE, (TAB,)),
+        ),
         table=("dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:GetItem"),
         list_prefixes=(INC, FAIL, PROC, MAN, SCR),
+        glue=("glue:GetDatabase", "glue:GetTable", "glue:UpdateTable"),
     ),
     # PutItem: a file whose RegisterFile failed is registered as FAILED so it can be reprocessed.
+    # DeleteObject + ListBucket on tables/: the data files of a file that never committed.
     "MarkFailed": Access(
-        s3=((GET + PUT + DELETE + TAGS, (INC, FAIL)), (GET + DELETE, (SCR,))),
+        s3=((GET + PUT + DELETE + TAGS, (INC, FAIL)), (GET + DELETE, (SCR,)), (DELETE, (TAB,))),
         table=("dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"),
-        list_prefixes=(INC, FAIL, SCR),
+        list_prefixes=(INC, FAIL, SCR, TAB),
     ),
 }
 
@@ -179,6 +193,8 @@ class EtlFunctions(Construct):
             "POWERTOOLS_SERVICE_NAME": c.SERVICE_NAME,
             "POWERTOOLS_METRICS_NAMESPACE": c.METRICS_NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": "INFO",
+            # The dataset's Glue database (SPEC DATA1); infra/dataset.py creates it by this name.
+            "GLUE_DATABASE": c.glue_database(config.environment_suffix),
             **c.RUNTIME_ENV,
         }
 
@@ -225,7 +241,7 @@ class EtlFunctions(Construct):
             description=f"Runs {function_name} ({handler})",
         )
         log_group.grant_write(role)
-        self._grant(role, access, self.bucket, self.table)
+        self._grant(role, access, self.bucket, self.table, c.glue_database(config.environment_suffix))
 
         function = lambda_.Function(
             scope,
@@ -297,7 +313,9 @@ class EtlFunctions(Construct):
                 )
 
     @staticmethod
-    def _grant(role: iam.IRole, access: Access, bucket: s3.IBucket, table: dynamodb.ITable) -> None:
+    def _grant(
+        role: iam.IRole, access: Access, bucket: s3.IBucket, table: dynamodb.ITable, database: str
+    ) -> None:
         for actions, prefixes in access.s3:
             role.add_to_principal_policy(
                 iam.PolicyStatement(
@@ -316,3 +334,19 @@ class EtlFunctions(Construct):
         role.add_to_principal_policy(
             iam.PolicyStatement(actions=list(access.table), resources=[table.table_arn])
         )
+        if access.glue:
+            stack = Stack.of(role)
+
+            def glue_arn(resource: str, name: str | None = None) -> str:
+                return stack.format_arn(service="glue", resource=resource, resource_name=name)
+
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=list(access.glue),
+                    resources=[
+                        glue_arn("catalog"),
+                        glue_arn("database", database),
+                        *(glue_arn("table", f"{database}/{t}") for t in c.DATASET_TABLES),
+                    ],
+                )
+            )

@@ -1,9 +1,9 @@
 """Failing a file: shared by MarkFailed (inside the workflow) and reconcile (after it, OPS1).
 
 Both record the reason on the file item, quarantine the source under ``failed/``, abort the
-chunks that had not finished and remove the gzip scratch objects; reconcile additionally
-deletes the unpublished data (:func:`delete_unpublished_data`) because a stopped or timed-out
-execution may have written part of it. Both shape the same alert (etl/core/alerts.py).
+chunks that had not finished, remove the gzip scratch objects and delete the unpublished data
+(:func:`delete_unpublished_data`: a file without a committed snapshot leaves no data files).
+Both shape the same alert (etl/core/alerts.py).
 
 Shipped to Lambda: Python 3.9 compatible.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from etl import observability as obs
-from etl.aws import s3
+from etl.aws import catalog, s3
 from etl.aws.s3 import SourceMissing
 from etl.aws.status import FAILED, FILE_STATUSES, PENDING, RUNNING, SUCCEEDED, StatusRepository, utc_now
 from etl.core import alerts
@@ -127,13 +127,18 @@ def quarantine(file: Mapping[str, Any]) -> str | None:
     return target
 
 
-def delete_unpublished_data(file: Mapping[str, Any]) -> int:
-    """Delete what the file's chunks wrote that was never published: its Parquet parts under
-    ``output/`` and its rejects under ``rejected/`` (DATA2: a FAILED file leaves nothing).
-    Returns the number of objects deleted. When the Iceberg publication lands, point this at
-    its helper for the file's unpublished data files (tables/<table>/data/file_id=<id>/)."""
+def delete_unpublished_data(file: Mapping[str, Any], item: Mapping[str, Any] | None) -> int:
+    """Delete what the file's chunks wrote that was never published (DATA2: a FAILED file
+    leaves nothing): its Iceberg data files (``tables/<table>/data/file_id=<id>/``), its Parquet
+    parts under ``output/`` and its rejects under ``rejected/``. A file whose item records a
+    committed snapshot keeps them: a failure after the commit never unpublishes. Returns the
+    number of objects deleted."""
     bucket, partner, file_id = file["bucket"], str(file["partner"]), str(file["file_id"])
-    deleted = s3.delete_prefix(bucket, output_prefix(load_schema(partner).dataset, partner, file_id))
+    if (item or {}).get("snapshot_id") is not None:
+        obs.logger.warning("file was published in snapshot %s: data files kept", (item or {})["snapshot_id"])
+        return 0
+    deleted = catalog.delete_unpublished(bucket, file_id)
+    deleted += s3.delete_prefix(bucket, output_prefix(load_schema(partner).dataset, partner, file_id))
     deleted += s3.delete_prefix(bucket, rejected_prefix(partner, file_id))
     return int(deleted or 0)
 
@@ -147,6 +152,7 @@ class Failure:
     failed_key: str | None
     chunk_statuses: list[str] = field(default_factory=list)
     changed: bool = False  # this call moved the file item to FAILED
+    deleted: int = 0  # unpublished data objects removed
     counts: dict[str, int] = field(default_factory=dict)  # rows of the chunks that finished
 
 
@@ -202,6 +208,7 @@ def fail_file(
             repo.fail_chunk(file_id, chunk["chunk_id"], f"aborted, the file failed: {reason}")
     if file.get("compression") == "gzip":
         s3.delete_prefix(file["bucket"], scratch_prefix(file_id))
+    result.deleted = delete_unpublished_data(file, result.item or item)
     return result
 
 

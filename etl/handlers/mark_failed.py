@@ -1,5 +1,9 @@
 """MarkFailed: record why the file failed, quarantine the source, shape the alert.
 
+A file with no committed Iceberg snapshot (``snapshot_id`` on its item) has its unpublished
+data files deleted (``etl.aws.catalog.delete_unpublished``); a file committed before a later
+step failed keeps them: a failure after the commit never unpublishes.
+
 Input: the whole state (``$``): ``error`` = ``{"Error", "Cause"}`` from the Catch (``Cause`` is
 usually Lambda's JSON ``{"errorMessage", "errorType", ...}``), ``file`` when RegisterFile had
 succeeded. Output ``$.failure`` = ``{"file_id", "status": "FAILED", "reason", "failed_key",

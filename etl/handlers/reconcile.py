@@ -41,7 +41,6 @@ from etl.handlers.common import table_name
 from etl.handlers.failure import (
     adopt_from_s3_event,
     alert_for,
-    delete_unpublished_data,
     fail_file,
     parse_error,
     reason_text,
@@ -126,7 +125,7 @@ def reconcile_file(
     if not failure.changed:
         obs.logger.info("file was terminal already; nothing to reconcile")
         return False
-    deleted = delete_unpublished_data(file)
+    deleted = failure.deleted
     alert = alert_for(
         file,
         failure.item,

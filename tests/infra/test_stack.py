@@ -462,7 +462,9 @@ def test_INF6_environment_matches_the_contract(primary: dict[str, Any]) -> None:
             "POWERTOOLS_METRICS_NAMESPACE",
             "POWERTOOLS_LOG_LEVEL",
             "ARROW_DEFAULT_MEMORY_POOL",
+            "GLUE_DATABASE",
         }, step
+        assert env["GLUE_DATABASE"] == contracts.glue_database(SUFFIX)  # SPEC DATA1
         assert env["ARROW_DEFAULT_MEMORY_POOL"] == "system"  # PERF2 peak memory
         assert env["CHUNK_SIZE_BYTES"] == str(contracts.DEFAULT_CHUNK_SIZE_BYTES)
         assert env["MAX_RECORD_BYTES"] == str(contracts.DEFAULT_MAX_RECORD_BYTES)
@@ -490,14 +492,14 @@ EXPECTED_PREFIXES = {
     "RegisterFile": {"incoming/", "failed/"},
     "ValidateHeader": {"incoming/", "failed/"},
     "PlanChunks": {"incoming/", "failed/", "scratch/", "output/", "rejected/"},
-    "ProcessChunk": {"incoming/", "failed/", "scratch/", "output/", "rejected/"},
-    "Finalize": {"incoming/", "failed/", "processed/", "manifests/", "scratch/"},
-    "MarkFailed": {"incoming/", "failed/", "scratch/"},
+    "ProcessChunk": {"incoming/", "failed/", "scratch/", "output/", "rejected/", "tables/"},
+    "Finalize": {"incoming/", "failed/", "processed/", "manifests/", "scratch/", "tables/"},
+    "MarkFailed": {"incoming/", "failed/", "scratch/", "tables/"},
 }
 WRITERS = {
     "PlanChunks": {"scratch/"},
-    "ProcessChunk": {"output/", "rejected/"},
-    "Finalize": {"incoming/", "failed/", "processed/", "manifests/"},
+    "ProcessChunk": {"output/", "rejected/", "tables/"},
+    "Finalize": {"incoming/", "failed/", "processed/", "manifests/", "tables/"},
     "MarkFailed": {"incoming/", "failed/"},
 }
 
@@ -875,3 +877,23 @@ def test_L2_L3_INF6_context_knobs_reach_functions_layers_and_nag(variant_synth: 
     dlq = resources(template)[ref_id(props(subscription)["RedrivePolicy"]["deadLetterTargetArn"])]
     assert props(dlq)["QueueName"] == "etl-alerts-dlq-qa-7"
     assert all("qa-7" in literal_text(v) for _, _, _, v in named_values(template))
+
+
+def test_DATA1_only_finalize_may_commit_and_only_to_the_two_tables(primary: dict[str, Any]) -> None:
+    """Glue actions: Finalize alone (GetDatabase/GetTable/UpdateTable), on the catalog, the
+    environment's database and its two tables; no wildcard, no CreateTable/DeleteTable."""
+    db = contracts.glue_database(SUFFIX)
+    for step, fn in functions_by_step(primary).items():
+        statements = [
+            s for s in role_statements(primary, ref_id(props(fn)["Role"])) if s["Effect"] == "Allow"
+        ]
+        glue = [s for s in statements if any(a.startswith("glue:") for a in as_list(s["Action"]))]
+        if step != "Finalize":
+            assert glue == [], step
+            continue
+        assert len(glue) == 1
+        assert sorted(as_list(glue[0]["Action"])) == ["glue:GetDatabase", "glue:GetTable", "glue:UpdateTable"]
+        targets = sorted(literal_text(r).rsplit(":", 1)[-1] for r in as_list(glue[0]["Resource"]))
+        assert targets == sorted(
+            ["catalog", f"database/{db}", f"table/{db}/transactions", f"table/{db}/transaction_rejects"]
+        )

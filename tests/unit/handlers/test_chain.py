@@ -43,9 +43,14 @@ def _check_success(chain, etl_aws, run, data, n, bad, uploaded=None):
         "output_prefix": f"output/transactions/partner={file['partner']}/file_id={fid}/",
         "rejected_prefix": f"rejected/partner={file['partner']}/file_id={fid}/",
         "processed_key": f"processed/{file['partner']}/{fid}/{file['original_key'].rsplit('/', 1)[-1]}",
+        "snapshot_id": result["snapshot_id"],
+        "published_rows": n - len(bad),
+        "table": "transaction_etl_test.transactions",
         "message_group_id": file["partner"],
         "dedup_id": fid,
     }
+    assert isinstance(result["snapshot_id"], int)
+    assert etl_aws.repo.get_file(fid)["snapshot_id"] == result["snapshot_id"]
     # Conservation per chunk and in total.
     assert sum(r["rows_in"] for r in run.chunk_results) == n
     assert all(r["rows_in"] == r["rows_valid"] + r["rows_rejected"] for r in run.chunk_results)

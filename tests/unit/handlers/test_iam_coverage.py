@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import gzip
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from infra.template_tools import resolve_intrinsics, synth_templates
 # The names tests/conftest.py gives the mocked bucket and table (asserted below).
 TEST_BUCKET = "etl-data-test"
 TEST_TABLE = "etl-status-test"
+TEST_GLUE_DATABASE = "transaction_etl_test"
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 BUCKET_ARN = f"arn:aws:s3:::{TEST_BUCKET}"
@@ -101,6 +103,13 @@ def allowed() -> dict[str, list[dict[str, Any]]]:
             if r["Type"] == "AWS::IAM::Policy" and {"Ref": role_id} in r["Properties"]["Roles"]
         ]
         statements = [s for d in documents for s in resolve_intrinsics(d["Statement"], resolver)]
+        # The template names the Glue database after its suffix ("iam"); the mocked catalog
+        # is tests/conftest.py's. Same rule (etl.contracts.glue_database), other suffix.
+        statements = json.loads(
+            json.dumps(statements)
+            .replace(f"database/{contracts.glue_database('iam')}", f"database/{TEST_GLUE_DATABASE}")
+            .replace(f"table/{contracts.glue_database('iam')}/", f"table/{TEST_GLUE_DATABASE}/")
+        )
         out[step] = [s for s in statements if s["Effect"] == "Allow"]
     assert set(out) == {*contracts.HANDLERS, RECONCILE}
     return out
@@ -148,6 +157,20 @@ def needs(call: Call) -> list[Need]:
         return [Need(f"sqs:{op}", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}")]
     if call.service in ("sfn", "stepfunctions"):
         return [Need(f"states:{op}", p["executionArn"])]
+    if call.service == "glue":
+        # Glue authorizes table calls against the catalog, the database and the table.
+        if op == "GetDatabase":
+            database, table = p.get("Name"), None
+        else:
+            database = p.get("DatabaseName")
+            table = p.get("Name") or (p.get("TableInput") or {}).get("Name")
+        glue = f"arn:aws:glue:{REGION}:{ACCOUNT}"
+        out = [Need(f"glue:{op}", f"{glue}:catalog")]
+        if database:
+            out.append(Need(f"glue:{op}", f"{glue}:database/{database}"))
+        if database and table:
+            out.append(Need(f"glue:{op}", f"{glue}:table/{database}/{table}"))
+        return out
     assert call.service == "s3", call
     versioned = "VersionId" in p
     if op in ("GetObject", "HeadObject"):
@@ -230,7 +253,7 @@ def recorded(chain: Any) -> Iterator[list[Call]]:
     for client in (
         clients.s3(),
         clients.dynamodb(),
-        *(clients.client(s) for s in ("sns", "sqs", "stepfunctions")),
+        *(clients.client(s) for s in ("sns", "sqs", "stepfunctions", "glue")),
     ):
         client.meta.events.register("before-parameter-build.*.*", hook)
         client.meta.events.register("after-call.*.*", status)
@@ -316,6 +339,19 @@ def test_INF6_every_call_the_handlers_make_is_granted_to_their_role(
         None,
     )
     assert late["failed_key"].startswith("failed/default/"), late
+
+    # A chunk whose completion is refused after it wrote its data files (a sibling failed the
+    # file meanwhile) deletes them again.
+    from etl.aws.status import StatusRepository
+    from etl.errors import InvalidFileState
+
+    def refused(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise InvalidFileState("the file failed meanwhile (injected)")
+
+    monkeypatch.setattr(StatusRepository, "complete_chunk", refused)
+    late_chunk = chain.upload_and_run("incoming/default/refused.csv", chain.make_csv(30))
+    assert isinstance(late_chunk.error, InvalidFileState)
+    monkeypatch.undo()
 
     _reconcile_scenarios(chain, etl_aws, monkeypatch)
 
