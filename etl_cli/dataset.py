@@ -14,27 +14,8 @@ from typing import Any
 
 from etl.contracts import DATASET_TABLES, TRANSACTIONS_TABLE
 
-LOCAL_CREDENTIALS = ("testing", "testing")
-
-
-def emulator_catalog(endpoint: str, region: str = "us-east-1") -> Any:
-    """A pyiceberg GlueCatalog on the emulator (pyiceberg's own pyarrow S3 FileIO)."""
-    from pyiceberg.catalog.glue import GlueCatalog
-
-    key, secret = LOCAL_CREDENTIALS
-    return GlueCatalog(
-        "local",
-        **{
-            "glue.endpoint": endpoint,
-            "glue.region": region,
-            "glue.access-key-id": key,
-            "glue.secret-access-key": secret,
-            "s3.endpoint": endpoint,
-            "s3.region": region,
-            "s3.access-key-id": key,
-            "s3.secret-access-key": secret,
-        },
-    )
+# The emulator's catalog lives with the emulator (etl_local imports nothing from etl_cli).
+from etl_local.catalog import LOCAL_CREDENTIALS, emulator_catalog  # noqa: F401
 
 
 def scan(catalog: Any, database: str, table: str = TRANSACTIONS_TABLE, row_filter: Any = None) -> Any:

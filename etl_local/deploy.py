@@ -451,7 +451,7 @@ def deploy_dataset(glue: Any, database: str, bucket: str, endpoint: str, region:
     (``etl.aws.catalog.ensure_tables``) with real pyiceberg metadata in the emulated bucket."""
     from etl.aws import catalog
     from etl.core.dataset import warehouse
-    from etl_cli.dataset import emulator_catalog
+    from etl_local.catalog import emulator_catalog
 
     with contextlib.suppress(glue.exceptions.AlreadyExistsException):
         glue.create_database(DatabaseInput={"Name": database})

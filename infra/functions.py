@@ -138,9 +138,11 @@ ACCESS: dict[str, Access] = {
     # PutItem: a file whose RegisterFile failed is registered as FAILED so it can be reprocessed.
     # DeleteObject + ListBucket on tables/: the data files of a file that never committed.
     "MarkFailed": Access(
-        s3=((GET + PUT + DELETE + TAGS, (INC, FAIL)), (GET + DELETE, (SCR,)), (DELETE, (TAB,))),
+        # Deletes under output/, rejected/ and tables/: a file failed before its commit leaves
+        # no data (etl/handlers/failure.py delete_unpublished_data).
+        s3=((GET + PUT + DELETE + TAGS, (INC, FAIL)), (GET + DELETE, (SCR,)), (DELETE, (OUT, REJ, TAB))),
         table=("dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"),
-        list_prefixes=(INC, FAIL, SCR, TAB),
+        list_prefixes=(INC, FAIL, SCR, OUT, REJ, TAB),
     ),
 }
 

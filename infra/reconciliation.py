@@ -30,15 +30,15 @@ ENDED_BADLY = ["FAILED", "TIMED_OUT", "ABORTED"]
 SWEEP_INPUT = {"mode": "sweep"}
 
 INC, FAIL, SCR = c.INCOMING_PREFIX, c.FAILED_PREFIX, c.SCRATCH_PREFIX
-OUT, REJ = c.OUTPUT_PREFIX, c.REJECTED_PREFIX
+OUT, REJ, TAB = c.OUTPUT_PREFIX, c.REJECTED_PREFIX, c.TABLES_PREFIX
 
 # Failing a file as MarkFailed does (move incoming/ -> failed/, scratch cleanup) plus deleting
 # the unpublished data of a stopped execution (output/, rejected/); markers and the outbox
 # counters are items of the status table; the two indexes are queried.
 ACCESS = Access(
-    s3=((GET + PUT + DELETE + TAGS, (INC, FAIL)), (GET + DELETE, (SCR,)), (DELETE, (OUT, REJ))),
+    s3=((GET + PUT + DELETE + TAGS, (INC, FAIL)), (GET + DELETE, (SCR,)), (DELETE, (OUT, REJ, TAB))),
     table=("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"),
-    list_prefixes=(INC, FAIL, SCR, OUT, REJ),
+    list_prefixes=(INC, FAIL, SCR, OUT, REJ, TAB),
 )
 
 

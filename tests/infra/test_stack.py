@@ -494,7 +494,7 @@ EXPECTED_PREFIXES = {
     "PlanChunks": {"incoming/", "failed/", "scratch/", "output/", "rejected/"},
     "ProcessChunk": {"incoming/", "failed/", "scratch/", "output/", "rejected/", "tables/"},
     "Finalize": {"incoming/", "failed/", "processed/", "manifests/", "scratch/", "tables/"},
-    "MarkFailed": {"incoming/", "failed/", "scratch/", "tables/"},
+    "MarkFailed": {"incoming/", "failed/", "scratch/", "output/", "rejected/", "tables/"},
 }
 WRITERS = {
     "PlanChunks": {"scratch/"},

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -95,7 +96,7 @@ def test_RUN4_process_finish_refuses_inconsistent_counts() -> None:
     schema = load_schema("default")
     table = pa.table({"x": [1, 2]})
     with pytest.raises(ConservationViolation, match=r"rows_in=4 != rows_valid=2 \+ rows_rejected=1"):
-        process._finish(b"", schema, 2, 4, table, [(3, "amount", "type", "r")])
+        process._finish(b"", schema, 2, 4, table, [(3, "amount", "type", "r", "x", None)], np.array([1, 2]))
 
 
 def test_RUN4_chunk_handler_refuses_an_inconsistent_result(chain, etl_aws, monkeypatch) -> None:

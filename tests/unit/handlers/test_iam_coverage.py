@@ -348,10 +348,10 @@ def test_INF6_every_call_the_handlers_make_is_granted_to_their_role(
     def refused(self: Any, *args: Any, **kwargs: Any) -> Any:
         raise InvalidFileState("the file failed meanwhile (injected)")
 
-    monkeypatch.setattr(StatusRepository, "complete_chunk", refused)
-    late_chunk = chain.upload_and_run("incoming/default/refused.csv", chain.make_csv(30))
+    with monkeypatch.context() as patched:  # undo only this patch, not the fixtures' environment
+        patched.setattr(StatusRepository, "complete_chunk", refused)
+        late_chunk = chain.upload_and_run("incoming/default/refused.csv", chain.make_csv(30))
     assert isinstance(late_chunk.error, InvalidFileState)
-    monkeypatch.undo()
 
     _reconcile_scenarios(chain, etl_aws, monkeypatch)
 
