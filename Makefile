@@ -24,7 +24,7 @@ DEMO_MB ?= 160
 LAYER_PYTHON ?= $(shell $(PY) -c "import json; print(json.load(open('cdk.json'))['context']['lambdaRuntime'].removeprefix('python'))" 2>/dev/null || echo 3.13)
 LAYER_ARCH ?= $(shell $(PY) -c "import json; print(json.load(open('cdk.json'))['context']['architecture'])" 2>/dev/null || echo x86_64)
 
-.PHONY: help install test-deps layer size-budget test test-fast test-runtimes lint synth deploy destroy demo bench clean
+.PHONY: help install test-deps layer size-budget test test-fast test-runtimes lint complexity mutate synth deploy destroy demo bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -71,6 +71,16 @@ lint: install ## ruff, mypy, and the Python 3.9 floor of the Lambda code
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy etl infra etl_local etl_cli benchmarks app.py
 	.venv/bin/vermin -t=3.9- --no-tips --violations etl
+
+# DX3 gate, not yet in `lint`: three functions in files other work is reshaping are still above 15
+# (boundaries.split_stream, process.process_chunk, etl_local deploy.deploy). When they are split,
+# move this line into `lint`.
+complexity: ## Functions above cyclomatic complexity 15 (ruff's mccabe, C901) in the Python packages
+	.venv/bin/ruff check --select C901 --config 'lint.mccabe.max-complexity=15' --output-format concise \
+		etl infra etl_local etl_cli benchmarks tools app.py
+
+mutate: install ## Mutation check: apply tools/mutate.py's mutations to a temp copy, report survivors (~15 min)
+	$(PY) tools/mutate.py
 
 synth: install layer ## Synthesize both stacks (no AWS account needed): make synth SUFFIX=pr42
 	$(CDK) synth -c environmentSuffix=$(SUFFIX) --quiet

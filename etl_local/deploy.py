@@ -23,7 +23,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from etl_cli.pipeline import Outputs
+from etl.stack_outputs import Outputs
 from etl_local.relay import RELAY_QUEUE_PREFIX, RULE_TAG, SCHEDULE_TAG, target_tags
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -44,13 +44,48 @@ class TemplateError(ValueError):
 # Templates
 
 
-def _infra_fingerprint(context: dict[str, str]) -> str:
+# What the synthesized template depends on besides the context: the app, its configuration,
+# the whole `infra/` package, the whole `etl/` tree (infra imports etl.contracts and etl.errors,
+# whose RETRYABLE_ERRORS become the state machine's Retry lists, and the Lambda asset hash is
+# computed over every file of `etl/`), and the versions of the libraries that synthesize it.
+FINGERPRINT_FILES = ("app.py", "cdk.json")
+FINGERPRINT_TREES = ("infra", "etl")
+FINGERPRINT_PACKAGES = ("aws-cdk-lib", "constructs", "cdk-nag")
+
+
+def _fingerprint_files(root: Path) -> list[Path]:
+    files = [root / name for name in FINGERPRINT_FILES]
+    for tree in FINGERPRINT_TREES:
+        for f in sorted((root / tree).rglob("*")):
+            parts = f.relative_to(root).parts
+            if not f.is_file() or "__pycache__" in parts or any(p.startswith(".") for p in parts):
+                continue
+            if f.suffix == ".pyc":
+                continue
+            files.append(f)
+    return files
+
+
+def _package_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    versions = {}
+    for name in FINGERPRINT_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def _infra_fingerprint(context: dict[str, str], root: Path = REPO_ROOT) -> str:
+    """The template cache key: context, package versions and every file the template depends on."""
     h = hashlib.sha256(json.dumps(context, sort_keys=True).encode())
-    files = [REPO_ROOT / "app.py", REPO_ROOT / "cdk.json", REPO_ROOT / "etl" / "contracts.py"]
-    files += sorted((REPO_ROOT / "infra").rglob("*.py"))
-    for f in files:
+    h.update(json.dumps(_package_versions(), sort_keys=True).encode())
+    for f in _fingerprint_files(root):
         if f.exists():
-            h.update(str(f.relative_to(REPO_ROOT)).encode())
+            h.update(str(f.relative_to(root)).encode())
+            h.update(len(f.read_bytes()).to_bytes(8, "big"))
             h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
@@ -60,9 +95,9 @@ def synth_primary_template(
 ) -> dict[str, Any]:
     """The primary stack's template, synthesized in-process by engineer A's tooling.
 
-    Cached under ``.etl-local/templates`` by a hash of the infra code and context (a synth
-    costs seconds; the cache is invalidated by any change to ``infra/``, ``app.py``,
-    ``cdk.json``).
+    Cached under ``.etl-local/templates`` by a hash of the context, the CDK package versions and
+    every file the template depends on (a synth costs seconds; the cache is invalidated by any
+    change to ``infra/``, ``etl/``, ``app.py``, ``cdk.json``).
 
     ``context``: more ``-c`` values (e.g. ``{"maxFilesInFlight": "3"}``); part of the cache key.
     """
@@ -386,6 +421,12 @@ def deploy(
         target_arns = [resolve(t.get("Arn"), r) for t in rp.get("Targets") or []]
         if not target_arns or not set(target_arns) <= runnable:
             continue  # a rule whose targets do nothing locally
+        if "ScheduleExpression" in rp and any("Input" in t for t in rp.get("Targets") or []):
+            # The reconcile sweep (a schedule whose target gets a fixed input): its bounds are
+            # minutes and hours of real time (stale files, partner due-by), so the compressed
+            # clock would fire it pointlessly and page in the background of unrelated runs.
+            # Run it on demand: `etl sweep` (docs/local-mode.md).
+            continue
         rule_name = r.refs[lid]
         relay_name = f"{RELAY_QUEUE_PREFIX}{hashlib.sha256(rule_name.encode()).hexdigest()[:12]}"
         tags = {**target_tags(target_arns), RULE_TAG: r.attrs[(lid, "Arn")]}
@@ -409,7 +450,23 @@ def deploy(
     outputs = Outputs.from_stack_outputs(raw, region=region, endpoint=endpoint, stack_name=stack_name)
     if "CHUNK_SIZE_BYTES" in first_env:
         outputs.chunk_size_bytes = int(first_env["CHUNK_SIZE_BYTES"])
+    outputs.glue_database = outputs.glue_database or first_env.get("GLUE_DATABASE")
+    if outputs.glue_database:
+        deploy_dataset(client("glue"), outputs.glue_database, outputs.bucket, endpoint, region)
     return outputs
+
+
+def deploy_dataset(glue: Any, database: str, bucket: str, endpoint: str, region: str) -> dict[str, str]:
+    """The dataset on the emulator (SPEC DATA6): the Glue database (CloudFormation's on AWS)
+    and both Iceberg tables, created by the custom resource's own code
+    (``etl.aws.catalog.ensure_tables``) with real pyiceberg metadata in the emulated bucket."""
+    from etl.aws import catalog
+    from etl.core.dataset import warehouse
+    from etl_local.catalog import emulator_catalog
+
+    with contextlib.suppress(glue.exceptions.AlreadyExistsException):
+        glue.create_database(DatabaseInput={"Name": database})
+    return catalog.ensure_tables(database, warehouse(bucket), emulator_catalog(endpoint, region))
 
 
 def set_chunk_size(session: Any, outputs: Outputs, chunk_size_bytes: int) -> None:

@@ -20,6 +20,15 @@ A schedule rule (``rate(1 minute)``) has no pattern: its relay queue carries the
 ``etl-local-schedule`` and this loop invokes its targets every ``schedule_interval`` seconds
 (compressed time: a local run does not wait a minute). Before delivery an S3 event is made to
 look as S3 sends it (:func:`as_s3_sends_it`).
+
+Emulation of ``Step Functions Execution Status Change`` (SPEC OPS1), which moto does not emit:
+the relay watches the executions of every state machine in the emulator (StartFiles starts
+them, not the relay) and, when one ends FAILED, TIMED_OUT or ABORTED, puts the event AWS would
+send (``source`` aws.states, ``detail`` with executionArn, stateMachineArn, name, status,
+startDate, stopDate, input, output, error, cause) on the default bus. Every rule's real pattern
+decides, and the event reaches each matching rule's targets through its relay queue (the
+reconcile function and StartFiles' wake-up alike), exactly like the S3 events. Every such ending
+is announced once per relay lifetime.
 """
 
 from __future__ import annotations
@@ -60,6 +69,36 @@ def scheduled_event(
         "region": region,
         "resources": [rule_arn],
         "detail": {},
+    }
+
+
+STATUS_CHANGE = "Step Functions Execution Status Change"
+ENDED_BADLY = ("FAILED", "TIMED_OUT", "ABORTED")
+
+
+def _epoch_ms(value: Any) -> int | None:
+    if value is None:
+        return None
+    if hasattr(value, "timestamp"):
+        return int(value.timestamp() * 1000)
+    return int(value)
+
+
+def status_change_detail(execution: dict[str, Any]) -> dict[str, Any]:
+    """``detail`` of the status-change event, from DescribeExecution's answer."""
+    return {
+        "executionArn": execution["executionArn"],
+        "stateMachineArn": execution["stateMachineArn"],
+        "name": execution.get("name"),
+        "status": execution["status"],
+        "startDate": _epoch_ms(execution.get("startDate")),
+        "stopDate": _epoch_ms(execution.get("stopDate")),
+        "input": execution.get("input"),
+        "output": execution.get("output"),
+        "inputDetails": {"included": True},
+        "outputDetails": {"included": execution.get("output") is not None},
+        "error": execution.get("error"),
+        "cause": execution.get("cause"),
     }
 
 
@@ -120,6 +159,10 @@ class Relay:
     _queues: dict[str, _RelayQueue] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _clients_cache: dict[str, Any] = field(default_factory=dict)
+    # Status-change emulation: state machines watched, endings already announced.
+    announced: list[dict[str, Any]] = field(default_factory=list)
+    _machines: set[str] = field(default_factory=set)
+    _announced: set[str] = field(default_factory=set)
 
     def client(self, service: str) -> Any:
         found = self._clients_cache.get(service)
@@ -157,16 +200,53 @@ class Relay:
             self._counts.clear()
             self._queues.clear()
             self.scheduled.clear()
+            self.announced.clear()
+            self._machines.clear()
+            self._announced.clear()
 
     def _run(self) -> None:
         sqs, sfn = self._clients()
+        events = self.client("events")
         while not self._stop.is_set():
             try:
                 self.poll_once(sqs, sfn)
+                self.announce_endings(sfn, events)
             except Exception as exc:  # keep relaying; the emulator may be resetting
                 with self._lock:
                     self.errors.append(repr(exc))
             self._stop.wait(self.interval)
+
+    def announce_endings(self, sfn: Any, events: Any) -> int:
+        """Put a status-change event on the bus for every execution of a state machine that
+        ended FAILED, TIMED_OUT or ABORTED since the last poll. Every state machine of the
+        emulator is watched, as AWS emits the event for all of them (executions are started by
+        StartFiles, so the relay cannot learn the machines from its own deliveries)."""
+        sent = 0
+        for page in sfn.get_paginator("list_state_machines").paginate():
+            for machine in page["stateMachines"]:
+                self._machines.add(machine["stateMachineArn"])
+        for machine in sorted(self._machines):
+            for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=machine):
+                for summary in page["executions"]:
+                    arn = summary["executionArn"]
+                    if summary["status"] not in ENDED_BADLY or arn in self._announced:
+                        continue
+                    detail = status_change_detail(sfn.describe_execution(executionArn=arn))
+                    events.put_events(
+                        Entries=[
+                            {
+                                "Source": "aws.states",
+                                "DetailType": STATUS_CHANGE,
+                                "Detail": json.dumps(detail),
+                                "Resources": [arn],
+                            }
+                        ]
+                    )
+                    with self._lock:
+                        self._announced.add(arn)
+                        self.announced.append(detail)
+                    sent += 1
+        return sent
 
     def _relay_queue(self, sqs: Any, url: str) -> _RelayQueue | None:
         found = self._queues.get(url)

@@ -38,8 +38,9 @@ DEFAULT_SDK_PANDAS_VERSION = "3.17.1"
 _SUFFIX_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
 _VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-# Bucket names are the tightest limit: "etl-access-logs-" + suffix + "-" + 12-digit account
-# + "-" + region (up to 14 chars) must stay within 63 characters.
+# Bucket names are the tightest limit: "etl-data-" / "etl-logs-" (infra/storage.py) + suffix + "-"
+# + 12-digit account + "-" + region (up to 14 chars) must stay within 63 characters, i.e. a
+# suffix of at most 26; 16 leaves room for a longer bucket prefix later.
 MAX_SUFFIX_LENGTH = 16
 # DATA1: per-query data-scanned limit of the Athena workgroup. Athena's minimum is 10 MB; 100 GB
 # is ~50x a full scan of a year of daily 1 GB files compressed to Parquet, and costs ~$0.50.

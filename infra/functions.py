@@ -15,6 +15,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
@@ -52,7 +53,8 @@ GET = ("s3:GetObject", "s3:GetObjectVersion")
 GET_VERSION = ("s3:GetObjectVersion",)
 GET_CURRENT = ("s3:GetObject",)
 PUT = ("s3:PutObject",)
-# Deletes without a version id: outputs a re-plan no longer produces, scratch prefixes.
+# Deletes without a version id: outputs a re-plan no longer produces, scratch prefixes,
+# unpublished data of a failed file.
 DELETE = ("s3:DeleteObject",)
 # A move (to processed/ or failed/) deletes exactly the copied source version (etl/aws/s3.py
 # move_object): version deletes only where the code moves objects from (OPS5).
@@ -72,10 +74,13 @@ class Access:
     # Prefixes it may list (HeadObject then answers 404 instead of 403 for a missing key,
     # which re-runs use to see whether a move already happened).
     list_prefixes: tuple[str, ...] = ()
+    # Glue Data Catalog actions on the dataset's database and its two tables (SPEC DATA1).
+    glue: tuple[str, ...] = ()
 
 
 INC, FAIL, PROC = c.INCOMING_PREFIX, c.FAILED_PREFIX, c.PROCESSED_PREFIX
 OUT, REJ, MAN, SCR = c.OUTPUT_PREFIX, c.REJECTED_PREFIX, c.MANIFEST_PREFIX, c.SCRATCH_PREFIX
+TAB = c.TABLES_PREFIX
 
 # DATA7: the steps that import pyiceberg. They get the pyiceberg layer (which also carries
 # Powertools from the lock) instead of the managed Powertools layer, to stay within Lambda's
@@ -95,8 +100,9 @@ def glue_arns(scope: Construct, database: str) -> list[str]:
     ]
 
 
-# Keyed by the state name in docs/contracts.md. tests/unit/handlers/test_iam_coverage.py
-# proves both ways that these are exactly the grants the handlers' calls need (INF6, OPS5).
+# Keyed by the state name in docs/contracts.md (the reconcile function's access is
+# infra/reconciliation.py's). tests/unit/handlers/test_iam_coverage.py proves both ways that
+# these are exactly the grants the handlers' calls need (INF6, OPS5).
 ACCESS: dict[str, Access] = {
     # Head of the new object (incoming/) or of a quarantined one for `etl reprocess` (failed/).
     "RegisterFile": Access(
@@ -122,13 +128,18 @@ ACCESS: dict[str, Access] = {
         list_prefixes=(SCR,),
     ),
     # DeleteObject on rejected/: a re-run without rejects removes the earlier run's rejects.
+    # tables/: the chunk's unpublished Iceberg data files (SPEC DATA2); DeleteObject when its
+    # completion is refused (the file failed meanwhile), so they never outlive it.
     "ProcessChunk": Access(
-        s3=((GET_VERSION, (INC,)), (GET_CURRENT, (FAIL, SCR)), (PUT, (OUT,)), (PUT + DELETE, (REJ,))),
+        s3=((GET_VERSION, (INC,)), (GET_CURRENT, (FAIL, SCR)), (PUT, (OUT,)), (PUT + DELETE, (REJ, TAB))),
         table=("dynamodb:UpdateItem", "dynamodb:GetItem"),
     ),
     # Writes the manifest, moves the source (incoming/ or failed/) to processed/, removes a
     # gzip file's scratch chunks. A retried Finalize whose move already happened heads the
     # copy in processed/ (GetObject; ListBucket so a missing key answers 404, not 403).
+    # The Iceberg commit: reads table metadata, manifests and data-file footers, writes new
+    # metadata/manifests (DeleteObject: pyiceberg removes those of a commit that lost a
+    # conflict), and swaps the table's metadata pointer in Glue (GetTable + UpdateTable).
     "Finalize": Access(
         s3=(
             (GET_VERSION + READ_TAGS + DELETE_VERSION, (INC,)),
@@ -136,20 +147,24 @@ ACCESS: dict[str, Access] = {
             (GET_CURRENT + PUT + WRITE_TAGS, (PROC,)),
             (PUT, (MAN,)),
             (DELETE, (SCR,)),
+            (GET_CURRENT + PUT + DELETE, (TAB,)),
         ),
         table=("dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:GetItem"),
         list_prefixes=(INC, FAIL, PROC, SCR),
+        glue=("glue:GetDatabase", "glue:GetTable", "glue:UpdateTable"),
     ),
     # Moves the source to failed/ (a reprocessed file failing again stays where it is);
     # PutItem: a file whose RegisterFile failed is registered as FAILED so it can be reprocessed.
+    # Deletes under output/, rejected/ and tables/ (ListBucket to find them): a file failed
+    # before its commit leaves no data (etl/handlers/failure.py delete_unpublished_data).
     "MarkFailed": Access(
         s3=(
             (GET_VERSION + READ_TAGS + DELETE_VERSION, (INC,)),
             (GET_CURRENT + PUT + WRITE_TAGS, (FAIL,)),
-            (DELETE, (SCR,)),
+            (DELETE, (SCR, OUT, REJ, TAB)),
         ),
         table=("dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"),
-        list_prefixes=(INC, FAIL, SCR),
+        list_prefixes=(INC, FAIL, SCR, OUT, REJ, TAB),
     ),
     # Admission control (OPS2): no bucket or table access; its queue and state machine grants
     # are added by infra/admission.py.
@@ -176,7 +191,7 @@ class EtlFunctions(Construct):
         iceberg_layer: lambda_.ILayerVersion,
     ) -> None:
         super().__init__(scope, construct_id_)
-        if set(ACCESS) != set(c.ALL_FUNCTIONS):
+        if set(ACCESS) != set(c.ALL_FUNCTIONS) - {c.RECONCILE_STEP}:
             raise ValueError("ACCESS and etl.contracts.ALL_FUNCTIONS list different functions")
         if not set(ICEBERG_STEPS) <= set(c.HANDLERS):
             raise ValueError("ICEBERG_STEPS names a step that etl.contracts.HANDLERS does not have")
@@ -205,11 +220,19 @@ class EtlFunctions(Construct):
             "POWERTOOLS_SERVICE_NAME": c.SERVICE_NAME,
             "POWERTOOLS_METRICS_NAMESPACE": c.METRICS_NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": "INFO",
+            # The dataset's Glue database (SPEC DATA1); infra/dataset.py creates it by this name.
+            "GLUE_DATABASE": c.glue_database(config.environment_suffix),
             **c.RUNTIME_ENV,
         }
 
+        self.config = config
+        self.bucket = bucket
+        self.table = table
+        self.code = code
+        self.environment = environment
         self.functions: dict[str, lambda_.Function] = {}
         self.log_groups: dict[str, logs.LogGroup] = {}
+        self.roles: dict[str, iam.Role] = {}
         # OPS2: reserved concurrency. The chunk function reserves maxFilesInFlight x 10 (never
         # throttled while the starter keeps at most that many files running, and never eating
         # the unreserved pool that the other steps, MarkFailed included, draw from); StartFiles
@@ -218,49 +241,84 @@ class EtlFunctions(Construct):
             "ProcessChunk": config.chunk_reserved_concurrency,
             "StartFiles": STARTER_RESERVED_CONCURRENCY,
         }
-        for step, (short_name, handler) in c.ALL_FUNCTIONS.items():
-            function_name = config.name(short_name)
-            log_group = logs.LogGroup(
-                self,
-                step + "LogGroup",
-                log_group_name="/aws/lambda/" + function_name,
-                retention=LOG_RETENTION,
-                removal_policy=RemovalPolicy.DESTROY,
+        for step in ACCESS:
+            short_name, handler = c.ALL_FUNCTIONS[step]
+            self.add_function(
+                self, step, short_name, handler, ACCESS[step], reserved_concurrency=reserved.get(step)
             )
-            # An explicit role (no AWSLambdaBasicExecutionRole managed policy): the function
-            # writes only to its own log group.
-            role = iam.Role(
-                self,
-                step + "Role",
-                assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-                description=f"Runs {function_name} ({handler})",
-            )
-            log_group.grant_write(role)
-            self._grant(role, ACCESS[step], bucket, table)
+            if step in c.HANDLERS:
+                self._acknowledge_workflow_step(self.functions[step])
 
-            function = lambda_.Function(
-                self,
-                construct_id(step),
-                function_name=function_name,
-                description=f"ETL step {step}: {handler}",
-                runtime=config.runtime,
-                architecture=config.lambda_architecture,
-                handler=handler,
-                code=code,
-                layers=self.iceberg_layers if step in ICEBERG_STEPS else self.layers,
-                memory_size=MEMORY_MB,
-                timeout=TIMEOUT,
-                tracing=lambda_.Tracing.ACTIVE,
-                logging_format=lambda_.LoggingFormat.JSON,
-                log_group=log_group,
-                role=role,
-                environment=environment,
-                reserved_concurrent_executions=reserved.get(step),
-            )
-            drop_redundant_role_dependency(function, role)
-            self.functions[step] = function
-            self.log_groups[step] = log_group
-            self._acknowledge(function, role, step, config, bucket)
+    def add_function(
+        self,
+        scope: Construct,
+        step: str,
+        short_name: str,
+        handler: str,
+        access: Access,
+        extra_environment: dict[str, str] | None = None,
+        dead_letter_queue: sqs.IQueue | None = None,
+        reserved_concurrency: int | None = None,
+    ) -> lambda_.Function:
+        """One function with the INF6 settings (3072 MB, 15 minutes, JSON logs, tracing, its
+        own log group and least-privilege role); ``scope`` may be another construct (the
+        reconcile function lives in infra/reconciliation.py)."""
+        config = self.config
+        function_name = config.name(short_name)
+        log_group = logs.LogGroup(
+            scope,
+            step + "LogGroup",
+            log_group_name="/aws/lambda/" + function_name,
+            retention=LOG_RETENTION,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        # An explicit role (no AWSLambdaBasicExecutionRole managed policy): the function
+        # writes only to its own log group.
+        role = iam.Role(
+            scope,
+            step + "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Runs {function_name} ({handler})",
+        )
+        log_group.grant_write(role)
+        self._grant(role, access, self.bucket, self.table, c.glue_database(config.environment_suffix))
+
+        function = lambda_.Function(
+            scope,
+            construct_id(step),
+            function_name=function_name,
+            description=f"ETL step {step}: {handler}",
+            runtime=config.runtime,
+            architecture=config.lambda_architecture,
+            handler=handler,
+            code=self.code,
+            layers=self.iceberg_layers if step in ICEBERG_STEPS else self.layers,
+            memory_size=MEMORY_MB,
+            timeout=TIMEOUT,
+            tracing=lambda_.Tracing.ACTIVE,
+            logging_format=lambda_.LoggingFormat.JSON,
+            log_group=log_group,
+            role=role,
+            environment={**self.environment, **(extra_environment or {})},
+            dead_letter_queue=dead_letter_queue,
+            reserved_concurrent_executions=reserved_concurrency,
+        )
+        drop_redundant_role_dependency(function, role)
+        self.functions[step] = function
+        self.log_groups[step] = log_group
+        self.roles[step] = role
+        self._acknowledge(function, role, step, config, self.bucket, access)
+        return function
+
+    @staticmethod
+    def _acknowledge_workflow_step(function: lambda_.Function) -> None:
+        acknowledge(
+            function,
+            "Serverless-LambdaDLQ",
+            "Invoked synchronously by Step Functions only; a failed invocation is retried and "
+            "then caught by the state machine (MarkFailed -> SNS alert -> Fail), so an "
+            "asynchronous-invocation DLQ would never receive anything.",
+        )
 
     @staticmethod
     def _acknowledge(
@@ -269,9 +327,10 @@ class EtlFunctions(Construct):
         step: str,
         config: EtlConfig,
         bucket: s3.IBucket,
+        access: Access,
     ) -> None:
         bucket_id = logical_id(bucket)
-        for prefix in sorted({p for _, ps in ACCESS[step].s3 for p in ps}):
+        for prefix in sorted({p for _, ps in access.s3 for p in ps}):
             acknowledge(
                 role,
                 f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{prefix}*]",
@@ -284,14 +343,6 @@ class EtlFunctions(Construct):
             "Only xray:PutTraceSegments/PutTelemetryRecords (added for active tracing) use '*': "
             "X-Ray supports no resource-level permissions.",
         )
-        if step in c.HANDLERS:
-            acknowledge(
-                function,
-                "Serverless-LambdaDLQ",
-                "Invoked synchronously by Step Functions only; a failed invocation is retried and "
-                "then caught by the state machine (MarkFailed -> SNS alert -> Fail), so an "
-                "asynchronous-invocation DLQ would never receive anything.",
-            )
         if config.lambda_runtime != LATEST_PYTHON:
             for rule in ("AwsSolutions-L1", "Serverless-LambdaLatestVersion"):
                 acknowledge(
@@ -303,7 +354,9 @@ class EtlFunctions(Construct):
                 )
 
     @staticmethod
-    def _grant(role: iam.IRole, access: Access, bucket: s3.IBucket, table: dynamodb.ITable) -> None:
+    def _grant(
+        role: iam.IRole, access: Access, bucket: s3.IBucket, table: dynamodb.ITable, database: str
+    ) -> None:
         for actions, prefixes in access.s3:
             role.add_to_principal_policy(
                 iam.PolicyStatement(
@@ -323,3 +376,30 @@ class EtlFunctions(Construct):
             role.add_to_principal_policy(
                 iam.PolicyStatement(actions=list(access.table), resources=[table.table_arn])
             )
+        if access.glue:
+            stack = Stack.of(role)
+
+            def glue_arn(resource: str, name: str | None = None) -> str:
+                return stack.format_arn(service="glue", resource=resource, resource_name=name)
+
+            # GetDatabase is authorised against the catalog and the database only; table
+            # calls against the table too (OPS5: no action granted where it is never checked).
+            on_database = [a for a in access.glue if a == "glue:GetDatabase"]
+            on_tables = [a for a in access.glue if a != "glue:GetDatabase"]
+            if on_database:
+                role.add_to_principal_policy(
+                    iam.PolicyStatement(
+                        actions=on_database, resources=[glue_arn("catalog"), glue_arn("database", database)]
+                    )
+                )
+            if on_tables:
+                role.add_to_principal_policy(
+                    iam.PolicyStatement(
+                        actions=on_tables,
+                        resources=[
+                            glue_arn("catalog"),
+                            glue_arn("database", database),
+                            *(glue_arn("table", f"{database}/{t}") for t in c.DATASET_TABLES),
+                        ],
+                    )
+                )

@@ -49,7 +49,9 @@ def test_DATA7_every_function_with_its_layers_fits_250_mb(bundled: Synth) -> Non
     by_name = {b.name: b for b in budgets}
     iceberg = {f"etl-{contracts.HANDLERS[step][0]}-{SUFFIX}" for step in ICEBERG_STEPS}
     iceberg.add(f"etl-ensure-tables-{SUFFIX}")
+    # every function (workflow steps, StartFiles, reconcile) + ensure-tables
     assert iceberg <= set(by_name) and len(budgets) == len(contracts.ALL_FUNCTIONS) + 1
+    assert f"etl-{contracts.RECONCILE_FUNCTION[0]}-{SUFFIX}" in by_name
     for name in iceberg:
         layers = dict(by_name[name].layers)
         assert set(layers) == {"aws-sdk-pandas", f"etl-pyiceberg-{SUFFIX}"}, name

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +18,29 @@ from infra.template_tools import placeholder_resolver, state_machine_definition,
 from .conftest import DR, PRIMARY, SUFFIX, Synth
 
 STACKS = (PRIMARY, DR)
-PERMANENT_ERRORS = {cls.__name__ for cls in PermanentError.__subclasses__()} | {"PermanentError"}
+
+
+def _subclass_names(cls: type) -> set[str]:
+    """``cls`` and every class below it (the whole tree, not only direct subclasses)."""
+    return {cls.__name__}.union(*(_subclass_names(sub) for sub in cls.__subclasses__()))
+
+
+def permanent_errors() -> set[str]:
+    """Every PermanentError class in etl/, wherever defined (SourceMissing lives in etl.aws.s3,
+    SchemaError in etl.core.schema): import every module first, then walk the class tree."""
+    import etl
+
+    for module in pkgutil.walk_packages(etl.__path__, "etl."):
+        importlib.import_module(module.name)
+    return _subclass_names(PermanentError)
+
+
+PERMANENT_ERRORS = permanent_errors()
+
+
+def test_permanent_error_list_is_the_whole_class_tree() -> None:
+    # Defined outside etl/errors.py or below a direct subclass: missed by __subclasses__() alone.
+    assert {"SourceMissing", "SourceChanged", "SchemaError", "TooManyRejects"} <= PERMANENT_ERRORS
 
 
 # ---- helpers ----------------------------------------------------------------------------------
@@ -153,15 +177,16 @@ def intake_rules(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {short: by_name[f"etl-{short}-{suffix}"] for short in INTAKE_RULES}
 
 
-def test_INF2_dr_is_identical_except_the_disabled_rule(primary: dict[str, Any], dr: dict[str, Any]) -> None:
-    def kinds(template: dict[str, Any]) -> dict[str, str]:
-        # A rule's Lambda permission id embeds the stack name: compare what precedes it.
-        return {
-            re.sub(r"AllowEventRule.*", "AllowEventRule", k): r["Type"]
-            for k, r in resources(template).items()
-        }
+def _shape(template: dict[str, Any]) -> list[tuple[str, str]]:
+    # CDK names a Lambda permission for an EventBridge rule after the stack: compare by type.
+    return sorted(
+        ("<permission>" if r["Type"] == "AWS::Lambda::Permission" else k, r["Type"])
+        for k, r in resources(template).items()
+    )
 
-    assert kinds(primary) == kinds(dr)
+
+def test_INF2_dr_is_identical_except_the_disabled_rule(primary: dict[str, Any], dr: dict[str, Any]) -> None:
+    assert _shape(primary) == _shape(dr)
     assert {n: r["State"] for n, r in intake_rules(primary).items()} == dict.fromkeys(INTAKE_RULES, "ENABLED")
     assert {n: r["State"] for n, r in intake_rules(dr).items()} == dict.fromkeys(INTAKE_RULES, "DISABLED")
 
@@ -306,7 +331,8 @@ def test_INF5_map_state_inline_with_max_concurrency_10(primary: dict[str, Any]) 
 def test_INF5_every_task_retries_at_most_3_times_with_backoff(templates: dict[str, Any], stack: str) -> None:
     states = definition(templates[stack])["States"]
     tasks = [(n, s) for n, s, _ in all_states(states) if s["Type"] == "Task"]
-    assert len(tasks) == 8  # six Lambda steps + NotifyResult + AlertFailure
+    # six Lambda steps + NotifyResult + AlertFailure + the outbox's two DynamoDB updates (OPS4)
+    assert len(tasks) == 10
     for name, state in tasks:
         assert state.get("Retry"), f"{name} has no Retry"
         for retrier in state["Retry"]:
@@ -395,7 +421,8 @@ def test_INF5_workflow_follows_the_contract(primary: dict[str, Any]) -> None:
     assert notify["Parameters"]["MessageBody.$"] == "$.result"
     assert notify["Parameters"]["MessageGroupId.$"] == "$.result.message_group_id"
     assert notify["Parameters"]["MessageDeduplicationId.$"] == "$.result.dedup_id"
-    assert states[notify["Next"]]["Type"] == "Succeed"
+    assert notify["Next"] == "RecordNotified"  # OPS4: then FileSucceeded
+    assert states[states["RecordNotified"]["Next"]]["Type"] == "Succeed"
     mark = states["MarkFailed"]
     assert "Parameters" not in mark and "InputPath" not in mark  # the whole state goes in
     assert mark["ResultPath"] == "$.failure" and mark["Next"] == "AlertFailure"
@@ -426,7 +453,7 @@ def test_INF6_every_function_has_3072mb_900s_tracing_and_30_day_log_group(
 ) -> None:
     template = templates[stack]
     fns = functions_by_step(template)
-    assert len(fns) == len(contracts.ALL_FUNCTIONS) == 7
+    assert len(fns) == len(contracts.ALL_FUNCTIONS) == 8
     for step, fn in fns.items():
         p = props(fn)
         assert p["MemorySize"] == 3072, step
@@ -455,7 +482,9 @@ def test_INF6_environment_matches_the_contract(primary: dict[str, Any]) -> None:
             "POWERTOOLS_METRICS_NAMESPACE",
             "POWERTOOLS_LOG_LEVEL",
             "ARROW_DEFAULT_MEMORY_POOL",
+            "GLUE_DATABASE",
         }, step
+        assert env["GLUE_DATABASE"] == contracts.glue_database(SUFFIX)  # SPEC DATA1
         assert env["ARROW_DEFAULT_MEMORY_POOL"] == "system"  # PERF2 peak memory
         assert env["CHUNK_SIZE_BYTES"] == str(contracts.DEFAULT_CHUNK_SIZE_BYTES)
         assert env["MAX_RECORD_BYTES"] == str(contracts.DEFAULT_MAX_RECORD_BYTES)
@@ -483,16 +512,18 @@ EXPECTED_PREFIXES = {
     "RegisterFile": {"incoming/", "failed/"},
     "ValidateHeader": {"incoming/", "failed/"},
     "PlanChunks": {"incoming/", "failed/", "scratch/", "output/", "rejected/"},
-    "ProcessChunk": {"incoming/", "failed/", "scratch/", "output/", "rejected/"},
-    "Finalize": {"incoming/", "failed/", "processed/", "manifests/", "scratch/"},
-    "MarkFailed": {"incoming/", "failed/", "scratch/"},
+    "ProcessChunk": {"incoming/", "failed/", "scratch/", "output/", "rejected/", "tables/"},
+    "Finalize": {"incoming/", "failed/", "processed/", "manifests/", "scratch/", "tables/"},
+    "MarkFailed": {"incoming/", "failed/", "scratch/", "output/", "rejected/", "tables/"},
     "StartFiles": set(),
+    "Reconcile": {"incoming/", "failed/", "scratch/", "output/", "rejected/", "tables/"},
 }
 WRITERS = {
     "PlanChunks": {"scratch/"},
-    "ProcessChunk": {"output/", "rejected/"},
-    "Finalize": {"processed/", "manifests/"},
+    "ProcessChunk": {"output/", "rejected/", "tables/"},
+    "Finalize": {"processed/", "manifests/", "tables/"},
     "MarkFailed": {"failed/"},
+    "Reconcile": {"failed/"},
 }
 
 
@@ -685,9 +716,11 @@ def metric_names(alarm: dict[str, Any]) -> set[str]:
 def test_INF9_alarms_on_failure_rate_failed_executions_and_dlq_depth_notify_sns(
     primary: dict[str, Any],
 ) -> None:
+    """The INF9 alarms exist; which of them page is OPS3's decision (tests/infra/test_ops.py):
+    FailedExecutions and ChunkThrottles show on the dashboard only, the others notify the topic."""
     (topic_id,) = resources(primary, "AWS::SNS::Topic")
     alarms = {props(a)["AlarmName"]: props(a) for a in resources(primary, "AWS::CloudWatch::Alarm").values()}
-    assert set(alarms) == {
+    assert {
         f"etl-alarm-{SUFFIX}-{n}"
         for n in (
             "failurerate",
@@ -695,14 +728,17 @@ def test_INF9_alarms_on_failure_rate_failed_executions_and_dlq_depth_notify_sns(
             "triggerdlqdepth",
             "resultdlqdepth",
             "bufferdlqdepth",
+            "reconciledlqdepth",
+            "stalefiles",
             "chunkthrottles",
             "bufferoldestmessage",
         )
-    }
+    } <= set(alarms)
     for name, alarm in alarms.items():
-        assert [ref_id(a) for a in alarm["AlarmActions"]] == [topic_id], name
+        if not name.endswith(("-failedexecutions", "-chunkthrottles")):
+            assert [ref_id(a) for a in alarm["AlarmActions"]] == [topic_id], name
     assert any(
-        m.get("Expression", "").startswith("IF(started > 0")
+        "100 * failed / started" in m.get("Expression", "")
         for m in alarms[f"etl-alarm-{SUFFIX}-failurerate"]["Metrics"]
     )
     assert metric_names(alarms[f"etl-alarm-{SUFFIX}-failedexecutions"]) == {"ExecutionsFailed"}
@@ -876,3 +912,23 @@ def test_L2_L3_INF6_context_knobs_reach_functions_layers_and_nag(variant_synth: 
     dlq = resources(template)[ref_id(props(subscription)["RedrivePolicy"]["deadLetterTargetArn"])]
     assert props(dlq)["QueueName"] == "etl-alerts-dlq-qa-7"
     assert all("qa-7" in literal_text(v) for _, _, _, v in named_values(template))
+
+
+def test_DATA1_only_finalize_may_commit_and_only_to_the_two_tables(primary: dict[str, Any]) -> None:
+    """Glue actions: Finalize alone (GetDatabase/GetTable/UpdateTable), on the catalog, the
+    environment's database and its two tables; no wildcard, no CreateTable/DeleteTable."""
+    db = contracts.glue_database(SUFFIX)
+    for step, fn in functions_by_step(primary).items():
+        statements = [
+            s for s in role_statements(primary, ref_id(props(fn)["Role"])) if s["Effect"] == "Allow"
+        ]
+        glue = [s for s in statements if any(a.startswith("glue:") for a in as_list(s["Action"]))]
+        if step != "Finalize":
+            assert glue == [], step
+            continue
+        assert len(glue) == 1
+        assert sorted(as_list(glue[0]["Action"])) == ["glue:GetDatabase", "glue:GetTable", "glue:UpdateTable"]
+        targets = sorted(literal_text(r).rsplit(":", 1)[-1] for r in as_list(glue[0]["Resource"]))
+        assert targets == sorted(
+            ["catalog", f"database/{db}", f"table/{db}/transactions", f"table/{db}/transaction_rejects"]
+        )
