@@ -1,4 +1,4 @@
-"""OPS2 admission control and OPS6(c)/OPS7 operations checks on the synthesized templates."""
+"""OPS2 admission control and OPS6(c) checks on the synthesized templates."""
 
 from __future__ import annotations
 
