@@ -94,14 +94,21 @@ ACCESS: dict[str, Access] = {
         list_prefixes=(SCR,),
     ),
     # DeleteObject on rejected/: a re-run without rejects removes the earlier run's rejects.
+    # PUT on scratch/: the chunk's (transaction_id, line) list for Finalize's duplicate check.
     "ProcessChunk": Access(
-        s3=((GET, (INC, FAIL, SCR)), (PUT, (OUT,)), (PUT + DELETE, (REJ,))),
+        s3=((GET, (INC, FAIL, SCR)), (PUT, (OUT, SCR)), (PUT + DELETE, (REJ,))),
         table=("dynamodb:UpdateItem", "dynamodb:GetItem"),
     ),
+    # DATA4: PutItem = the content registry item; output/ and rejected/ = rewriting the chunks
+    # that hold a transaction id repeated from another chunk, or removing a late duplicate's.
     "Finalize": Access(
-        s3=((GET + PUT + DELETE + TAGS, (INC, FAIL, PROC, MAN)), (GET + DELETE, (SCR,))),
-        table=("dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:GetItem"),
-        list_prefixes=(INC, FAIL, PROC, MAN, SCR),
+        s3=(
+            (GET + PUT + DELETE + TAGS, (INC, FAIL, PROC, MAN)),
+            (GET + DELETE, (SCR,)),
+            (GET + PUT + DELETE, (OUT, REJ)),
+        ),
+        table=("dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem"),
+        list_prefixes=(INC, FAIL, PROC, MAN, SCR, OUT, REJ),
     ),
     # PutItem: a file whose RegisterFile failed is registered as FAILED so it can be reprocessed.
     "MarkFailed": Access(

@@ -36,11 +36,16 @@ PLANNED = "PLANNED"
 PROCESSING = "PROCESSING"
 SUCCEEDED = "SUCCEEDED"
 FAILED = "FAILED"
+# DATA4(a): the same bytes were already loaded for the partner by another SUCCEEDED file;
+# nothing was published. Terminal and not a failure (`etl reprocess --force` loads it anyway).
+DUPLICATE_CONTENT = "DUPLICATE_CONTENT"
 # Chunk statuses.
 PENDING = "PENDING"
 RUNNING = "RUNNING"
 
-FILE_STATUSES = (REGISTERED, VALIDATING, PLANNED, PROCESSING, SUCCEEDED, FAILED)
+FILE_STATUSES = (REGISTERED, VALIDATING, PLANNED, PROCESSING, SUCCEEDED, FAILED, DUPLICATE_CONTENT)
+# A file in one of these has finished; its execution ended (FAILED: failed, the others: succeeded).
+TERMINAL_FILE_STATUSES = (SUCCEEDED, FAILED, DUPLICATE_CONTENT)
 CHUNK_STATUSES = (PENDING, RUNNING, SUCCEEDED, FAILED)
 
 MAX_ERROR_CHARS = 4000  # an error text is for people; keep items far below the 400 KB limit
@@ -220,8 +225,11 @@ class StatusRepository:
         """The file item (strongly consistent read), or None."""
         return self._get(file_id, FILE_ITEM)
 
-    def claim_reprocess(self, file_id: str, execution_arn: str, **attrs: Any) -> dict[str, Any]:
-        """FAILED -> REGISTERED for a new execution; ``attempts`` += 1. Extra ``attrs`` are set
+    def claim_reprocess(
+        self, file_id: str, execution_arn: str, allowed_from: Iterable[str] = (FAILED,), **attrs: Any
+    ) -> dict[str, Any]:
+        """FAILED (or another of ``allowed_from``: DUPLICATE_CONTENT for a forced reprocess)
+        -> REGISTERED for a new execution; ``attempts`` += 1. Extra ``attrs`` are set
         (``None`` removes). Returns the new item; raises InvalidFileState otherwise."""
         upd = _Update()
         upd.set("status", REGISTERED)
@@ -230,11 +238,12 @@ class StatusRepository:
         upd.add_one("attempts")
         for attr, val in attrs.items():
             upd.set(attr, val)
-        ok, item = self._update(file_id, FILE_ITEM, upd, upd.status_in([FAILED]))
+        allowed = sorted(set(allowed_from))
+        ok, item = self._update(file_id, FILE_ITEM, upd, upd.status_in(allowed))
         if not ok:
             raise InvalidFileState(
-                "file {} cannot be reprocessed: its status is {}, only FAILED files can be".format(
-                    file_id, item.get("status", "<no file item>")
+                "file {} cannot be reprocessed: its status is {}, only {} files can be".format(
+                    file_id, item.get("status", "<no file item>"), "/".join(allowed)
                 )
             )
         return item

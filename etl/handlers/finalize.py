@@ -20,10 +20,11 @@ from typing import Any
 
 from etl import observability as obs
 from etl.aws import s3
-from etl.aws.status import PROCESSING, SUCCEEDED, StatusRepository, utc_now
+from etl.aws.status import PLANNED, PROCESSING, SUCCEEDED, StatusRepository, utc_now
 from etl.core.manifest import build_manifest, manifest_json
 from etl.core.schema import load_schema
 from etl.errors import ConservationViolation, InvalidFileState, TooManyRejects
+from etl.handlers import content
 from etl.handlers.common import (
     manifest_key,
     output_prefix,
@@ -68,6 +69,13 @@ def check_threshold(rows_total: int, rows_rejected: int, threshold: float) -> No
         )
 
 
+def unpublish(bucket: str, dataset: str, partner: str, file_id: str) -> None:
+    """Remove this file's chunk outputs and rejects (a duplicate found at the last moment).
+    With the Iceberg publication this becomes: delete the uncommitted data files."""
+    s3.delete_prefix(bucket, output_prefix(dataset, partner, file_id))
+    s3.delete_prefix(bucket, rejected_prefix(partner, file_id))
+
+
 @obs.lambda_handler("Finalize")
 def handler(event: Any, context: Any = None) -> dict[str, Any]:
     """Check and total the chunks, write the manifest, move the source, file SUCCEEDED."""
@@ -76,6 +84,9 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     plan = require(event, "plan")
     file_id, partner, bucket = file["file_id"], file["partner"], file["bucket"]
     repo = StatusRepository(table_name())
+    digest = str(plan.get("content_digest") or "")
+    if plan.get("duplicate_content") and plan.get("duplicate_of"):  # DATA4(a): nothing to publish
+        return content.finish_duplicate(repo, file, digest, str(plan["duplicate_of"]), {PLANNED})
     chunks = repo.list_chunks(file_id)
     rows_total, rows_valid, rows_rejected = check_chunks(file_id, int(plan["chunk_count"]), chunks)
     schema = load_schema(partner)
@@ -93,6 +104,13 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
         created_at=str(item.get("created_at") or ""),
         processed_key=done_key,
     )
+    if digest and not file.get("force"):
+        # DATA4(a): first SUCCEEDED file with this content wins; a file that lost a race to an
+        # identical one finishing at the same time is a duplicate after all.
+        holder = content.register(repo, file, digest, done_key)
+        if holder is not None:
+            unpublish(bucket, schema.dataset, partner, file_id)
+            return content.finish_duplicate(repo, file, digest, holder, {PROCESSING})
     s3.put_bytes(bucket, m_key, manifest_json(doc), "application/json", {"file-id": file_id})
     s3.move_object(bucket, str(file["key"]), done_key, source_version(file))
     if file.get("compression") == "gzip":

@@ -25,6 +25,7 @@ from etl import observability as obs
 from etl.aws import s3
 from etl.aws.s3 import SourceMissing
 from etl.aws.status import (
+    DUPLICATE_CONTENT,
     FAILED,
     FILE_STATUSES,
     PENDING,
@@ -177,8 +178,9 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
         item = repo.get_file(file_id)
         chunks = repo.list_chunks(file_id)
         chunk_statuses = [str(c.get("status")) for c in chunks]
-        if item is not None and item.get("status") == SUCCEEDED:
-            obs.logger.error("MarkFailed called for a SUCCEEDED file: nothing changed")
+        if item is not None and item.get("status") in (SUCCEEDED, DUPLICATE_CONTENT):
+            # Finished (e.g. only the result message failed): never unpublish or re-quarantine.
+            obs.logger.error("MarkFailed called for a %s file: nothing changed", item.get("status"))
         else:
             if item is None:
                 obs.logger.error("no file item for %s; moving the source anyway", file_id)
@@ -187,7 +189,7 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
                 try:
                     repo.transition_file(
                         file_id,
-                        set(FILE_STATUSES) - {SUCCEEDED},
+                        set(FILE_STATUSES) - {SUCCEEDED, DUPLICATE_CONTENT},
                         FAILED,
                         error=reason,
                         error_type=error_type,

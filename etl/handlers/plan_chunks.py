@@ -8,6 +8,13 @@ Input ``{"file", "header"}``; output ``$.plan`` = ``{"chunk_count", "chunks": [.
   self-contained chunk objects ``scratch/<file_id>/chunk-00001.csv`` (header + records), written
   as they are produced (memory: about two chunks); chunks are ranges of those objects.
 
+DATA4(a): the same pass computes the content digest (``etl.core.content``, hashed on worker
+threads beside the scan; gzip: of the decompressed bytes). If another SUCCEEDED file of the
+partner already loaded that content (registry item, ``etl.handlers.content``) and the run is
+not forced, no chunk is planned: ``$.plan`` = ``{"chunk_count": 0, "chunks": [],
+"duplicate_content": true, "duplicate_of": <file_id>, ...}`` and the workflow's
+IsDuplicateContent choice goes straight to Finalize, which ends the file DUPLICATE_CONTENT.
+
 Re-planning (a retry, a reprocess) writes identical chunk items and removes what a previous
 plan left that the new one does not have (extra chunk items, their outputs, old scratch).
 
@@ -28,7 +35,9 @@ from etl.aws.errors import transient_errors
 from etl.aws.status import PLANNED, VALIDATING, StatusRepository
 from etl.contracts import chunk_id
 from etl.core.boundaries import ChunkRange, plan_chunks, split_stream
+from etl.core.content import ContentHasher, HashingReader, hashing
 from etl.errors import CorruptGzip
+from etl.handlers import content
 from etl.handlers.common import (
     chunk_size_bytes,
     max_record_bytes,
@@ -73,14 +82,16 @@ def _chunk_entry(rng: ChunkRange, key: str) -> dict[str, Any]:
     }
 
 
-def _plan_plain(file: dict[str, Any], header: dict[str, Any]) -> list[dict[str, Any]]:
+def _plan_plain(file: dict[str, Any], header: dict[str, Any], hasher: ContentHasher) -> list[dict[str, Any]]:
     bucket, key, size = file["bucket"], file["key"], int(file["size"])
     blocks = s3.iter_blocks(bucket, key, size, BLOCK_SIZE, READ_WORKERS, source_version(file))
-    ranges = plan_chunks(blocks, int(header["header_bytes"]), size, chunk_size_bytes(), max_record_bytes())
+    ranges = plan_chunks(
+        hashing(blocks, hasher), int(header["header_bytes"]), size, chunk_size_bytes(), max_record_bytes()
+    )
     return [_chunk_entry(r, key) for r in ranges]
 
 
-def _split_gzip(file: dict[str, Any], header: dict[str, Any]) -> list[dict[str, Any]]:
+def _split_gzip(file: dict[str, Any], header: dict[str, Any], hasher: ContentHasher) -> list[dict[str, Any]]:
     """Decompress once, cut into scratch chunk objects; uploads overlap the decompression
     (at most ``UPLOADS_IN_FLIGHT`` bodies held besides the splitter's own buffer)."""
     bucket, file_id = file["bucket"], file["file_id"]
@@ -93,7 +104,8 @@ def _split_gzip(file: dict[str, Any], header: dict[str, Any]) -> list[dict[str, 
         # Network errors while streaming are transient; gzip errors are CorruptGzip.
         # (One line, no parentheses: parenthesised context managers are Python 3.10+.)
         reading = f"reading gzip s3://{bucket}/{file['key']}"
-        with transient_errors(reading), gzip.GzipFile(fileobj=body, mode="rb") as gz:
+        with transient_errors(reading), gzip.GzipFile(fileobj=body, mode="rb") as gz_stream:
+            gz = HashingReader(gz_stream, hasher)  # the content digest is of the decompressed bytes
             try:
                 head = gz.read(int(header["header_bytes"]))
             except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
@@ -136,9 +148,32 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     header = require(event, "header")
     repo = StatusRepository(table_name())
     gzipped = file.get("compression") == "gzip"
-    chunks = _split_gzip(file, header) if gzipped else _plan_plain(file, header)
+    with ContentHasher() as hasher:
+        chunks = _split_gzip(file, header, hasher) if gzipped else _plan_plain(file, header, hasher)
+        digest = hasher.hexdigest()
+    duplicate_of = None
+    if not file.get("force"):
+        duplicate_of = content.loaded_by(repo, str(file["partner"]), digest, str(file["file_id"]))
+    if duplicate_of:
+        # Nothing of this file will be processed: no chunk items, no scratch, no outputs.
+        _remove_stale(repo, file, set())
+        if gzipped:
+            s3.delete_prefix(file["bucket"], scratch_prefix(file["file_id"]))
+        repo.transition_file(
+            file["file_id"], {VALIDATING, PLANNED}, PLANNED, chunk_count=0, content_digest=digest
+        )
+        obs.logger.info("content already loaded by %s", duplicate_of, extra={"content_digest": digest})
+        return {
+            "chunk_count": 0,
+            "chunks": [],
+            "content_digest": digest,
+            "duplicate_content": True,
+            "duplicate_of": duplicate_of,
+        }
     _remove_stale(repo, file, {c["chunk_id"] for c in chunks})
     repo.put_chunks(file["file_id"], chunks)
-    repo.transition_file(file["file_id"], {VALIDATING, PLANNED}, PLANNED, chunk_count=len(chunks))
+    repo.transition_file(
+        file["file_id"], {VALIDATING, PLANNED}, PLANNED, chunk_count=len(chunks), content_digest=digest
+    )
     obs.logger.info("planned %d chunks", len(chunks), extra={"chunk_count": len(chunks)})
-    return {"chunk_count": len(chunks), "chunks": chunks}
+    return {"chunk_count": len(chunks), "chunks": chunks, "content_digest": digest, "duplicate_content": False}

@@ -377,6 +377,28 @@ def test_INF5_workflow_follows_the_contract(primary: dict[str, Any]) -> None:
     assert "JSONata" not in text and '"Assign"' not in text and "QueryLanguage" not in text
 
 
+def test_DATA4_duplicate_content_skips_the_chunks_and_ends_through_finalize(primary: dict[str, Any]) -> None:
+    """PlanChunks -> IsDuplicateContent: a plan marked duplicate_content goes straight to
+    Finalize (which ends the file DUPLICATE_CONTENT) and NotifyResult, never to the Map."""
+    states = definition(primary)["States"]
+    assert states["PlanChunks"]["Next"] == "IsDuplicateContent"
+    choice = states["IsDuplicateContent"]
+    assert choice["Type"] == "Choice"
+    assert choice["Choices"] == [
+        {
+            "And": [
+                {"Variable": "$.plan.duplicate_content", "IsPresent": True},
+                {"Variable": "$.plan.duplicate_content", "BooleanEquals": True},
+            ],
+            "Next": "Finalize",
+        }
+    ]
+    assert choice["Default"] == "ProcessChunks"
+    assert states["ProcessChunks"]["Next"] == "Finalize"
+    assert states["Finalize"]["Next"] == "NotifyResult"
+    assert states[states["NotifyResult"]["Next"]]["Type"] == "Succeed"
+
+
 def test_INF5_no_cdk_default_retry_sneaks_in(primary: dict[str, Any]) -> None:
     """LambdaInvoke adds MaxAttempts 6 unless retry_on_service_exceptions=False."""
     states = definition(primary)["States"]
@@ -449,13 +471,14 @@ EXPECTED_PREFIXES = {
     "ValidateHeader": {"incoming/", "failed/"},
     "PlanChunks": {"incoming/", "failed/", "scratch/", "output/", "rejected/"},
     "ProcessChunk": {"incoming/", "failed/", "scratch/", "output/", "rejected/"},
-    "Finalize": {"incoming/", "failed/", "processed/", "manifests/", "scratch/"},
+    "Finalize": {"incoming/", "failed/", "processed/", "manifests/", "scratch/", "output/", "rejected/"},
     "MarkFailed": {"incoming/", "failed/", "scratch/"},
 }
 WRITERS = {
     "PlanChunks": {"scratch/"},
-    "ProcessChunk": {"output/", "rejected/"},
-    "Finalize": {"incoming/", "failed/", "processed/", "manifests/"},
+    "ProcessChunk": {"output/", "rejected/", "scratch/"},
+    # output/, rejected/: DATA4 rewrites chunks holding ids repeated from another chunk.
+    "Finalize": {"incoming/", "failed/", "processed/", "manifests/", "output/", "rejected/"},
     "MarkFailed": {"incoming/", "failed/"},
 }
 
