@@ -50,6 +50,7 @@ GET = ("s3:GetObject", "s3:GetObjectVersion")
 PUT = ("s3:PutObject",)
 DELETE = ("s3:DeleteObject", "s3:DeleteObjectVersion")
 # CopyObject (the moves to processed/ and failed/) copies the source's tags as well.
+READ_TAGS = ("s3:GetObjectTagging", "s3:GetObjectVersionTagging")
 TAGS = ("s3:GetObjectTagging", "s3:GetObjectVersionTagging", "s3:PutObjectTagging")
 
 
@@ -69,21 +70,22 @@ OUT, REJ, MAN, SCR = c.OUTPUT_PREFIX, c.REJECTED_PREFIX, c.MANIFEST_PREFIX, c.SC
 
 # Keyed by the state name in docs/contracts.md.
 ACCESS: dict[str, Access] = {
-    # Head of the new object (incoming/) or of a quarantined one for `etl reprocess` (failed/).
+    # Head of the new object (incoming/) or of a quarantined one for `etl reprocess` (failed/),
+    # or of a DUPLICATE_CONTENT file for `etl reprocess --force` (processed/).
     "RegisterFile": Access(
-        s3=((GET, (INC, FAIL)),),
+        s3=((GET, (INC, FAIL, PROC)),),
         table=("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"),
-        list_prefixes=(INC, FAIL),
+        list_prefixes=(INC, FAIL, PROC),
     ),
     # GetItem: after a failed conditional transition it reads the status to name it.
     "ValidateHeader": Access(
-        s3=((GET, (INC, FAIL)),),
+        s3=((GET, (INC, FAIL, PROC)),),
         table=("dynamodb:UpdateItem", "dynamodb:GetItem"),
     ),
     # A re-plan (redrive, reprocess) removes chunk items, outputs and scratch objects of an
     # earlier plan that the new plan no longer produces.
     "PlanChunks": Access(
-        s3=((GET, (INC, FAIL)), (PUT + DELETE, (SCR,)), (DELETE, (OUT, REJ))),
+        s3=((GET, (INC, FAIL, PROC)), (PUT + DELETE, (SCR,)), (DELETE, (OUT, REJ))),
         table=(
             "dynamodb:PutItem",
             "dynamodb:UpdateItem",
@@ -96,7 +98,7 @@ ACCESS: dict[str, Access] = {
     # DeleteObject on rejected/: a re-run without rejects removes the earlier run's rejects.
     # PUT on scratch/: the chunk's (transaction_id, line) list for Finalize's duplicate check.
     "ProcessChunk": Access(
-        s3=((GET, (INC, FAIL, SCR)), (PUT, (OUT, SCR)), (PUT + DELETE, (REJ,))),
+        s3=((GET, (INC, FAIL, PROC, SCR)), (PUT, (OUT, SCR)), (PUT + DELETE, (REJ,))),
         table=("dynamodb:UpdateItem", "dynamodb:GetItem"),
     ),
     # DATA4: PutItem = the content registry item; output/ and rejected/ = rewriting the chunks
@@ -111,10 +113,15 @@ ACCESS: dict[str, Access] = {
         list_prefixes=(INC, FAIL, PROC, MAN, SCR, OUT, REJ),
     ),
     # PutItem: a file whose RegisterFile failed is registered as FAILED so it can be reprocessed.
+    # processed/: a forced reprocess of a DUPLICATE_CONTENT file that fails moves it to failed/.
     "MarkFailed": Access(
-        s3=((GET + PUT + DELETE + TAGS, (INC, FAIL)), (GET + DELETE, (SCR,))),
+        s3=(
+            (GET + PUT + DELETE + TAGS, (INC, FAIL)),
+            (GET + DELETE + READ_TAGS, (PROC,)),
+            (GET + DELETE, (SCR,)),
+        ),
         table=("dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"),
-        list_prefixes=(INC, FAIL, SCR),
+        list_prefixes=(INC, FAIL, PROC, SCR),
     ),
 }
 

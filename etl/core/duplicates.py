@@ -86,7 +86,9 @@ class ChunkDuplicates:
     first_lines: np.ndarray
 
 
-def duplicates_across_chunks(chunks: Sequence[tuple[IdsLike, np.ndarray | Sequence[int]]]) -> list[ChunkDuplicates]:
+def duplicates_across_chunks(
+    chunks: Sequence[tuple[IdsLike, np.ndarray | Sequence[int]]],
+) -> list[ChunkDuplicates]:
     """Given each chunk's ``(transaction_id, line)`` arrays, the rows to reject per chunk
     (only chunks with any), keeping the first occurrence by line over the whole file."""
     if not chunks:

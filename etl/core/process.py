@@ -74,6 +74,8 @@ class ChunkResult:
     rejects_by_column: dict[str, int] = field(default_factory=dict)
     # (line, column, reason, record) of every reject, in line order (tests, small reports).
     rejects: list[tuple[int, str, str, str]] = field(default_factory=list)
+    # Line number of each row of valid_table (DATA4(c): the file-wide duplicate check).
+    valid_lines: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 @dataclass
@@ -207,7 +209,9 @@ def process_chunk(data: bytes, schema: Schema, first_line: int) -> ChunkResult:
     # mimalloc (pyarrow's default pool) keeps freed pages for a while; hand them back before
     # the Parquet writer allocates, so the parse/validate garbage does not add to the peak.
     pa.default_memory_pool().release_unused()
-    return _finish(data, schema, first_line, n_records, out, rejects)
+    result = _finish(data, schema, first_line, n_records, out, rejects)
+    result.valid_lines = np.asarray(recs.lines[row_records[valid]], dtype=np.int64)
+    return result
 
 
 def _reject_duplicates(

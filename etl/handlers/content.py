@@ -125,4 +125,3 @@ def finish_duplicate(
         # de-duplication window and its SUCCEEDED message must not be dropped.
         "dedup_id": f"{file_id}-duplicate-content",
     }
-

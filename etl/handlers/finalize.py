@@ -24,7 +24,7 @@ from etl.aws.status import PLANNED, PROCESSING, SUCCEEDED, StatusRepository, utc
 from etl.core.manifest import build_manifest, manifest_json
 from etl.core.schema import load_schema
 from etl.errors import ConservationViolation, InvalidFileState, TooManyRejects
-from etl.handlers import content
+from etl.handlers import content, dedupe
 from etl.handlers.common import (
     manifest_key,
     output_prefix,
@@ -90,6 +90,9 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     chunks = repo.list_chunks(file_id)
     rows_total, rows_valid, rows_rejected = check_chunks(file_id, int(plan["chunk_count"]), chunks)
     schema = load_schema(partner)
+    if dedupe.dedupe_across_chunks(repo, file, schema, chunks):  # DATA4(c), before publication
+        chunks = repo.list_chunks(file_id)
+        rows_total, rows_valid, rows_rejected = check_chunks(file_id, int(plan["chunk_count"]), chunks)
     check_threshold(rows_total, rows_rejected, schema.reject_threshold)
 
     item = repo.get_file(file_id) or {}
@@ -113,8 +116,7 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
             return content.finish_duplicate(repo, file, digest, holder, {PROCESSING})
     s3.put_bytes(bucket, m_key, manifest_json(doc), "application/json", {"file-id": file_id})
     s3.move_object(bucket, str(file["key"]), done_key, source_version(file))
-    if file.get("compression") == "gzip":
-        s3.delete_prefix(bucket, scratch_prefix(file_id))
+    s3.delete_prefix(bucket, scratch_prefix(file_id))  # gzip chunk bodies, chunk id lists
     repo.transition_file(
         file_id,
         {PROCESSING, SUCCEEDED},

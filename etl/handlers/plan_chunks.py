@@ -176,4 +176,9 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
         file["file_id"], {VALIDATING, PLANNED}, PLANNED, chunk_count=len(chunks), content_digest=digest
     )
     obs.logger.info("planned %d chunks", len(chunks), extra={"chunk_count": len(chunks)})
-    return {"chunk_count": len(chunks), "chunks": chunks, "content_digest": digest, "duplicate_content": False}
+    return {
+        "chunk_count": len(chunks),
+        "chunks": chunks,
+        "content_digest": digest,
+        "duplicate_content": False,
+    }

@@ -16,12 +16,16 @@ import hashlib
 import time
 from typing import Any
 
+import pyarrow as pa
+
 from etl import observability as obs
 from etl.aws import s3
 from etl.aws.status import PLANNED, PROCESSING, StatusRepository
+from etl.core import duplicates
 from etl.core.process import process_chunk
 from etl.core.schema import load_schema
 from etl.errors import ConservationViolation, InvalidFileState
+from etl.handlers import dedupe
 from etl.handlers.common import output_key, rejects_key, require, source_version, table_name
 
 PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
@@ -75,6 +79,16 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
             rej_sha = hashlib.sha256(result.rejects_csv).hexdigest()
         elif previous.get("rejects_key"):
             s3.delete_object(file["bucket"], str(previous["rejects_key"]))
+        # DATA4(c): this chunk's ids and lines, for Finalize's file-wide duplicate check.
+        ids = dedupe.write_ids(
+            file["bucket"],
+            file_id,
+            index,
+            result.valid_table.column(duplicates.ID_COLUMN)
+            if duplicates.ID_COLUMN in result.valid_table.column_names
+            else pa.nulls(result.rows_valid, pa.string()),
+            result.valid_lines,
+        )
         repo.complete_chunk(
             file_id,
             cid,
@@ -89,6 +103,7 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
             rejects_sha256=rej_sha,
             rejects_bytes=len(result.rejects_csv) if rej_key else None,
             bytes_in=int(chunk["end"]) - int(chunk["start"]),
+            ids_key=ids,
         )
     except Exception as exc:
         try:

@@ -467,12 +467,13 @@ def as_list(value: Any) -> list[Any]:
 
 
 EXPECTED_PREFIXES = {
-    "RegisterFile": {"incoming/", "failed/"},
-    "ValidateHeader": {"incoming/", "failed/"},
-    "PlanChunks": {"incoming/", "failed/", "scratch/", "output/", "rejected/"},
-    "ProcessChunk": {"incoming/", "failed/", "scratch/", "output/", "rejected/"},
+    # processed/ for reading: a forced reprocess of a DUPLICATE_CONTENT file (DATA4) reads it there.
+    "RegisterFile": {"incoming/", "failed/", "processed/"},
+    "ValidateHeader": {"incoming/", "failed/", "processed/"},
+    "PlanChunks": {"incoming/", "failed/", "processed/", "scratch/", "output/", "rejected/"},
+    "ProcessChunk": {"incoming/", "failed/", "processed/", "scratch/", "output/", "rejected/"},
     "Finalize": {"incoming/", "failed/", "processed/", "manifests/", "scratch/", "output/", "rejected/"},
-    "MarkFailed": {"incoming/", "failed/", "scratch/"},
+    "MarkFailed": {"incoming/", "failed/", "processed/", "scratch/"},
 }
 WRITERS = {
     "PlanChunks": {"scratch/"},

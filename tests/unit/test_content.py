@@ -45,7 +45,15 @@ def test_hasher_equals_hashlib_for_many_block_splits(workers, piece):
     rnd = random.Random(piece * 10 + workers)
     data = bytes(rnd.getrandbits(8) for _ in range(5000))
     want = oracle(data, piece)
-    for sizes in ([1], [3, 5], [piece], [piece - 1 or 1, piece + 1], [999], [len(data)], [rnd.randint(1, 400) for _ in range(9)]):
+    for sizes in (
+        [1],
+        [3, 5],
+        [piece],
+        [piece - 1 or 1, piece + 1],
+        [999],
+        [len(data)],
+        [rnd.randint(1, 400) for _ in range(9)],
+    ):
         h = ContentHasher(piece_size=piece, workers=workers)
         for block in split(data, sizes):
             h.update(block)

@@ -67,7 +67,11 @@ def test_DATA4c_later_occurrences_rejected_naming_the_first_line():
     # the kept "a" is the first one (amount -12.50), not the later 1.00
     assert str(r.valid_table.column("amount")[0].as_py()) == "-12.50"
     got = [(line, col, reason) for line, col, reason, _ in r.rejects]
-    assert [(g[0], g[1]) for g in got] == [(12, "transaction_id"), (14, "transaction_id"), (15, "transaction_id")]
+    assert [(g[0], g[1]) for g in got] == [
+        (12, "transaction_id"),
+        (14, "transaction_id"),
+        (15, "transaction_id"),
+    ]
     assert "line 10" in got[0][2] and DUPLICATE_RULE in got[0][2]
     assert "line 10" in got[1][2]
     assert "line 11" in got[2][2]
@@ -97,7 +101,11 @@ def test_find_duplicates_matches_a_dict_walk(ids, rnd):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.lists(st.sampled_from(["a", "b", "c", "d", "e", "f", "g"]), unique=True, max_size=6), max_size=6))
+@given(
+    st.lists(
+        st.lists(st.sampled_from(["a", "b", "c", "d", "e", "f", "g"]), unique=True, max_size=6), max_size=6
+    )
+)
 def test_DATA4c_across_chunks_matches_the_oracle(chunk_ids):
     line = 2
     chunks = []
