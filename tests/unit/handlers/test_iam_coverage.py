@@ -253,6 +253,30 @@ def test_INF6_every_call_the_handlers_make_is_granted_to_their_role(
     replanned = chain.run({"reprocess": {"file_id": broken.state["file"]["file_id"]}}, arn="arn:replan")
     assert replanned.error is None, replanned.failure
     assert replanned.state["plan"]["chunk_count"] < broken.state["plan"]["chunk_count"]
+    # DATA4(a): a byte-identical copy ends DUPLICATE_CONTENT (registry read, source to
+    # processed/); a forced reprocess reads it from processed/ and fails there (MarkFailed moves
+    # it from processed/ to failed/), then a forced reprocess loads it.
+    copy = chain.upload_and_run("incoming/default/plain-copy.csv", chain.make_csv(120, bad=(50,)))
+    assert copy.error is None and copy.state["result"]["status"] == "DUPLICATE_CONTENT", copy.failure
+    copy_id = copy.state["file"]["file_id"]
+    monkeypatch.setattr(process_chunk, "process_chunk", lambda *a: second_chunk_fails(*a) and None)
+    seen["n"] = 1  # the next call is the failing "second" one
+    forced = chain.run({"reprocess": {"file_id": copy_id, "force": True}}, arn="arn:forced")
+    assert isinstance(forced.error, RuntimeError)
+    monkeypatch.setattr(process_chunk, "process_chunk", real)
+    forced = chain.run({"reprocess": {"file_id": copy_id, "force": True}}, arn="arn:forced-2")
+    assert forced.error is None, forced.failure
+    # DATA4(a) race: an identical file that planned before the first registered its content
+    # loses the registry at Finalize, which removes its outputs.
+    from etl.handlers import content
+
+    monkeypatch.setattr(content, "loaded_by", lambda *a, **k: None)
+    raced = chain.upload_and_run("incoming/default/plain-race.csv", chain.make_csv(120, bad=(50,)))
+    assert raced.state["result"]["status"] == "DUPLICATE_CONTENT", raced.failure
+    # DATA4(c): an id repeated in a later chunk: Finalize rewrites that chunk's outputs.
+    dup_ids = chain.make_csv(150).replace(b"T000140,", b"T000002,")
+    dups = chain.upload_and_run("incoming/default/dups.csv", dup_ids)
+    assert dups.error is None and dups.state["result"]["rows_rejected"] == 1, dups.failure
     # A RegisterFile failure: MarkFailed registers the file itself before moving it.
     # (its input is the execution input itself, the S3 event, plus $.error)
     late = chain.mark_failed(
