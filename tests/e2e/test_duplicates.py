@@ -38,7 +38,9 @@ def _results(stack: Stack) -> list[dict[str, Any]]:
     return [json.loads(m["Body"]) for m in messages]
 
 
-def test_DATA4a_identical_copy_ends_DUPLICATE_CONTENT_and_force_loads_it(stack: Stack, tmp_path: Path) -> None:
+def test_DATA4a_identical_copy_ends_DUPLICATE_CONTENT_and_force_loads_it(
+    stack: Stack, tmp_path: Path
+) -> None:
     path = tmp_path / "day.csv"
     stats = generate_csv(path, rows=2500, seed=11, bad_row_share=0.0)
     assert path.stat().st_size > 2 * SMALL_CHUNK
@@ -61,7 +63,9 @@ def test_DATA4a_identical_copy_ends_DUPLICATE_CONTENT_and_force_loads_it(stack: 
     # the published rows are the first file's only
     rows = read_parquet_rows(stack, contracts.OUTPUT_PREFIX)
     assert len(rows) == stats.rows
-    assert stack.keys(f"{contracts.OUTPUT_PREFIX}transactions/partner=default/file_id={copy['file_id']}/") == []
+    assert (
+        stack.keys(f"{contracts.OUTPUT_PREFIX}transactions/partner=default/file_id={copy['file_id']}/") == []
+    )
     assert stack.keys(f"{contracts.PROCESSED_PREFIX}default/{copy['file_id']}/") == [
         f"{contracts.PROCESSED_PREFIX}default/{copy['file_id']}/2026-11-27-resent.csv"
     ]
@@ -75,7 +79,9 @@ def test_DATA4a_identical_copy_ends_DUPLICATE_CONTENT_and_force_loads_it(stack: 
     assert [b["status"] for b in _results(stack)] == ["SUCCEEDED"]
 
 
-def test_DATA4c_repeated_id_in_a_later_chunk_rejected_naming_the_first_line(stack: Stack, tmp_path: Path) -> None:
+def test_DATA4c_repeated_id_in_a_later_chunk_rejected_naming_the_first_line(
+    stack: Stack, tmp_path: Path
+) -> None:
     path = tmp_path / "dups.csv"
     stats = generate_csv(path, rows=2500, seed=12, bad_row_share=0.0)
     text = path.read_text(encoding="utf-8")

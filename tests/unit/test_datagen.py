@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import datetime
 import gzip
 import io
 import json
+import re
 import subprocess
 import sys
+from collections import Counter
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -14,7 +18,7 @@ import pyarrow.csv as pacsv
 from etl.core.process import ChunkResult
 from etl.core.process import process_chunk as _process_chunk
 from etl.core.schema import load_schema
-from etl_local.datagen import BAD_KINDS, generate_bytes, generate_csv
+from etl_local.datagen import BAD_KINDS, generate_bytes, generate_csv, generate_daily_files
 
 
 def process_chunk(data: bytes, schema, first_line: int) -> ChunkResult:
@@ -107,13 +111,6 @@ def test_cli(tmp_path):
 
 
 # ---- DATA3: realistic daily files (the csv module is the oracle) ---------------------------
-
-import csv  # noqa: E402
-import re  # noqa: E402
-import datetime  # noqa: E402
-from collections import Counter  # noqa: E402
-
-from etl_local.datagen import generate_daily_files  # noqa: E402
 
 
 def _records(data: bytes) -> list[dict[str, str]]:
