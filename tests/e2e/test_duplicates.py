@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from etl import contracts
+from etl_cli.main import cli
 from etl_local.datagen import generate_csv
 
 from .conftest import SMALL_CHUNK, Stack
@@ -27,6 +29,26 @@ def _record_lines(text: str) -> list[int]:
         lines.append(start)
         start = reader.line_num + 1
     return lines
+
+
+def _cli_stack(stack: Stack) -> list[str]:
+    """A CloudFormation stack whose outputs name the deployed pipeline (as in test_cli_stack)."""
+    o = stack.outputs
+    outputs = {
+        "BucketName": o.bucket,
+        "TableName": o.table,
+        "StateMachineArn": o.state_machine_arn,
+        "ResultQueueUrl": o.results_queue_url,
+        "AlertTopicArn": o.alerts_topic_arn,
+    }
+    template = {
+        "Resources": {"Marker": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": "dup-marker"}}},
+        "Outputs": {k: {"Value": v} for k, v in outputs.items()},
+    }
+    stack.pipeline.client("cloudformation").create_stack(
+        StackName="EtlPipeline-dup", TemplateBody=json.dumps(template)
+    )
+    return ["--stack", "EtlPipeline-dup", "--region", "us-east-1", "--endpoint", stack.emulator.endpoint]
 
 
 def _results(stack: Stack) -> list[dict[str, Any]]:
@@ -49,10 +71,25 @@ def test_DATA4a_identical_copy_ends_DUPLICATE_CONTENT_and_force_loads_it(
     assert rep1.status == "SUCCEEDED", rep1.error
     assert [b["status"] for b in _results(stack)] == ["SUCCEEDED"]
 
-    copy = stack.upload(path, "default", name="2026-11-27-resent.csv")
+    # the copy goes through the operator CLI (upload --wait, list, status, reprocess [--force])
+    cli_base = _cli_stack(stack)
+    runner = CliRunner()
+    resent = tmp_path / "2026-11-27-resent.csv"
+    resent.write_bytes(path.read_bytes())
+    up = runner.invoke(cli, [*cli_base, "upload", str(resent), "--partner", "default", "--wait", "--json"])
+    assert up.exit_code == 0, up.output[-2000:]  # DUPLICATE_CONTENT is not a failure
+    shown = json.loads(up.output.strip().splitlines()[-1])
+    copy = {"file_id": shown["file_id"]}
+    assert shown["status"] == "DUPLICATE_CONTENT" and shown["duplicate_of"] == first["file_id"]
     rep2 = stack.wait(copy["file_id"])
     assert rep2.status == "DUPLICATE_CONTENT", rep2.error
     assert rep2.execution_status == "SUCCEEDED" and rep2.duplicate_of == first["file_id"]
+    listed = runner.invoke(cli, [*cli_base, "list", "--status", "DUPLICATE_CONTENT", "--json"])
+    assert [f["file_id"] for f in json.loads(listed.output)] == [copy["file_id"]]
+    status = json.loads(runner.invoke(cli, [*cli_base, "status", copy["file_id"], "--json"]).output)
+    assert (status["status"], status["duplicate_of"]) == ("DUPLICATE_CONTENT", first["file_id"])
+    human = runner.invoke(cli, [*cli_base, "status", copy["file_id"]])
+    assert human.exit_code == 0 and "DUPLICATE_CONTENT" in human.output and "duplicate of" in human.output
     messages = _results(stack)
     assert len(messages) == 1
     assert messages[0]["status"] == "DUPLICATE_CONTENT"
@@ -70,10 +107,13 @@ def test_DATA4a_identical_copy_ends_DUPLICATE_CONTENT_and_force_loads_it(
         f"{contracts.PROCESSED_PREFIX}default/{copy['file_id']}/2026-11-27-resent.csv"
     ]
 
-    # `etl reprocess --force` loads it anyway
-    arn = stack.pipeline.reprocess(copy["file_id"], force=True)
-    rep3 = stack.wait(copy["file_id"], execution_arn=arn)
-    assert rep3.status == "SUCCEEDED" and rep3.execution_status == "SUCCEEDED", rep3.error
+    # `etl reprocess` refuses without --force; `etl reprocess --force` loads it anyway
+    refused = runner.invoke(cli, [*cli_base, "reprocess", copy["file_id"]])
+    assert refused.exit_code == 2 and "--force" in refused.output
+    forced = runner.invoke(cli, [*cli_base, "reprocess", "--force", copy["file_id"], "--json"])
+    assert forced.exit_code == 0, forced.output[-2000:]
+    rep3 = stack.pipeline.report(copy["file_id"])
+    assert rep3.status == "SUCCEEDED", rep3.error
     assert rep3.rows_valid == stats.rows
     assert len(read_parquet_rows(stack, contracts.OUTPUT_PREFIX)) == 2 * stats.rows
     assert [b["status"] for b in _results(stack)] == ["SUCCEEDED"]
