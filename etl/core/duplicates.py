@@ -5,8 +5,8 @@ rule :data:`DUPLICATE_RULE`, naming the line of the first. Only rows that pass e
 take part: a row rejected for another reason is not loaded, so it makes no later row a
 duplicate, and a row gets one reject only (its first failing rule).
 
-Two levels, one algorithm (vectorised: dictionary-encode the ids, one stable ``lexsort``, no
-Python loop per row):
+Two levels, one algorithm (vectorised: dictionary-encode the ids and compare each code with the
+running maximum, O(n), no sort and no Python loop per row):
 
 * :func:`find_duplicates` inside one chunk (``etl.core.process`` calls it on the valid rows);
 * :func:`duplicates_across_chunks` over the (already de-duplicated) chunks of a file, which run
@@ -54,7 +54,12 @@ def _codes(ids: IdsLike) -> np.ndarray:
 def find_duplicates(ids: IdsLike, lines: np.ndarray | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """``(later, first_line)``: positions of the rows whose id appeared on an earlier line, and
     for each the line of the first occurrence. ``lines`` are the rows' line numbers (unique;
-    any order). Nulls are ignored. ``later`` is sorted ascending."""
+    any order, ascending is the fast path). Nulls are ignored. ``later`` is sorted ascending.
+
+    No sort on the fast path: ``dictionary_encode`` numbers the distinct values in order of
+    first appearance, so in line order a row is a first occurrence iff its code exceeds every
+    code before it, and code ``k``'s first row is the ``k``-th first occurrence.
+    """
     codes = _codes(ids)
     line_arr = np.asarray(lines, dtype=np.int64)
     if codes.shape != line_arr.shape:
@@ -62,18 +67,29 @@ def find_duplicates(ids: IdsLike, lines: np.ndarray | Sequence[int]) -> tuple[np
     empty = np.zeros(0, dtype=np.int64)
     if codes.size < 2:
         return empty, empty
-    order = np.lexsort((line_arr, codes))  # by id, then by line: a group starts with its first
-    sorted_codes = codes[order]
-    starts = np.ones(codes.size, dtype=bool)
-    starts[1:] = sorted_codes[1:] != sorted_codes[:-1]
-    later_sorted = ~starts & (sorted_codes >= 0)
-    if not later_sorted.any():
-        return empty, empty
-    group_first = order[np.maximum.accumulate(np.where(starts, np.arange(codes.size), 0))]
-    later = order[later_sorted]
-    first_line = line_arr[group_first[later_sorted]]
+    if np.all(line_arr[1:] > line_arr[:-1]):
+        return _later_in_order(codes, line_arr)
+    order = np.argsort(line_arr, kind="stable")
+    # re-number the codes by first appearance in line order
+    reordered = codes[order]
+    later_o, first_o = _later_in_order(_codes(pa.array(reordered, mask=reordered < 0)), line_arr[order])
+    later = order[later_o]
     by_pos = np.argsort(later, kind="stable")
-    return later[by_pos], first_line[by_pos]
+    return later[by_pos], first_o[by_pos]
+
+
+def _later_in_order(codes: np.ndarray, lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`find_duplicates` for rows in line order with codes numbered by first appearance
+    (nulls = -1)."""
+    seen_max = np.maximum.accumulate(codes)
+    prev_max = np.empty_like(seen_max)
+    prev_max[0] = -1
+    prev_max[1:] = seen_max[:-1]
+    present = codes >= 0
+    first = present & (codes > prev_max)
+    later = np.flatnonzero(present & ~first)
+    first_rows = np.flatnonzero(first)  # first_rows[k] = row of code k's first occurrence
+    return later, lines[first_rows[codes[later]]]
 
 
 @dataclass(frozen=True)
