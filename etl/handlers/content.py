@@ -91,8 +91,7 @@ def finish_duplicate(
     file_id, partner, bucket = str(file["file_id"]), str(file["partner"]), str(file["bucket"])
     done_key = processed_key(file)
     s3.move_object(bucket, str(file["key"]), done_key, source_version(file))
-    if file.get("compression") == "gzip":
-        s3.delete_prefix(bucket, scratch_prefix(file_id))
+    s3.delete_prefix(bucket, scratch_prefix(file_id))  # gzip chunk bodies, chunk id lists
     repo.transition_file(
         file_id,
         allowed_from | {DUPLICATE_CONTENT},

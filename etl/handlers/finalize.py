@@ -90,12 +90,13 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     chunks = repo.list_chunks(file_id)
     rows_total, rows_valid, rows_rejected = check_chunks(file_id, int(plan["chunk_count"]), chunks)
     schema = load_schema(partner)
-    if dedupe.dedupe_across_chunks(repo, file, schema, chunks):  # DATA4(c), before publication
+    item = repo.get_file(file_id) or {}
+    # DATA4(c), before publication (a retry after success finds it done and the id lists gone).
+    if item.get("status") != SUCCEEDED and dedupe.dedupe_across_chunks(repo, file, schema, chunks):
         chunks = repo.list_chunks(file_id)
         rows_total, rows_valid, rows_rejected = check_chunks(file_id, int(plan["chunk_count"]), chunks)
     check_threshold(rows_total, rows_rejected, schema.reject_threshold)
 
-    item = repo.get_file(file_id) or {}
     done_key = processed_key(file)
     m_key = manifest_key(partner, file_id)
     doc = build_manifest(
@@ -116,7 +117,6 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
             return content.finish_duplicate(repo, file, digest, holder, {PROCESSING})
     s3.put_bytes(bucket, m_key, manifest_json(doc), "application/json", {"file-id": file_id})
     s3.move_object(bucket, str(file["key"]), done_key, source_version(file))
-    s3.delete_prefix(bucket, scratch_prefix(file_id))  # gzip chunk bodies, chunk id lists
     repo.transition_file(
         file_id,
         {PROCESSING, SUCCEEDED},
@@ -133,6 +133,8 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
         error_type=None,
         finished_at=utc_now(),
     )
+    # After the status: the chunk id lists must outlive every retry that may still need them.
+    s3.delete_prefix(bucket, scratch_prefix(file_id))  # gzip chunk bodies, chunk id lists
     obs.add_metric(obs.FILES_SUCCEEDED, 1)
     obs.logger.info(
         "file succeeded",
