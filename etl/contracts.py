@@ -18,6 +18,8 @@ MANIFEST_PREFIX = "manifests/"
 SCRATCH_PREFIX = "scratch/"
 # The Iceberg warehouse (SPEC DATA1): every table lives under s3://<bucket>/tables/<table>/.
 TABLES_PREFIX = "tables/"
+# Athena query results (the workgroup's output location; expired by a lifecycle rule).
+ATHENA_RESULTS_PREFIX = "athena-results/"
 
 # The published dataset (SPEC DATA1): two Iceberg tables in one Glue database per environment.
 TRANSACTIONS_TABLE = "transactions"
@@ -51,6 +53,10 @@ METRIC_BYTES_PROCESSED = "BytesProcessed"
 METRIC_CHUNK_DURATION_MS = "ChunkDurationMs"
 METRIC_FILES_SUCCEEDED = "FilesSucceeded"
 METRIC_FILES_FAILED = "FilesFailed"
+# Emitted by every reconcile sweep (0 included): files non-terminal past the stale bound (OPS1).
+METRIC_STALE_FILES = "StaleFiles"
+# Emitted by the sweep: SUCCEEDED files whose result message is still not sent (OPS4).
+METRIC_UNNOTIFIED_FILES = "UnnotifiedFiles"
 CUSTOM_METRICS = (
     METRIC_ROWS_PROCESSED,
     METRIC_ROWS_REJECTED,
@@ -58,7 +64,36 @@ CUSTOM_METRICS = (
     METRIC_CHUNK_DURATION_MS,
     METRIC_FILES_SUCCEEDED,
     METRIC_FILES_FAILED,
+    METRIC_STALE_FILES,
+    METRIC_UNNOTIFIED_FILES,
 )
+
+# Status-table indexes (OPS1, OPS3). "open-files" is sparse: only file items that are in flight
+# (open_state IN_FLIGHT, set at registration, removed at FAILED) or SUCCEEDED but not yet
+# notified (NOT_NOTIFIED, removed once the result message is sent) carry open_state, so the
+# sweep reads the files that need attention, never the whole table. "partner-created" holds
+# file items only (chunk items have no created_at): the latest registration per partner.
+OPEN_INDEX = "open-files"
+OPEN_STATE = "open_state"
+OPEN_SINCE = "open_since"
+OPEN_IN_FLIGHT = "IN_FLIGHT"
+OPEN_NOT_NOTIFIED = "NOT_NOTIFIED"
+PARTNER_INDEX = "partner-created"
+
+# Timeouts (OPS1; arithmetic in docs/infrastructure.md "Timeouts"). A Lambda Task may run one
+# function timeout plus invoke overhead; the execution must outlast the slowest legitimate run.
+FUNCTION_TIMEOUT_SECONDS = 15 * 60
+TASK_TIMEOUT_SECONDS = FUNCTION_TIMEOUT_SECONDS + 60
+TASK_MAX_RETRIES = 3
+# Worst case of one Task: 4 attempts each timing out + the three backoffs (2 + 4 + 8 s).
+TASK_WORST_CASE_SECONDS = (1 + TASK_MAX_RETRIES) * TASK_TIMEOUT_SECONDS + (2 + 4 + 8)
+EXECUTION_TIMEOUT_SECONDS = 8 * 60 * 60
+# The sweep: a file whose execution is known and not RUNNING is stale after this long (two
+# sweep periods: the status-change event had every chance to reconcile it first) ...
+SWEEP_PERIOD_MINUTES = 15
+STALE_AFTER_SECONDS = 2 * SWEEP_PERIOD_MINUTES * 60
+# ... and one whose execution cannot be found only once no execution could still be running.
+STALE_UNKNOWN_EXECUTION_SECONDS = EXECUTION_TIMEOUT_SECONDS + STALE_AFTER_SECONDS
 
 # Step names (state names in the ASL) and the handler each runs.
 HANDLERS = {
@@ -69,6 +104,8 @@ HANDLERS = {
     "Finalize": ("finalize", "etl.handlers.finalize.handler"),
     "MarkFailed": ("mark-failed", "etl.handlers.mark_failed.handler"),
 }
+# Functions outside the state machine: reconciliation, sweep, freshness, outbox (OPS1/3/4).
+RECONCILE_FUNCTION = ("reconcile", "etl.handlers.reconcile.handler")
 
 
 def chunk_id(index: int) -> str:

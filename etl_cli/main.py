@@ -39,6 +39,8 @@ DEFAULT_STACK = "EtlPipeline-dev"
 
 
 class Ctx:
+    stack_explicit = False  # --stack or ETL_STACK given (etl query: Athena, not the emulator)
+
     def __init__(
         self, stack: str, region: str | None, profile: str | None, endpoint: str | None, local: bool
     ):
@@ -57,7 +59,7 @@ class Ctx:
             emu = harness.running_emulator()
             if emu is None:
                 raise PipelineError("no local emulator is running: start one with `etl local up`")
-            return harness.local_pipeline(emu.endpoint)
+            return Pipeline(*harness.local_stack(emu.endpoint))
         session = make_session(self.region, self.profile)
         return Pipeline(session, outputs_from_stack(session, self.stack, self.endpoint))
 
@@ -85,6 +87,10 @@ def cli(
 ) -> None:
     """Operate the transaction ETL pipeline (AWS or local emulator)."""
     ctx.obj = Ctx(stack, region, profile, endpoint, local)
+    source = ctx.get_parameter_source("stack")
+    ctx.obj.stack_explicit = (source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")) or bool(
+        os.environ.get("ETL_STACK")
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,6 +194,48 @@ def reprocess(obj: Ctx, file_id_or_key: str, wait: bool, as_json: bool, timeout:
 
 
 @cli.command()
+@click.argument("file_id_or_key")
+@click.option("--force", is_flag=True, help="Send again even if the result was already sent.")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as one JSON object.")
+@click.pass_obj
+def notify(obj: Ctx, file_id_or_key: str, force: bool, as_json: bool) -> None:
+    """Re-send the result message of FILE_ID_OR_KEY, a SUCCEEDED file, to the result queue (it
+    was not sent, or downstream lost it). Each re-send has its own de-duplication id
+    (<file_id>#<attempt>)."""
+    try:
+        pipe = obj.pipeline()
+        file_id = pipe.resolve_file_id(file_id_or_key)
+        answer = pipe.notify(file_id, force=force)
+    except PipelineError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        _print_json(answer)
+    elif answer.get("sent"):
+        click.echo(f"result of {file_id} sent (dedup id {answer.get('dedup_id')})")
+    else:
+        click.echo(f"not sent: {answer.get('reason')}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as one JSON object.")
+@click.pass_obj
+def sweep(obj: Ctx, as_json: bool) -> None:
+    """Run the reconcile sweep now (it runs every 15 minutes): fail stale files, re-send unsent
+    results, alert on overdue partner files."""
+    try:
+        answer = obj.pipeline().sweep()
+    except PipelineError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        _print_json(answer)
+        return
+    for key in ("reconciled", "resent", "unsent", "missing"):
+        click.echo(f"{key}: {', '.join(answer.get(key) or []) or '-'}")
+
+
+@cli.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--partner", required=True, help="Partner id: the file goes under incoming/<partner>/.")
 @click.option("--wait", is_flag=True, help="Wait for the file to finish (chunk progress bar), then report.")
@@ -279,14 +327,34 @@ def local() -> None:
 
 
 @local.command()
-def up() -> None:
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object (endpoint, bucket, Glue database, tables)."
+)
+def up(as_json: bool) -> None:
     """Start a persistent background emulator and deploy the stack on it."""
+    from etl.contracts import DATASET_TABLES
     from etl_local import harness
 
     emu = harness.running_emulator() or harness.start_background()
     outputs = harness.ensure_deployed(emu.endpoint)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "endpoint": emu.endpoint,
+                    "region": outputs.region,
+                    "bucket": outputs.bucket,
+                    "glue_database": outputs.glue_database,
+                    "tables": list(DATASET_TABLES),
+                    "warehouse": f"s3://{outputs.bucket}/tables/",
+                    "pid": emu.pid,
+                }
+            )
+        )
+        return
     click.echo(f"emulator at {emu.endpoint} (pid {emu.pid}); bucket {outputs.bucket}")
-    click.echo("use it with: etl --local list | status | upload | reprocess")
+    click.echo(f"Glue database {outputs.glue_database}: tables {', '.join(DATASET_TABLES)}")
+    click.echo('use it with: etl --local list | status | upload | reprocess; etl query "SELECT ..."')
 
 
 @local.command()
@@ -314,6 +382,8 @@ def run_local_file(
     name: str | None = None,
     intro: str | None = None,
     timings: dict[str, float] | None = None,
+    final_query: str | None = None,
+    final_query_title: str = "",
 ) -> int:
     from etl_cli.html_report import write_report
     from etl_local import harness
@@ -346,7 +416,7 @@ def run_local_file(
         if console:
             console.print(f"[dim]emulator {emu.endpoint}; deploying the synthesized stack...[/]")
         chunk_bytes = int(chunk_mb * 1024 * 1024) if chunk_mb else None
-        pipe = harness.local_pipeline(emu.endpoint, chunk_size_bytes=chunk_bytes, for_run=True)
+        pipe = Pipeline(*harness.local_stack(emu.endpoint, chunk_size_bytes=chunk_bytes, for_run=True))
         lap("deploy")
         with upload_progress(path.stat().st_size, f"uploading {path.name}", enabled=not as_json) as sent:
             info = pipe.upload(path, partner, name=name, progress=sent)
@@ -366,6 +436,18 @@ def run_local_file(
             if rep.duration_s is None:
                 rep.duration_s = round(time.monotonic() - started, 3)
         lap("workflow")
+        if rep.status == "SUCCEEDED" and pipe.outputs.glue_database:
+            from etl_cli.dataset import emulator_catalog, rows_of_file
+
+            cat = emulator_catalog(emu.endpoint, pipe.outputs.region)
+            rep.published_rows = rows_of_file(cat, pipe.outputs.glue_database, info["file_id"]).num_rows
+            if final_query and console:
+                _print_table(
+                    console,
+                    final_query_title,
+                    query_local_sql(final_query.format(file_id=info["file_id"]), emu.endpoint, pipe),
+                )
+            lap("read back")
         if rep.status in ("SUCCEEDED", "FAILED", "DUPLICATE_CONTENT"):
             dest = results_dir() / str(info["file_id"])
             if started_here and not keep:
@@ -405,6 +487,34 @@ def run_local_file(
 PARTNER_HELP = "Partner id: the file goes under incoming/<partner>/ and gets its schema."
 CHUNK_MB = click.FloatRange(min=0.01, max=1024)
 TIMEOUT_S = click.FloatRange(min=1)
+
+
+def query_local_sql(sql: str, endpoint: str, pipe: Pipeline) -> Any:
+    """``sql`` over the emulator's tables (DuckDB over pyiceberg scans)."""
+    from etl_cli.dataset import emulator_catalog, query_local
+
+    if not pipe.outputs.glue_database:
+        raise PipelineError("the local stack has no Glue database (deploy predates the dataset)")
+    return query_local(sql, emulator_catalog(endpoint, pipe.outputs.region), pipe.outputs.glue_database)
+
+
+def _print_table(console: Any, title: str, table: Any) -> None:
+    from rich.table import Table
+
+    out = Table(title=title or None)
+    for name in table.column_names:
+        out.add_column(name)
+    for row in table.to_pylist():
+        out.add_row(*("" if v is None else str(v) for v in row.values()))
+    console.print(out)
+
+
+# The demo's closing query: the busiest (day, currency) totals of the file just loaded.
+DEMO_QUERY = (
+    "SELECT transaction_date, currency, count(*) AS transactions, sum(amount) AS total "
+    "FROM transactions WHERE file_id = '{file_id}' "
+    "GROUP BY 1, 2 ORDER BY transactions DESC, 1, 2 LIMIT 12"
+)
 
 
 @local.command()
@@ -484,9 +594,76 @@ def demo(
     generated = {"generate": round(time.monotonic() - t0, 2)}
     sys.exit(
         run_local_file(
-            path, partner, chunk_mb, as_json, keep, timeout, name=name, intro=intro, timings=generated
+            path,
+            partner,
+            chunk_mb,
+            as_json,
+            keep,
+            timeout,
+            name=name,
+            intro=intro,
+            timings=generated,
+            final_query=DEMO_QUERY,
+            final_query_title="etl query: daily totals per currency of this file (busiest 12)",
         )
     )
+
+
+@cli.command()
+@click.argument("sql")
+@click.option("--json", "as_json", is_flag=True, help="Rows as a JSON list of objects.")
+@click.option("--timeout", default=300.0, show_default=True, help="Athena: seconds to wait.")
+@click.pass_obj
+def query(obj: Ctx, sql: str, as_json: bool, timeout: float) -> None:
+    """Run SQL over the dataset tables (transactions, transaction_rejects).
+
+    Locally (the emulator of `etl local up`; the default unless --stack/ETL_STACK is given):
+    DuckDB over pyiceberg scans. Against a deployed stack: Athena, in the stack's workgroup.
+    """
+    from etl_cli import dataset
+
+    use_local = obj.local or (not obj.stack_explicit and obj.endpoint is None)
+    try:
+        if use_local:
+            from etl_local import harness
+
+            emu = harness.running_emulator()
+            if emu is None:
+                raise PipelineError("no local emulator is running: start one with `etl local up`")
+            pipe = Pipeline(*harness.local_stack(emu.endpoint))
+            table = query_local_sql(sql, emu.endpoint, pipe)
+            columns, rows = table.column_names, [list(r.values()) for r in table.to_pylist()]
+        else:
+            session = make_session(obj.region, obj.profile)
+            outputs = outputs_from_stack(session, obj.stack, obj.endpoint)
+            if not outputs.athena_workgroup:
+                raise PipelineError(
+                    f"stack {obj.stack} has no AthenaWorkGroupName output (deployed before the dataset?)"
+                )
+            database = outputs.glue_database or glue_database_of_stack(obj.stack)
+            columns, rows = dataset.query_athena(sql, session, outputs.athena_workgroup, database, timeout)
+    except (PipelineError, dataset.AthenaError) as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        click.echo(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Table()
+    for c in columns:
+        out.add_column(c)
+    for r in rows:
+        out.add_row(*("" if v is None else str(v) for v in r))
+    Console().print(out)
+
+
+def glue_database_of_stack(stack: str) -> str:
+    """``EtlPipeline-<suffix>`` -> the Glue database of that suffix (etl.contracts)."""
+    from etl.contracts import glue_database
+
+    return glue_database(stack.split("-", 1)[1] if "-" in stack else stack)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,13 +12,14 @@ import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from etl import contracts
 from etl.core.identity import file_id_for, partner_from_key
+from etl.stack_outputs import MissingStackOutputs, Outputs
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 TERMINAL_FILE_STATES = {"SUCCEEDED", "FAILED", "DUPLICATE_CONTENT"}
@@ -26,51 +27,9 @@ TERMINAL_FILE_STATES = {"SUCCEEDED", "FAILED", "DUPLICATE_CONTENT"}
 OK_FILE_STATES = {"SUCCEEDED", "DUPLICATE_CONTENT"}
 TERMINAL_EXECUTION_STATES = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
-# Stack output names (infra/stack.py) -> Outputs fields.
-OUTPUT_KEYS = {
-    "BucketName": "bucket",
-    "TableName": "table",
-    "StateMachineArn": "state_machine_arn",
-    "ResultQueueUrl": "results_queue_url",
-    "AlertTopicArn": "alerts_topic_arn",
-}
-
 
 class PipelineError(RuntimeError):
     """An operator-facing error (missing stack, unknown file...)."""
-
-
-@dataclass
-class Outputs:
-    """What the CLI needs to know about a deployed stack (real or emulated)."""
-
-    bucket: str
-    table: str
-    state_machine_arn: str
-    results_queue_url: str | None = None
-    alerts_topic_arn: str | None = None
-    region: str = "us-east-1"
-    endpoint: str | None = None
-    functions: dict[str, str] = field(default_factory=dict)  # step -> function name
-    chunk_size_bytes: int | None = None
-    stack_name: str | None = None
-
-    @classmethod
-    def from_stack_outputs(cls, outputs: dict[str, str], **extra: Any) -> Outputs:
-        missing = [k for k in ("BucketName", "TableName", "StateMachineArn") if k not in outputs]
-        if missing:
-            raise PipelineError(f"stack outputs lack {', '.join(missing)}")
-        values: dict[str, Any] = {field_: outputs.get(key) for key, field_ in OUTPUT_KEYS.items()}
-        names = {step: outputs.get(step + "FunctionName") for step in contracts.HANDLERS}
-        functions = {step: name for step, name in names.items() if name}
-        return cls(**values, functions=functions, **extra)
-
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Outputs:
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 def make_session(region: str | None = None, profile: str | None = None) -> Any:
@@ -86,9 +45,12 @@ def outputs_from_stack(session: Any, stack_name: str, endpoint: str | None = Non
     except Exception as exc:  # botocore ClientError: the stack does not exist / no access
         raise PipelineError(f"cannot describe stack {stack_name!r}: {exc}") from exc
     raw = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
-    return Outputs.from_stack_outputs(
-        raw, region=session.region_name or "us-east-1", endpoint=endpoint, stack_name=stack_name
-    )
+    try:
+        return Outputs.from_stack_outputs(
+            raw, region=session.region_name or "us-east-1", endpoint=endpoint, stack_name=stack_name
+        )
+    except MissingStackOutputs as exc:
+        raise PipelineError(f"stack {stack_name!r}: {exc}") from exc
 
 
 def _num(value: Any) -> Any:
@@ -130,6 +92,8 @@ class FileReport:
     timings: dict[str, float] | None = None  # local runs: wall seconds per phase
     local_copy: str | None = None  # local runs: where the results were copied on disk
     report: str | None = None  # local runs: the HTML report (etl_cli/html_report.py)
+    snapshot_id: int | None = None  # the Iceberg snapshot that published the file (SPEC DATA2)
+    published_rows: int | None = None  # rows of the file in the table, read back (local runs)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -278,6 +242,28 @@ class Pipeline:
         )
         return str(resp["executionArn"])
 
+    def _reconcile(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Invoke the reconcile function (etl/handlers/reconcile.py) and return its answer;
+        its error, if any, becomes a PipelineError with the function's message."""
+        name = self.outputs.reconcile_function
+        if not name:
+            raise PipelineError("this stack has no reconcile function (ReconcileFunctionName output)")
+        resp = self.client("lambda").invoke(FunctionName=name, Payload=json.dumps(request).encode())
+        payload = json.loads(resp["Payload"].read() or b"null")
+        if resp.get("FunctionError"):
+            message = payload.get("errorMessage") if isinstance(payload, dict) else payload
+            kind = payload.get("errorType") if isinstance(payload, dict) else "Error"
+            raise PipelineError(f"{kind}: {message}")
+        return dict(payload or {})
+
+    def notify(self, file_id: str, force: bool = False) -> dict[str, Any]:
+        """Re-send a SUCCEEDED file's result message (OPS4) through the reconcile function."""
+        return self._reconcile({"mode": "notify", "file_id": file_id, "force": force})
+
+    def sweep(self) -> dict[str, Any]:
+        """Run the scheduled sweep now (stale files, unsent results, partner freshness)."""
+        return self._reconcile({"mode": "sweep"})
+
     def describe_execution(self, arn: str) -> dict[str, Any]:
         return dict(self.client("stepfunctions").describe_execution(executionArn=arn))
 
@@ -360,6 +346,7 @@ class Pipeline:
             error=item.get("error"),
             execution_arn=execution_arn or item.get("execution_arn"),
             duplicate_of=item.get("duplicate_of"),
+            snapshot_id=item.get("snapshot_id"),
         )
         started = _parse_time(item.get("created_at"))
         finished = _parse_time(item.get("finished_at") or item.get("updated_at"))

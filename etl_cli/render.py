@@ -91,6 +91,10 @@ def report_rows(rep: Any) -> list[tuple[str, str]]:
     if rep.duration_s:
         tput = f", {rep.throughput_mb_s} MB/s" if rep.throughput_mb_s else ""
         rows.append(("duration", f"{rep.duration_s:.1f} s{tput}"))
+    if getattr(rep, "snapshot_id", None) is not None:
+        published = getattr(rep, "published_rows", None)
+        in_table = f" ({published:,} rows in the table)" if published is not None else ""
+        rows.append(("published", f"snapshot {rep.snapshot_id}{in_table}"))
     for label, value in (
         ("outputs", rep.outputs),
         ("rejects", rep.rejects),

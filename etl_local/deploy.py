@@ -23,12 +23,17 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from etl_cli.pipeline import Outputs
+from etl.stack_outputs import Outputs
 from etl_local.relay import RELAY_QUEUE_PREFIX, TARGET_TAG
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_SUFFIX = "local"
 ROLE_NAME = "etl-local-execution-role"
+
+
+# Python functions that only serve CloudFormation custom resources: local mode does their work
+# itself (the dataset's tables are created through pyiceberg when the emulator starts).
+LOCAL_SKIPPED_HANDLERS = frozenset({"etl.handlers.ensure_tables.handler"})
 
 
 class TemplateError(ValueError):
@@ -39,13 +44,48 @@ class TemplateError(ValueError):
 # Templates
 
 
-def _infra_fingerprint(context: dict[str, str]) -> str:
+# What the synthesized template depends on besides the context: the app, its configuration,
+# the whole `infra/` package, the whole `etl/` tree (infra imports etl.contracts and etl.errors,
+# whose RETRYABLE_ERRORS become the state machine's Retry lists, and the Lambda asset hash is
+# computed over every file of `etl/`), and the versions of the libraries that synthesize it.
+FINGERPRINT_FILES = ("app.py", "cdk.json")
+FINGERPRINT_TREES = ("infra", "etl")
+FINGERPRINT_PACKAGES = ("aws-cdk-lib", "constructs", "cdk-nag")
+
+
+def _fingerprint_files(root: Path) -> list[Path]:
+    files = [root / name for name in FINGERPRINT_FILES]
+    for tree in FINGERPRINT_TREES:
+        for f in sorted((root / tree).rglob("*")):
+            parts = f.relative_to(root).parts
+            if not f.is_file() or "__pycache__" in parts or any(p.startswith(".") for p in parts):
+                continue
+            if f.suffix == ".pyc":
+                continue
+            files.append(f)
+    return files
+
+
+def _package_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    versions = {}
+    for name in FINGERPRINT_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def _infra_fingerprint(context: dict[str, str], root: Path = REPO_ROOT) -> str:
+    """The template cache key: context, package versions and every file the template depends on."""
     h = hashlib.sha256(json.dumps(context, sort_keys=True).encode())
-    files = [REPO_ROOT / "app.py", REPO_ROOT / "cdk.json", REPO_ROOT / "etl" / "contracts.py"]
-    files += sorted((REPO_ROOT / "infra").rglob("*.py"))
-    for f in files:
+    h.update(json.dumps(_package_versions(), sort_keys=True).encode())
+    for f in _fingerprint_files(root):
         if f.exists():
-            h.update(str(f.relative_to(REPO_ROOT)).encode())
+            h.update(str(f.relative_to(root)).encode())
+            h.update(len(f.read_bytes()).to_bytes(8, "big"))
             h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
@@ -53,9 +93,9 @@ def _infra_fingerprint(context: dict[str, str]) -> str:
 def synth_primary_template(suffix: str = LOCAL_SUFFIX, cache_dir: Path | None = None) -> dict[str, Any]:
     """The primary stack's template, synthesized in-process by engineer A's tooling.
 
-    Cached under ``.etl-local/templates`` by a hash of the infra code and context (a synth
-    costs seconds; the cache is invalidated by any change to ``infra/``, ``app.py``,
-    ``cdk.json``).
+    Cached under ``.etl-local/templates`` by a hash of the context, the CDK package versions and
+    every file the template depends on (a synth costs seconds; the cache is invalidated by any
+    change to ``infra/``, ``etl/``, ``app.py``, ``cdk.json``).
     """
     context = {"environmentSuffix": suffix}
     cache_dir = cache_dir or REPO_ROOT / ".etl-local" / "templates"
@@ -210,6 +250,12 @@ def _plan_names(template: dict[str, Any], r: Resolver) -> None:
             name = resolve(p.get("LogGroupName", f"/local/{low}"), r)
             r.refs[lid] = name
             r.attrs[(lid, "Arn")] = f"arn:aws:logs:{region}:{acct}:log-group:{name}:*"
+        elif t == "AWS::Glue::Database":
+            # The database and its Iceberg tables are created locally through pyiceberg (the
+            # emulator hosts the catalog); the name is planned so the stack's outputs resolve.
+            r.refs[lid] = resolve(p["DatabaseInput"]["Name"], r)
+        elif t == "AWS::Athena::WorkGroup":
+            r.refs[lid] = resolve(p["Name"], r)  # no Athena locally: `etl query` uses DuckDB
         elif t == "AWS::KMS::Key":
             r.refs[lid] = f"local-{low}"
             r.attrs[(lid, "Arn")] = f"arn:aws:kms:{region}:{acct}:key/local-{low}"
@@ -312,6 +358,8 @@ def deploy(
         p = _props(spec)
         if not str(p.get("Runtime", "python")).startswith("python"):
             continue  # CDK's own helpers (Node.js custom-resource providers) do nothing locally
+        if p.get("Handler") in LOCAL_SKIPPED_HANDLERS:
+            continue
         module = str(p.get("Handler", "")).rpartition(".")[0]
         if not module or importlib.util.find_spec(module) is None:
             raise TemplateError(f"{lid}: handler {p.get('Handler')!r} is not importable here")
@@ -356,17 +404,25 @@ def deploy(
     )["stateMachineArn"]
 
     events = client("events")
+    function_arns = {r.attrs[(lid, "Arn")] for lid in envs}
     for lid, spec in by_type.get("AWS::Events::Rule", []):
         rp = _props(spec)
+        if "EventPattern" not in rp:
+            # A schedule (the reconcile sweep): moto fires no schedules. Run its target with
+            # the rule's input instead (`etl local sweep`, the e2e tests); docs/local-mode.md.
+            continue
         targets = rp.get("Targets") or []
         target_arns = [resolve(t.get("Arn"), r) for t in targets]
-        if sm_arn not in target_arns:
-            continue  # not the rule that starts the workflow
+        # The rule that starts the workflow, and rules whose target is one of our functions
+        # (the reconcile rule on execution status changes).
+        relayed = [a for a in target_arns if a == sm_arn or a in function_arns]
+        if not relayed:
+            continue
         pattern = resolve(rp["EventPattern"], r)
         rule_name = r.refs[lid]
         events.put_rule(Name=rule_name, EventPattern=json.dumps(pattern), State=rp.get("State", "ENABLED"))
         relay_name = f"{RELAY_QUEUE_PREFIX}{hashlib.sha256(rule_name.encode()).hexdigest()[:12]}"
-        sqs.create_queue(QueueName=relay_name, tags={TARGET_TAG: sm_arn})["QueueUrl"]
+        sqs.create_queue(QueueName=relay_name, tags={TARGET_TAG: relayed[0]})["QueueUrl"]
         relay_arn = f"arn:aws:sqs:{region}:{account}:{relay_name}"
         # moto raises on a Step Functions target (and then drops the other targets), so the
         # relay queue is the rule's only target here; the relay starts the real target.
@@ -383,7 +439,23 @@ def deploy(
     outputs = Outputs.from_stack_outputs(raw, region=region, endpoint=endpoint, stack_name=stack_name)
     if "CHUNK_SIZE_BYTES" in first_env:
         outputs.chunk_size_bytes = int(first_env["CHUNK_SIZE_BYTES"])
+    outputs.glue_database = outputs.glue_database or first_env.get("GLUE_DATABASE")
+    if outputs.glue_database:
+        deploy_dataset(client("glue"), outputs.glue_database, outputs.bucket, endpoint, region)
     return outputs
+
+
+def deploy_dataset(glue: Any, database: str, bucket: str, endpoint: str, region: str) -> dict[str, str]:
+    """The dataset on the emulator (SPEC DATA6): the Glue database (CloudFormation's on AWS)
+    and both Iceberg tables, created by the custom resource's own code
+    (``etl.aws.catalog.ensure_tables``) with real pyiceberg metadata in the emulated bucket."""
+    from etl.aws import catalog
+    from etl.core.dataset import warehouse
+    from etl_local.catalog import emulator_catalog
+
+    with contextlib.suppress(glue.exceptions.AlreadyExistsException):
+        glue.create_database(DatabaseInput={"Name": database})
+    return catalog.ensure_tables(database, warehouse(bucket), emulator_catalog(endpoint, region))
 
 
 def set_chunk_size(session: Any, outputs: Outputs, chunk_size_bytes: int) -> None:

@@ -14,7 +14,7 @@ import socket
 import urllib.request
 from dataclasses import dataclass, field
 
-from etl_local import lambda_runtime, retry_clock
+from etl_local import glue_versions, lambda_runtime, retry_clock
 from etl_local.relay import Relay
 
 REGION = "us-east-1"
@@ -73,6 +73,7 @@ class Emulator:
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
         lambda_runtime.install()
+        glue_versions.install()  # optimistic Glue commits, as on AWS (Iceberg conflicts)
         retry_clock.install(sleep=self.retry_sleep, jitter=self.retry_jitter)  # type: ignore[arg-type]
         if not self.port:
             self.port = free_port()

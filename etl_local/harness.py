@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from etl_cli.pipeline import Outputs, Pipeline
+from etl.stack_outputs import Outputs
 from etl_local import state
 from etl_local.deploy import LOCAL_SUFFIX, deploy, set_chunk_size, synth_primary_template
 from etl_local.emulator import FAKE_CREDENTIALS, REGION, free_port, ping
@@ -128,8 +128,10 @@ def ensure_deployed(endpoint: str, suffix: str = LOCAL_SUFFIX, session: Any = No
     return outputs
 
 
-def local_pipeline(endpoint: str, chunk_size_bytes: int | None = None, *, for_run: bool = False) -> Pipeline:
-    """A :class:`Pipeline` on the emulated stack.
+def local_stack(
+    endpoint: str, chunk_size_bytes: int | None = None, *, for_run: bool = False
+) -> tuple[Any, Outputs]:
+    """The boto3 session and outputs of the emulated stack (``etl_cli`` makes its Pipeline of them).
 
     ``for_run``: set the functions' CHUNK_SIZE_BYTES for the coming run to ``chunk_size_bytes``,
     or back to the stack's own value when None (``etl local run --chunk-mb``). Other commands
@@ -144,4 +146,4 @@ def local_pipeline(endpoint: str, chunk_size_bytes: int | None = None, *, for_ru
             set_chunk_size(session, outputs, int(wanted))
             if (state.read() or {}).get("endpoint") == endpoint:
                 state.update(outputs=outputs.to_json())
-    return Pipeline(session, outputs)
+    return session, outputs

@@ -78,7 +78,8 @@ class Fault:
 
     ``kind="throttle"``: the Lambda *service* answers 429 TooManyRequestsException (the state
     sees ``Lambda.TooManyRequestsException``). ``kind="raise"``: the function raises
-    ``exception()`` (the state sees its class name).
+    ``exception()`` (the state sees its class name). ``kind="delay"``: the handler runs
+    normally after ``seconds`` (a slow invocation, e.g. to stop an execution mid-chunk).
     """
 
     function_suffix: str
@@ -86,6 +87,7 @@ class Fault:
     times: int = 1
     kind: str = "raise"
     exception: Callable[[], BaseException] | None = None
+    seconds: float = 0.0
     fired: int = 0
 
 
@@ -231,6 +233,9 @@ def _invoke_in_process(self: Any, event: Any = None) -> tuple[str, bool, str]:
                 candidate.fired += 1
                 fault = candidate
                 break
+    if fault is not None and fault.kind == "delay":
+        time.sleep(fault.seconds)
+        fault = None
     if fault is not None:
         record.injected = True
         record.finished = time.time()

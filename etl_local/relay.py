@@ -7,6 +7,17 @@ land in the relay queue. This loop starts one execution per delivered event, as 
 does — a duplicate delivery is a second execution, and the workflow (RegisterFile's
 conditional put) must make it a no-op. Execution names are deterministic: the object's
 identity plus the delivery number (moto needs ``name=``; unnamed runs collide).
+
+A rule whose target is a Lambda function (the reconcile rule) gets a relay queue too; its
+events are delivered by invoking the function (asynchronously on AWS; here one at a time).
+
+Emulation of ``Step Functions Execution Status Change`` (SPEC OPS1), which moto does not emit:
+the relay watches the executions of the state machines it starts and, when one ends FAILED,
+TIMED_OUT or ABORTED, puts the event AWS would send (``source`` aws.states, ``detail`` with
+executionArn, stateMachineArn, name, status, startDate, stopDate, input, output, error,
+cause) on the default bus. The real rule's pattern decides and the event reaches the rule's
+target through its relay queue, exactly like the S3 events. Every such ending is announced
+once per relay lifetime.
 """
 
 from __future__ import annotations
@@ -20,6 +31,34 @@ from typing import Any
 
 RELAY_QUEUE_PREFIX = "etl-local-relay-"
 TARGET_TAG = "etl-local-target"
+STATUS_CHANGE = "Step Functions Execution Status Change"
+ENDED_BADLY = ("FAILED", "TIMED_OUT", "ABORTED")
+
+
+def _epoch_ms(value: Any) -> int | None:
+    if value is None:
+        return None
+    if hasattr(value, "timestamp"):
+        return int(value.timestamp() * 1000)
+    return int(value)
+
+
+def status_change_detail(execution: dict[str, Any]) -> dict[str, Any]:
+    """``detail`` of the status-change event, from DescribeExecution's answer."""
+    return {
+        "executionArn": execution["executionArn"],
+        "stateMachineArn": execution["stateMachineArn"],
+        "name": execution.get("name"),
+        "status": execution["status"],
+        "startDate": _epoch_ms(execution.get("startDate")),
+        "stopDate": _epoch_ms(execution.get("stopDate")),
+        "input": execution.get("input"),
+        "output": execution.get("output"),
+        "inputDetails": {"included": True},
+        "outputDetails": {"included": execution.get("output") is not None},
+        "error": execution.get("error"),
+        "cause": execution.get("cause"),
+    }
 
 
 def execution_name_prefix(event: dict[str, Any]) -> str:
@@ -68,16 +107,29 @@ class Relay:
     _counts: dict[str, int] = field(default_factory=dict)
     _targets: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Status-change emulation: state machines seen as targets, endings already announced.
+    announced: list[dict[str, Any]] = field(default_factory=list)
+    _machines: set[str] = field(default_factory=set)
+    _announced: set[str] = field(default_factory=set)
 
     def _clients(self) -> tuple[Any, Any]:
+        sqs, sfn, _, _ = self._all_clients()
+        return sqs, sfn
+
+    def _all_clients(self) -> tuple[Any, Any, Any, Any]:
         import boto3
+        from botocore.config import Config
 
         session = boto3.session.Session(
             aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
         )
+        # A reconcile invocation may take a while (it moves objects): no client-side timeout.
+        slow = Config(read_timeout=900, retries={"max_attempts": 1})
         return (
             session.client("sqs", endpoint_url=self.endpoint),
             session.client("stepfunctions", endpoint_url=self.endpoint),
+            session.client("events", endpoint_url=self.endpoint),
+            session.client("lambda", endpoint_url=self.endpoint, config=slow),
         )
 
     def start(self) -> None:
@@ -96,18 +148,49 @@ class Relay:
             self.errors.clear()
             self._counts.clear()
             self._targets.clear()
+            self.announced.clear()
+            self._machines.clear()
+            self._announced.clear()
 
     def _run(self) -> None:
-        sqs, sfn = self._clients()
+        sqs, sfn, events, lam = self._all_clients()
         while not self._stop.is_set():
             try:
-                self.poll_once(sqs, sfn)
+                self.poll_once(sqs, sfn, lam)
+                self.announce_endings(sfn, events)
             except Exception as exc:  # keep relaying; the emulator may be resetting
                 with self._lock:
                     self.errors.append(repr(exc))
             self._stop.wait(self.interval)
 
-    def poll_once(self, sqs: Any, sfn: Any) -> int:
+    def announce_endings(self, sfn: Any, events: Any) -> int:
+        """Put a status-change event on the bus for every execution of a watched state machine
+        that ended FAILED, TIMED_OUT or ABORTED since the last poll."""
+        sent = 0
+        for machine in sorted(self._machines):
+            for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=machine):
+                for summary in page["executions"]:
+                    arn = summary["executionArn"]
+                    if summary["status"] not in ENDED_BADLY or arn in self._announced:
+                        continue
+                    detail = status_change_detail(sfn.describe_execution(executionArn=arn))
+                    events.put_events(
+                        Entries=[
+                            {
+                                "Source": "aws.states",
+                                "DetailType": STATUS_CHANGE,
+                                "Detail": json.dumps(detail),
+                                "Resources": [arn],
+                            }
+                        ]
+                    )
+                    with self._lock:
+                        self._announced.add(arn)
+                        self.announced.append(detail)
+                    sent += 1
+        return sent
+
+    def poll_once(self, sqs: Any, sfn: Any, lam: Any = None) -> int:
         started = 0
         urls = sqs.list_queues(QueueNamePrefix=RELAY_QUEUE_PREFIX).get("QueueUrls", [])
         for url in urls:
@@ -117,15 +200,32 @@ class Relay:
                 if not target:
                     continue
                 self._targets[url] = target
-            msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=5)
+            if ":states:" in target:
+                self._machines.add(target)
+            msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60)
             for msg in msgs.get("Messages", []):
-                event = as_s3_sends_it(json.loads(msg["Body"]))
-                arn = self._start(sfn, target, event)
+                event = json.loads(msg["Body"])
+                if ":lambda:" in target:
+                    arn = self._invoke(lam, target, event)
+                else:
+                    event = as_s3_sends_it(event)
+                    arn = self._start(sfn, target, event)
                 with self._lock:
                     self.delivered.append(Delivery(url, target, event, arn))
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"])
                 started += 1
         return started
+
+    def _invoke(self, lam: Any, function_arn: str, event: dict[str, Any]) -> str:
+        """Deliver to a Lambda target. A function error is recorded (EventBridge would retry
+        and then dead-letter it; the tests look at ``errors``)."""
+        if lam is None:
+            raise RuntimeError("a Lambda target needs the lambda client")
+        resp = lam.invoke(FunctionName=function_arn, Payload=json.dumps(event).encode())
+        if resp.get("FunctionError"):
+            with self._lock:
+                self.errors.append(f"{function_arn}: {resp['Payload'].read().decode()[:500]}")
+        return function_arn
 
     def _start(self, sfn: Any, state_machine_arn: str, event: dict[str, Any]) -> str:
         prefix = execution_name_prefix(event)

@@ -38,9 +38,14 @@ DEFAULT_SDK_PANDAS_VERSION = "3.17.1"
 _SUFFIX_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
 _VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-# Bucket names are the tightest limit: "etl-access-logs-" + suffix + "-" + 12-digit account
-# + "-" + region (up to 14 chars) must stay within 63 characters.
+# Bucket names are the tightest limit: "etl-data-" / "etl-logs-" (infra/storage.py) + suffix + "-"
+# + 12-digit account + "-" + region (up to 14 chars) must stay within 63 characters, i.e. a
+# suffix of at most 26; 16 leaves room for a longer bucket prefix later.
 MAX_SUFFIX_LENGTH = 16
+# DATA1: per-query data-scanned limit of the Athena workgroup. Athena's minimum is 10 MB; 100 GB
+# is ~50x a full scan of a year of daily 1 GB files compressed to Parquet, and costs ~$0.50.
+DEFAULT_ATHENA_SCAN_CUTOFF_GB = 100
+MAX_ATHENA_SCAN_CUTOFF_GB = 100_000
 
 
 class ConfigError(ValueError):
@@ -59,6 +64,7 @@ class EtlConfig:
     dr_active: bool = False
     alarm_email: str | None = None
     sdk_pandas_version: str = DEFAULT_SDK_PANDAS_VERSION
+    athena_scan_cutoff_gb: int = DEFAULT_ATHENA_SCAN_CUTOFF_GB
     account: str | None = None
 
     def __post_init__(self) -> None:
@@ -90,6 +96,11 @@ class EtlConfig:
             raise ConfigError(f"alarmEmail is not an e-mail address: {self.alarm_email!r}")
         if not _VERSION_RE.match(self.sdk_pandas_version):
             raise ConfigError(f"sdkPandasVersion must look like 3.17.1; got {self.sdk_pandas_version!r}")
+        if not 1 <= self.athena_scan_cutoff_gb <= MAX_ATHENA_SCAN_CUTOFF_GB:
+            raise ConfigError(
+                f"athenaScanCutoffGb must be 1-{MAX_ATHENA_SCAN_CUTOFF_GB}; "
+                f"got {self.athena_scan_cutoff_gb!r}"
+            )
 
     # ---- derived values -------------------------------------------------------------------
     @property
@@ -114,6 +125,11 @@ class EtlConfig:
     @property
     def max_record_bytes(self) -> int:
         return self.max_record_mb * 1024 * 1024
+
+    @property
+    def athena_scan_cutoff_bytes(self) -> int:
+        """The workgroup's BytesScannedCutoffPerQuery (GiB)."""
+        return self.athena_scan_cutoff_gb * 1024**3
 
     @property
     def sdk_pandas_layer_parameter(self) -> str:
@@ -201,5 +217,6 @@ class EtlConfig:
             alarm_email=as_str("alarmEmail", None),
             sdk_pandas_version=as_str("sdkPandasVersion", DEFAULT_SDK_PANDAS_VERSION)
             or DEFAULT_SDK_PANDAS_VERSION,
+            athena_scan_cutoff_gb=as_int("athenaScanCutoffGb", DEFAULT_ATHENA_SCAN_CUTOFF_GB),
             account=account,
         )

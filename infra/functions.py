@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
@@ -63,10 +64,31 @@ class Access:
     # Prefixes it may list (HeadObject then answers 404 instead of 403 for a missing key,
     # which re-runs use to see whether a move already happened).
     list_prefixes: tuple[str, ...] = ()
+    # Glue Data Catalog actions on the dataset's database and its two tables (SPEC DATA1).
+    glue: tuple[str, ...] = ()
 
 
 INC, FAIL, PROC = c.INCOMING_PREFIX, c.FAILED_PREFIX, c.PROCESSED_PREFIX
 OUT, REJ, MAN, SCR = c.OUTPUT_PREFIX, c.REJECTED_PREFIX, c.MANIFEST_PREFIX, c.SCRATCH_PREFIX
+TAB = c.TABLES_PREFIX
+
+# DATA7: the steps that import pyiceberg. They get the pyiceberg layer (which also carries
+# Powertools from the lock) instead of the managed Powertools layer, to stay within Lambda's
+# 250 MB (docs/infrastructure.md, "Size budget"). The table-creation function of
+# infra/dataset.py gets the same layers.
+ICEBERG_STEPS = ("Finalize",)
+
+
+def glue_arns(scope: Construct, database: str) -> list[str]:
+    """The Glue resources a call on ``database`` and its tables is authorised against: the
+    catalog, the database and ``table/<database>/*``."""
+    stack = Stack.of(scope)
+    return [
+        stack.format_arn(service="glue", resource="catalog"),
+        stack.format_arn(service="glue", resource="database", resource_name=database),
+        stack.format_arn(service="glue", resource="table", resource_name=f"{database}/*"),
+    ]
+
 
 # Keyed by the state name in docs/contracts.md.
 ACCESS: dict[str, Access] = {
@@ -97,31 +119,41 @@ ACCESS: dict[str, Access] = {
     ),
     # DeleteObject on rejected/: a re-run without rejects removes the earlier run's rejects.
     # PUT on scratch/: the chunk's (transaction_id, line) list for Finalize's duplicate check.
+    # tables/: the chunk's unpublished Iceberg data files (SPEC DATA2); DeleteObject when its
+    # completion is refused (the file failed meanwhile), so they never outlive it.
     "ProcessChunk": Access(
-        s3=((GET, (INC, FAIL, PROC, SCR)), (PUT, (OUT, SCR)), (PUT + DELETE, (REJ,))),
+        s3=((GET, (INC, FAIL, PROC, SCR)), (PUT, (OUT, SCR)), (PUT + DELETE, (REJ, TAB))),
         table=("dynamodb:UpdateItem", "dynamodb:GetItem"),
     ),
-    # DATA4: PutItem = the content registry item; output/ and rejected/ = rewriting the chunks
-    # that hold a transaction id repeated from another chunk, or removing a late duplicate's.
+    # DATA4: PutItem = the content registry item; output/, rejected/ and tables/ = rewriting the
+    # chunks that hold a transaction id repeated from another chunk (before the commit), or
+    # removing a duplicate-content race loser's unpublished data.
+    # The Iceberg commit: reads table metadata, manifests and data-file footers, writes new
+    # metadata/manifests (DeleteObject: pyiceberg removes those of a commit that lost a
+    # conflict), and swaps the table's metadata pointer in Glue (GetTable + UpdateTable).
     "Finalize": Access(
         s3=(
             (GET + PUT + DELETE + TAGS, (INC, FAIL, PROC, MAN)),
             (GET + DELETE, (SCR,)),
-            (GET + PUT + DELETE, (OUT, REJ)),
+            (GET + PUT + DELETE, (OUT, REJ, TAB)),
         ),
         table=("dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem"),
-        list_prefixes=(INC, FAIL, PROC, MAN, SCR, OUT, REJ),
+        list_prefixes=(INC, FAIL, PROC, MAN, SCR, OUT, REJ, TAB),
+        glue=("glue:GetDatabase", "glue:GetTable", "glue:UpdateTable"),
     ),
     # PutItem: a file whose RegisterFile failed is registered as FAILED so it can be reprocessed.
     # processed/: a forced reprocess of a DUPLICATE_CONTENT file that fails moves it to failed/.
+    # DeleteObject + ListBucket on output/, rejected/, tables/: a file failed before its commit
+    # leaves no data (etl/handlers/failure.py delete_unpublished_data).
     "MarkFailed": Access(
         s3=(
             (GET + PUT + DELETE + TAGS, (INC, FAIL)),
             (GET + DELETE + READ_TAGS, (PROC,)),
             (GET + DELETE, (SCR,)),
+            (DELETE, (OUT, REJ, TAB)),
         ),
         table=("dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"),
-        list_prefixes=(INC, FAIL, PROC, SCR),
+        list_prefixes=(INC, FAIL, PROC, SCR, OUT, REJ, TAB),
     ),
 }
 
@@ -142,27 +174,30 @@ class EtlFunctions(Construct):
         config: EtlConfig,
         bucket: s3.IBucket,
         table: dynamodb.ITable,
+        iceberg_layer: lambda_.ILayerVersion,
     ) -> None:
         super().__init__(scope, construct_id_)
         if set(ACCESS) != set(c.HANDLERS):
             raise ValueError("ACCESS and etl.contracts.HANDLERS list different steps")
+        if not set(ICEBERG_STEPS) <= set(c.HANDLERS):
+            raise ValueError("ICEBERG_STEPS names a step that etl.contracts.HANDLERS does not have")
 
         # L3: resolved by CloudFormation at deploy time from the public SSM parameters of the
         # deploy region (a template parameter of type AWS::SSM::Parameter::Value<String>), so
         # synth needs no credentials and no layer ARN or account id is written down here.
-        self.layers = [
-            lambda_.LayerVersion.from_layer_version_arn(
-                self,
-                "AwsSdkPandasLayer",
-                ssm.StringParameter.value_for_string_parameter(self, config.sdk_pandas_layer_parameter),
-            ),
-            lambda_.LayerVersion.from_layer_version_arn(
-                self,
-                "PowertoolsLayer",
-                ssm.StringParameter.value_for_string_parameter(self, config.powertools_layer_parameter),
-            ),
-        ]
-        code = lambda_.Code.from_asset(str(REPO_ROOT), exclude=ASSET_EXCLUDES)
+        self.pandas_layer = lambda_.LayerVersion.from_layer_version_arn(
+            self,
+            "AwsSdkPandasLayer",
+            ssm.StringParameter.value_for_string_parameter(self, config.sdk_pandas_layer_parameter),
+        )
+        self.powertools_layer = lambda_.LayerVersion.from_layer_version_arn(
+            self,
+            "PowertoolsLayer",
+            ssm.StringParameter.value_for_string_parameter(self, config.powertools_layer_parameter),
+        )
+        self.layers = [self.pandas_layer, self.powertools_layer]
+        self.iceberg_layers = [self.pandas_layer, iceberg_layer]
+        self.code = code = lambda_.Code.from_asset(str(REPO_ROOT), exclude=ASSET_EXCLUDES)
         environment = {
             "BUCKET_NAME": bucket.bucket_name,
             "TABLE_NAME": table.table_name,
@@ -171,53 +206,91 @@ class EtlFunctions(Construct):
             "POWERTOOLS_SERVICE_NAME": c.SERVICE_NAME,
             "POWERTOOLS_METRICS_NAMESPACE": c.METRICS_NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": "INFO",
+            # The dataset's Glue database (SPEC DATA1); infra/dataset.py creates it by this name.
+            "GLUE_DATABASE": c.glue_database(config.environment_suffix),
             **c.RUNTIME_ENV,
         }
 
+        self.config = config
+        self.bucket = bucket
+        self.table = table
+        self.code = code
+        self.environment = environment
         self.functions: dict[str, lambda_.Function] = {}
         self.log_groups: dict[str, logs.LogGroup] = {}
+        self.roles: dict[str, iam.Role] = {}
         for step, (short_name, handler) in c.HANDLERS.items():
-            function_name = config.name(short_name)
-            log_group = logs.LogGroup(
-                self,
-                step + "LogGroup",
-                log_group_name="/aws/lambda/" + function_name,
-                retention=LOG_RETENTION,
-                removal_policy=RemovalPolicy.DESTROY,
-            )
-            # An explicit role (no AWSLambdaBasicExecutionRole managed policy): the function
-            # writes only to its own log group.
-            role = iam.Role(
-                self,
-                step + "Role",
-                assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-                description=f"Runs {function_name} ({handler})",
-            )
-            log_group.grant_write(role)
-            self._grant(role, ACCESS[step], bucket, table)
+            self.add_function(self, step, short_name, handler, ACCESS[step])
+            self._acknowledge_workflow_step(self.functions[step])
 
-            function = lambda_.Function(
-                self,
-                construct_id(step),
-                function_name=function_name,
-                description=f"ETL step {step}: {handler}",
-                runtime=config.runtime,
-                architecture=config.lambda_architecture,
-                handler=handler,
-                code=code,
-                layers=self.layers,
-                memory_size=MEMORY_MB,
-                timeout=TIMEOUT,
-                tracing=lambda_.Tracing.ACTIVE,
-                logging_format=lambda_.LoggingFormat.JSON,
-                log_group=log_group,
-                role=role,
-                environment=environment,
-            )
-            drop_redundant_role_dependency(function, role)
-            self.functions[step] = function
-            self.log_groups[step] = log_group
-            self._acknowledge(function, role, step, config, bucket)
+    def add_function(
+        self,
+        scope: Construct,
+        step: str,
+        short_name: str,
+        handler: str,
+        access: Access,
+        extra_environment: dict[str, str] | None = None,
+        dead_letter_queue: sqs.IQueue | None = None,
+    ) -> lambda_.Function:
+        """One function with the INF6 settings (3072 MB, 15 minutes, JSON logs, tracing, its
+        own log group and least-privilege role); ``scope`` may be another construct (the
+        reconcile function lives in infra/reconciliation.py)."""
+        config = self.config
+        function_name = config.name(short_name)
+        log_group = logs.LogGroup(
+            scope,
+            step + "LogGroup",
+            log_group_name="/aws/lambda/" + function_name,
+            retention=LOG_RETENTION,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        # An explicit role (no AWSLambdaBasicExecutionRole managed policy): the function
+        # writes only to its own log group.
+        role = iam.Role(
+            scope,
+            step + "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Runs {function_name} ({handler})",
+        )
+        log_group.grant_write(role)
+        self._grant(role, access, self.bucket, self.table, c.glue_database(config.environment_suffix))
+
+        function = lambda_.Function(
+            scope,
+            construct_id(step),
+            function_name=function_name,
+            description=f"ETL step {step}: {handler}",
+            runtime=config.runtime,
+            architecture=config.lambda_architecture,
+            handler=handler,
+            code=self.code,
+            layers=self.iceberg_layers if step in ICEBERG_STEPS else self.layers,
+            memory_size=MEMORY_MB,
+            timeout=TIMEOUT,
+            tracing=lambda_.Tracing.ACTIVE,
+            logging_format=lambda_.LoggingFormat.JSON,
+            log_group=log_group,
+            role=role,
+            environment={**self.environment, **(extra_environment or {})},
+            dead_letter_queue=dead_letter_queue,
+        )
+        drop_redundant_role_dependency(function, role)
+        self.functions[step] = function
+        self.log_groups[step] = log_group
+        self.roles[step] = role
+        self._acknowledge(function, role, step, config, self.bucket, access)
+        return function
+
+    @staticmethod
+    def _acknowledge_workflow_step(function: lambda_.Function) -> None:
+        acknowledge(
+            function,
+            "Serverless-LambdaDLQ",
+            "Invoked synchronously by Step Functions only; a failed invocation is retried and "
+            "then caught by the state machine (MarkFailed -> SNS alert -> Fail), so an "
+            "asynchronous-invocation DLQ would never receive anything.",
+        )
 
     @staticmethod
     def _acknowledge(
@@ -226,9 +299,10 @@ class EtlFunctions(Construct):
         step: str,
         config: EtlConfig,
         bucket: s3.IBucket,
+        access: Access,
     ) -> None:
         bucket_id = logical_id(bucket)
-        for prefix in sorted({p for _, ps in ACCESS[step].s3 for p in ps}):
+        for prefix in sorted({p for _, ps in access.s3 for p in ps}):
             acknowledge(
                 role,
                 f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{prefix}*]",
@@ -241,13 +315,6 @@ class EtlFunctions(Construct):
             "Only xray:PutTraceSegments/PutTelemetryRecords (added for active tracing) use '*': "
             "X-Ray supports no resource-level permissions.",
         )
-        acknowledge(
-            function,
-            "Serverless-LambdaDLQ",
-            "Invoked synchronously by Step Functions only; a failed invocation is retried and "
-            "then caught by the state machine (MarkFailed -> SNS alert -> Fail), so an "
-            "asynchronous-invocation DLQ would never receive anything.",
-        )
         if config.lambda_runtime != LATEST_PYTHON:
             for rule in ("AwsSolutions-L1", "Serverless-LambdaLatestVersion"):
                 acknowledge(
@@ -259,7 +326,9 @@ class EtlFunctions(Construct):
                 )
 
     @staticmethod
-    def _grant(role: iam.IRole, access: Access, bucket: s3.IBucket, table: dynamodb.ITable) -> None:
+    def _grant(
+        role: iam.IRole, access: Access, bucket: s3.IBucket, table: dynamodb.ITable, database: str
+    ) -> None:
         for actions, prefixes in access.s3:
             role.add_to_principal_policy(
                 iam.PolicyStatement(
@@ -278,3 +347,19 @@ class EtlFunctions(Construct):
         role.add_to_principal_policy(
             iam.PolicyStatement(actions=list(access.table), resources=[table.table_arn])
         )
+        if access.glue:
+            stack = Stack.of(role)
+
+            def glue_arn(resource: str, name: str | None = None) -> str:
+                return stack.format_arn(service="glue", resource=resource, resource_name=name)
+
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=list(access.glue),
+                    resources=[
+                        glue_arn("catalog"),
+                        glue_arn("database", database),
+                        *(glue_arn("table", f"{database}/{t}") for t in c.DATASET_TABLES),
+                    ],
+                )
+            )

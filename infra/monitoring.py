@@ -24,8 +24,18 @@ CUSTOM_METRICS = contracts.CUSTOM_METRICS
 PERIOD = Duration.minutes(5)
 
 
+# OPS3 "one failure pages once": a single failed file is paged by its own alert (MarkFailed ->
+# AlertFailure, or the reconcile function); alarms that would fire for that same single
+# failure only show on the dashboard. An alarm pages when it means something no per-file alert
+# says: a systemic failure rate, a dead-letter queue holding events or results, stale files
+# that reconciliation did not clear.
+SYSTEMIC_MIN_FAILURES = 3
+PAGING_ALARMS = ("FailureRate", "StaleFiles")  # plus every "<Dlq>Depth" alarm
+DASHBOARD_ONLY_ALARMS = ("FailedExecutions",)
+
+
 class Monitoring(Construct):
-    """One dashboard for the pipeline plus three alarms wired to SNS."""
+    """One dashboard for the pipeline plus its alarms (the paging ones wired to SNS)."""
 
     def __init__(
         self,
@@ -50,12 +60,28 @@ class Monitoring(Construct):
             label="Failure rate (%)",
             period=PERIOD,
         )
+        # The paging variant: a rate only counts once several files failed in the period, so one
+        # failed file out of one started (100%) is not "systemic" and pages once (its alert).
+        systemic_failure_rate = cw.MathExpression(
+            expression=f"IF(failed >= {SYSTEMIC_MIN_FAILURES} AND started > 0, 100 * failed / started, 0)",
+            using_metrics={"started": started, "failed": failed},
+            label=f"Failure rate (%) when >= {SYSTEMIC_MIN_FAILURES} failed",
+            period=PERIOD,
+        )
         duration = state_machine.metric_time(period=PERIOD, statistic="p90")
 
         action = cw_actions.SnsAction(alert_topic)
         self.alarms: list[cw.Alarm] = []
 
-        def alarm(alarm_id: str, metric: cw.IMetric, threshold: float, what: str) -> None:
+        def alarm(
+            alarm_id: str,
+            metric: cw.IMetric,
+            threshold: float,
+            what: str,
+            *,
+            page: bool = True,
+            evaluation_periods: int = 1,
+        ) -> None:
             created = cw.Alarm(
                 self,
                 alarm_id,
@@ -63,15 +89,55 @@ class Monitoring(Construct):
                 alarm_description=what,
                 metric=metric,
                 threshold=threshold,
-                evaluation_periods=1,
+                evaluation_periods=evaluation_periods,
                 comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
             )
-            created.add_alarm_action(action)
+            if page:
+                created.add_alarm_action(action)
             self.alarms.append(created)
 
-        alarm("FailureRate", failure_rate, 10, "10% or more of ETL executions failed in 5 minutes")
-        alarm("FailedExecutions", failed, 1, "At least one ETL execution ended FAILED")
+        alarm(
+            "FailureRate",
+            systemic_failure_rate,
+            10,
+            f"Systemic: {SYSTEMIC_MIN_FAILURES}+ executions failed and 10% or more of executions "
+            "failed in 5 minutes (each failed file is also alerted on its own)",
+        )
+        alarm(
+            "FailedExecutions",
+            failed,
+            1,
+            "At least one ETL execution ended FAILED (dashboard only: the file's own alert pages)",
+            page=False,
+        )
+        sweep_period = Duration.minutes(contracts.SWEEP_PERIOD_MINUTES)
+        stale = cw.Metric(
+            namespace=CUSTOM_NAMESPACE,
+            metric_name=contracts.METRIC_STALE_FILES,
+            dimensions_map=SERVICE_DIMENSION,
+            statistic="Maximum",
+            period=sweep_period,
+            label="Stale files (sweep)",
+        )
+        unnotified = cw.Metric(
+            namespace=CUSTOM_NAMESPACE,
+            metric_name=contracts.METRIC_UNNOTIFIED_FILES,
+            dimensions_map=SERVICE_DIMENSION,
+            statistic="Maximum",
+            period=sweep_period,
+            label="Results not sent (sweep)",
+        )
+        # The sweep reconciles (and alerts) every stale file it finds; stale files in two sweeps
+        # in a row mean reconciliation itself is not clearing them.
+        alarm(
+            "StaleFiles",
+            stale,
+            1,
+            "Files non-terminal past the stale bound in two consecutive sweeps: reconciliation is "
+            "not clearing them",
+            evaluation_periods=2,
+        )
         dlq_depth: list[cw.IMetric] = []
         for name, queue in dead_letter_queues.items():
             depth = queue.metric_approximate_number_of_messages_visible(
@@ -147,6 +213,13 @@ class Monitoring(Construct):
                         width=8,
                     ),
                     cw.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms), width=8),
+                ],
+                [
+                    cw.GraphWidget(
+                        title="Stale files / results not sent (reconcile sweep)",
+                        left=[stale, unnotified],
+                        width=12,
+                    ),
                 ],
             ],
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
@@ -77,12 +77,25 @@ class Notifications(Construct):
             removal_policy=RemovalPolicy.DESTROY,
             pending_window=Duration.days(7),
         )
+        stack = Stack.of(self)
+        # OPS3: only this account's alarms of this pipeline (their names share the prefix).
+        alarm_arns = stack.format_arn(
+            service="cloudwatch",
+            resource="alarm",
+            resource_name=config.name("alarm") + "-*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        from_our_alarms = {
+            "StringEquals": {"aws:SourceAccount": stack.account},
+            "ArnLike": {"aws:SourceArn": alarm_arns},
+        }
         self.alert_key.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="AllowCloudWatchAlarmsToPublish",
                 principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
                 actions=["kms:Decrypt", "kms:GenerateDataKey*"],
                 resources=["*"],  # "*" in a key policy means this key
+                conditions=from_our_alarms,
             )
         )
 
@@ -95,6 +108,17 @@ class Notifications(Construct):
             enforce_ssl=True,
         )
         self.alert_topic.apply_removal_policy(RemovalPolicy.DESTROY)
+        # OPS3: a topic with a resource policy (enforce_ssl made one) has no default policy
+        # left, so CloudWatch alarms may publish only if a statement says so.
+        self.alert_topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchAlarmsToPublish",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.alert_topic.topic_arn],
+                conditions=from_our_alarms,
+            )
+        )
         self.alert_subscription_dlq: sqs.Queue | None = None
         if alarm_email:
             # Alerts SNS could not deliver to the mailbox are kept instead of dropped.

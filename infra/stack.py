@@ -8,20 +8,20 @@ from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
 from etl import contracts
+from etl import stack_outputs as out
+from etl.stack_outputs import function_output_id
 from infra.config import EtlConfig
+from infra.dataset import Dataset
 from infra.functions import EtlFunctions
 from infra.guardrails import apply_guardrails
+from infra.iceberg_layer import IcebergLayer
 from infra.monitoring import Monitoring
 from infra.notifications import Notifications
+from infra.reconciliation import Reconciliation
 from infra.status_table import StatusTable
 from infra.storage import DataStorage
 from infra.trigger import S3Trigger
 from infra.workflow import EtlWorkflow
-
-
-def function_output_id(step: str) -> str:
-    """Output name of a step's function, e.g. ``RegisterFileFunctionName``."""
-    return step + "FunctionName"
 
 
 class EtlPipelineStack(Stack):
@@ -44,7 +44,23 @@ class EtlPipelineStack(Stack):
         storage = DataStorage(self, "Storage", config=config)
         status = StatusTable(self, "Status", config=config)
         notifications = Notifications(self, "Notifications", config=config, alarm_email=config.alarm_email)
-        functions = EtlFunctions(self, "Functions", config=config, bucket=storage.bucket, table=status.table)
+        iceberg = IcebergLayer(self, "IcebergLayer", config=config)
+        functions = EtlFunctions(
+            self,
+            "Functions",
+            config=config,
+            bucket=storage.bucket,
+            table=status.table,
+            iceberg_layer=iceberg.layer,
+        )
+        dataset = Dataset(
+            self,
+            "Dataset",
+            config=config,
+            bucket=storage.bucket,
+            code=functions.code,
+            layers=functions.iceberg_layers,
+        )
         workflow = EtlWorkflow(
             self,
             "Workflow",
@@ -53,6 +69,18 @@ class EtlPipelineStack(Stack):
             result_queue=notifications.result_queue,
             alert_topic=notifications.alert_topic,
             alert_key=notifications.alert_key,
+            table=status.table,
+        )
+        reconciliation = Reconciliation(
+            self,
+            "Reconciliation",
+            config=config,
+            functions=functions,
+            state_machine=workflow.state_machine,
+            alert_topic=notifications.alert_topic,
+            alert_key=notifications.alert_key,
+            result_queue=notifications.result_queue,
+            schedule_enabled=trigger_enabled,
         )
         trigger = S3Trigger(
             self,
@@ -65,6 +93,7 @@ class EtlPipelineStack(Stack):
         dead_letter_queues = {
             "TriggerDlq": trigger.dead_letter_queue,
             "ResultDlq": notifications.result_dlq,
+            "ReconcileDlq": reconciliation.dead_letter_queue,
         }
         if notifications.alert_subscription_dlq is not None:
             dead_letter_queues["AlertSubscriptionDlq"] = notifications.alert_subscription_dlq
@@ -82,17 +111,21 @@ class EtlPipelineStack(Stack):
 
         # The operator CLI and the local harness find every resource through these outputs.
         outputs = {
-            "BucketName": storage.bucket.bucket_name,
-            "TableName": status.table.table_name,
-            "StateMachineArn": workflow.state_machine.state_machine_arn,
-            "ResultQueueUrl": notifications.result_queue.queue_url,
-            "ResultDlqUrl": notifications.result_dlq.queue_url,
-            "AlertTopicArn": notifications.alert_topic.topic_arn,
-            "TriggerRuleName": trigger.rule.rule_name,
-            "TriggerDlqUrl": trigger.dead_letter_queue.queue_url,
-            "DashboardName": monitoring.dashboard.dashboard_name,
-            "StateMachineLogGroupName": workflow.log_group.log_group_name,
-            "PipelineRole": role,
+            out.BUCKET_NAME: storage.bucket.bucket_name,
+            out.TABLE_NAME: status.table.table_name,
+            out.STATE_MACHINE_ARN: workflow.state_machine.state_machine_arn,
+            out.RESULT_QUEUE_URL: notifications.result_queue.queue_url,
+            out.RESULT_DLQ_URL: notifications.result_dlq.queue_url,
+            out.ALERT_TOPIC_ARN: notifications.alert_topic.topic_arn,
+            out.TRIGGER_RULE_NAME: trigger.rule.rule_name,
+            out.TRIGGER_DLQ_URL: trigger.dead_letter_queue.queue_url,
+            out.DASHBOARD_NAME: monitoring.dashboard.dashboard_name,
+            out.STATE_MACHINE_LOG_GROUP_NAME: workflow.log_group.log_group_name,
+            out.PIPELINE_ROLE: role,
+            out.GLUE_DATABASE_NAME: dataset.database_name,
+            out.ATHENA_WORKGROUP_NAME: dataset.workgroup.ref,
+            out.RECONCILE_FUNCTION_NAME: reconciliation.function.function_name,
+            out.RECONCILE_DLQ_URL: reconciliation.dead_letter_queue.queue_url,
         }
         for step in contracts.HANDLERS:
             outputs[function_output_id(step)] = functions.functions[step].function_name

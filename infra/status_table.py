@@ -6,6 +6,7 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
+from etl import contracts
 from infra.config import EtlConfig
 
 
@@ -28,4 +29,20 @@ class StatusTable(Construct):
             encryption=dynamodb.TableEncryption.AWS_MANAGED,
             deletion_protection=False,
             removal_policy=RemovalPolicy.DESTROY,
+        )
+        # OPS1: sparse, only file items in flight or not yet notified carry open_state, so the
+        # reconcile sweep queries a handful of items instead of scanning the table.
+        self.table.add_global_secondary_index(
+            index_name=contracts.OPEN_INDEX,
+            partition_key=dynamodb.Attribute(name=contracts.OPEN_STATE, type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=contracts.OPEN_SINCE, type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
+        # OPS3: the latest registration per partner (file items only: chunk items have no
+        # created_at), for the due-by freshness check.
+        self.table.add_global_secondary_index(
+            index_name=contracts.PARTNER_INDEX,
+            partition_key=dynamodb.Attribute(name="partner", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="created_at", type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.KEYS_ONLY,
         )

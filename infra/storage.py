@@ -10,6 +10,8 @@ from etl import contracts
 from infra.config import EtlConfig
 from infra.nag import acknowledge
 
+ATHENA_RESULTS_DAYS = 7
+
 
 class DataStorage(Construct):
     """Versioned, SSE-S3, TLS-only bucket that announces new objects to EventBridge."""
@@ -70,6 +72,12 @@ class DataStorage(Construct):
                     id="expire-scratch",
                     prefix=contracts.SCRATCH_PREFIX,
                     expiration=Duration.days(3),
+                ),
+                # Athena writes every query's result here (DATA1): results are re-runnable.
+                s3.LifecycleRule(
+                    id="expire-athena-results",
+                    prefix=contracts.ATHENA_RESULTS_PREFIX,
+                    expiration=Duration.days(ATHENA_RESULTS_DAYS),
                 ),
                 # Moves (incoming/ -> processed/ or failed/) and re-runs leave noncurrent
                 # versions behind; keep them long enough for an operator to recover a file.

@@ -21,6 +21,9 @@ from typing import Any
 Resolver = Callable[[str, str | None], str]
 """``resolver(logical_id_or_pseudo_parameter, attribute_or_None) -> str``."""
 
+# CDK context key (cx-api BUNDLING_STACKS): stacks whose assets are bundled; [] bundles none.
+SKIP_BUNDLING = "aws:cdk:bundling-stacks"
+
 PSEUDO_PARAMETERS = (
     "AWS::AccountId",
     "AWS::Partition",
@@ -84,6 +87,54 @@ def _call(resolver: Resolver, logical_id: str, attribute: str | None) -> str:
     return result
 
 
+# Placeholder builders per resource type: (name of the resource, attribute, region, account)
+# -> the value, or None when that attribute has no placeholder.
+_NameOf = Callable[[str], str]
+
+
+def _function_placeholder(name_of: _NameOf, attribute: str | None, region: str, account: str) -> str | None:
+    name = name_of("FunctionName")
+    if attribute is None:
+        return name
+    if attribute == "Arn":
+        return f"arn:aws:lambda:{region}:{account}:function:{name}"
+    return None
+
+
+def _queue_placeholder(name_of: _NameOf, attribute: str | None, region: str, account: str) -> str | None:
+    name = name_of("QueueName")
+    if attribute is None or attribute == "QueueUrl":
+        return f"https://sqs.{region}.amazonaws.com/{account}/{name}"
+    if attribute == "Arn":
+        return f"arn:aws:sqs:{region}:{account}:{name}"
+    if attribute == "QueueName":
+        return name
+    return None
+
+
+def _topic_placeholder(name_of: _NameOf, attribute: str | None, region: str, account: str) -> str | None:
+    if attribute in (None, "TopicArn"):
+        return "arn:aws:sns:{}:{}:{}".format(region, account, name_of("TopicName"))
+    return None
+
+
+def _table_placeholder(name_of: _NameOf, attribute: str | None, region: str, account: str) -> str | None:
+    name = name_of("TableName")
+    if attribute is None:
+        return name
+    if attribute == "Arn":
+        return f"arn:aws:dynamodb:{region}:{account}:table/{name}"
+    return None
+
+
+_PLACEHOLDERS: dict[str, Callable[[_NameOf, str | None, str, str], str | None]] = {
+    "AWS::Lambda::Function": _function_placeholder,
+    "AWS::SQS::Queue": _queue_placeholder,
+    "AWS::SNS::Topic": _topic_placeholder,
+    "AWS::DynamoDB::Table": _table_placeholder,
+}
+
+
 def placeholder_resolver(
     template: Mapping[str, Any], *, region: str = "us-east-1", account: str = "123456789012"
 ) -> Resolver:
@@ -94,18 +145,14 @@ def placeholder_resolver(
     """
     resources: Mapping[str, Any] = template.get("Resources", {})
     parameters: Mapping[str, Any] = template.get("Parameters", {})
-
-    def literal_name(logical_id: str, prop: str) -> str:
-        name = resources[logical_id].get("Properties", {}).get(prop)
-        return name if isinstance(name, str) else logical_id.lower()
+    pseudo = {
+        "AWS::AccountId": account,
+        "AWS::Partition": "aws",
+        "AWS::Region": region,
+        "AWS::URLSuffix": "amazonaws.com",
+    }
 
     def resolve(logical_id: str, attribute: str | None) -> str:
-        pseudo = {
-            "AWS::AccountId": account,
-            "AWS::Partition": "aws",
-            "AWS::Region": region,
-            "AWS::URLSuffix": "amazonaws.com",
-        }
         if logical_id in pseudo and attribute is None:
             return pseudo[logical_id]
         if logical_id in parameters and attribute is None:
@@ -113,34 +160,21 @@ def placeholder_resolver(
         if logical_id not in resources:
             raise UnresolvableIntrinsic(f"unknown logical id {logical_id!r}")
         kind = resources[logical_id]["Type"]
-        if kind == "AWS::Lambda::Function" and attribute in (None, "Arn"):
-            name = literal_name(logical_id, "FunctionName")
-            if attribute is None:
-                return name
-            return f"arn:aws:lambda:{region}:{account}:function:{name}"
-        if kind == "AWS::SQS::Queue":
-            name = literal_name(logical_id, "QueueName")
-            if attribute is None or attribute == "QueueUrl":
-                return f"https://sqs.{region}.amazonaws.com/{account}/{name}"
-            if attribute == "Arn":
-                return f"arn:aws:sqs:{region}:{account}:{name}"
-            if attribute == "QueueName":
-                return name
-        if kind == "AWS::SNS::Topic" and attribute in (None, "TopicArn"):
-            return "arn:aws:sns:{}:{}:{}".format(region, account, literal_name(logical_id, "TopicName"))
-        if kind == "AWS::DynamoDB::Table":
-            name = literal_name(logical_id, "TableName")
-            if attribute is None:
-                return name
-            if attribute == "Arn":
-                return f"arn:aws:dynamodb:{region}:{account}:table/{name}"
+
+        def name_of(prop: str) -> str:
+            name = resources[logical_id].get("Properties", {}).get(prop)
+            return name if isinstance(name, str) else logical_id.lower()
+
         if kind == "AWS::S3::Bucket":
-            name = f"placeholder-bucket-{logical_id.lower()}"
-            if attribute is None:
-                return name
-            if attribute == "Arn":
-                return f"arn:aws:s3:::{name}"
-        raise UnresolvableIntrinsic(f"no placeholder for {logical_id} ({kind}).{attribute}")
+            # Buckets get a fixed-shape name (their real names hold account and region tokens).
+            bucket = f"placeholder-bucket-{logical_id.lower()}"
+            value = {None: bucket, "Arn": f"arn:aws:s3:::{bucket}"}.get(attribute)
+        else:
+            builder = _PLACEHOLDERS.get(kind)
+            value = builder(name_of, attribute, region, account) if builder else None
+        if value is None:
+            raise UnresolvableIntrinsic(f"no placeholder for {logical_id} ({kind}).{attribute}")
+        return value
 
     return resolve
 
@@ -197,6 +231,8 @@ def synth_templates(
     """
     from infra.application import build_app  # deferred: importing aws_cdk starts jsii
 
+    # Templates only, no asset upload: skip asset bundling (the pyiceberg layer build).
+    context = {SKIP_BUNDLING: [], **dict(context or {})}
     app = build_app(context, outdir=tempfile.mkdtemp(prefix="etl-synth-"), policy_checks=policy_checks)
     assembly = app.synth()
     return {stack.stack_name: dict(stack.template) for stack in assembly.stacks}

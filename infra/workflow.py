@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -18,6 +19,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from etl import contracts
+from etl.core.alerts import ATTRIBUTE_NAMES
 from etl.errors import RETRYABLE_ERRORS
 from infra.config import EtlConfig
 from infra.guardrails import drop_redundant_role_dependency
@@ -34,11 +37,27 @@ LAMBDA_RETRY_ERRORS: Sequence[str] = (
 )
 SQS_RETRY_ERRORS: Sequence[str] = ("SQS.SdkClientException", "States.Timeout")
 SNS_RETRY_ERRORS: Sequence[str] = ("SNS.SdkClientException", "States.Timeout")
+DYNAMODB_RETRY_ERRORS: Sequence[str] = (
+    "DynamoDB.SdkClientException",
+    "DynamoDB.ProvisionedThroughputExceededException",
+    "DynamoDB.ThrottlingException",
+    "DynamoDB.InternalServerErrorException",
+    "States.Timeout",
+)
 RETRY_INTERVAL = Duration.seconds(2)
 RETRY_MAX_ATTEMPTS = 3
 RETRY_BACKOFF_RATE = 2.0
 MAP_MAX_CONCURRENCY = 10
 ERROR_PATH = "$.error"
+# OPS1 timeouts (arithmetic in docs/infrastructure.md "Timeouts"): a Lambda Task may take one
+# function timeout plus invoke overhead; a service call (SQS, SNS, DynamoDB) a minute; the
+# execution outlasts the slowest legitimate run.
+LAMBDA_TASK_TIMEOUT = Duration.seconds(contracts.TASK_TIMEOUT_SECONDS)
+SERVICE_TASK_TIMEOUT = Duration.seconds(60)
+EXECUTION_TIMEOUT = Duration.seconds(contracts.EXECUTION_TIMEOUT_SECONDS)
+# OPS4: the Fail states of the outbox path, which reconcile tells apart.
+RESULT_NOT_SENT = "ResultNotSent"
+NOTIFIED_NOT_RECORDED = "NotifiedNotRecorded"
 
 
 def _retry(state: sfn.TaskStateBase, errors: Sequence[str]) -> None:
@@ -65,6 +84,7 @@ class EtlWorkflow(Construct):
         result_queue: sqs.IQueue,
         alert_topic: sns.ITopic,
         alert_key: kms.IKey,
+        table: dynamodb.ITable,
     ) -> None:
         super().__init__(scope, construct_id)
 
@@ -82,6 +102,7 @@ class EtlWorkflow(Construct):
                 # Otherwise CDK adds its own Retry (MaxAttempts 6) in front of ours.
                 retry_on_service_exceptions=False,
                 result_path=result_path,
+                task_timeout=sfn.Timeout.duration(LAMBDA_TASK_TIMEOUT),
             )
             _retry(task, LAMBDA_RETRY_ERRORS)
             return task
@@ -103,7 +124,16 @@ class EtlWorkflow(Construct):
             topic=alert_topic,
             subject=sfn.JsonPath.string_at("$.failure.subject"),
             message=sfn.TaskInput.from_json_path_at("$.failure.message"),
+            # OPS3: machine-readable routing keys beside the readable text.
+            message_attributes={
+                name: tasks.MessageAttribute(
+                    value=sfn.JsonPath.string_at(f"$.failure.attributes.{name}"),
+                    data_type=tasks.MessageAttributeDataType.STRING,
+                )
+                for name in ATTRIBUTE_NAMES
+            },
             result_path=sfn.JsonPath.DISCARD,
+            task_timeout=sfn.Timeout.duration(SERVICE_TASK_TIMEOUT),
         )
         _retry(alert_failure, SNS_RETRY_ERRORS)
         # If even the failure handling fails, the execution must still end FAILED.
@@ -187,13 +217,86 @@ class EtlWorkflow(Construct):
             message_group_id=sfn.JsonPath.string_at("$.result.message_group_id"),
             message_deduplication_id=sfn.JsonPath.string_at("$.result.dedup_id"),
             result_path=sfn.JsonPath.DISCARD,
+            task_timeout=sfn.Timeout.duration(SERVICE_TASK_TIMEOUT),
         )
         _retry(notify, SQS_RETRY_ERRORS)
 
-        for state in (register, validate, plan, process_chunks, finalize, notify):
+        # ---- OPS4 outbox: the file is SUCCEEDED (rows published) whether or not the message
+        # went out; `notified` says which, and reconcile / `etl notify` re-send when false.
+        file_key = {
+            "file_id": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$.file.file_id")),
+            "chunk_id": tasks.DynamoAttributeValue.from_string(contracts.FILE_ITEM),
+        }
+        record_notified = tasks.DynamoUpdateItem(
+            self,
+            "RecordNotified",
+            state_name="RecordNotified",
+            table=table,
+            key=file_key,
+            update_expression="SET #notified = :yes, #at = :at, #dedup = :dedup REMOVE #open, #since",
+            expression_attribute_names={
+                "#notified": "notified",
+                "#at": "notified_at",
+                "#dedup": "notify_dedup_id",
+                "#open": contracts.OPEN_STATE,
+                "#since": contracts.OPEN_SINCE,
+            },
+            expression_attribute_values={
+                ":yes": tasks.DynamoAttributeValue.from_boolean(True),
+                ":at": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$$.State.EnteredTime")),
+                ":dedup": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$.result.dedup_id")),
+            },
+            result_path=sfn.JsonPath.DISCARD,
+            task_timeout=sfn.Timeout.duration(SERVICE_TASK_TIMEOUT),
+        )
+        _retry(record_notified, DYNAMODB_RETRY_ERRORS)
+        record_not_sent = tasks.DynamoUpdateItem(
+            self,
+            "RecordResultNotSent",
+            state_name="RecordResultNotSent",
+            table=table,
+            key=file_key,
+            update_expression="SET #notified = :no, #error = :error",
+            expression_attribute_names={"#notified": "notified", "#error": "notify_error"},
+            expression_attribute_values={
+                ":no": tasks.DynamoAttributeValue.from_boolean(False),
+                ":error": tasks.DynamoAttributeValue.from_string(
+                    sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.notifyError"))
+                ),
+            },
+            result_path=sfn.JsonPath.DISCARD,
+            task_timeout=sfn.Timeout.duration(SERVICE_TASK_TIMEOUT),
+        )
+        _retry(record_not_sent, DYNAMODB_RETRY_ERRORS)
+        result_not_sent = sfn.Fail(
+            self,
+            RESULT_NOT_SENT,
+            state_name=RESULT_NOT_SENT,
+            error=RESULT_NOT_SENT,
+            cause="The file SUCCEEDED but its result message was not sent; reconcile re-sends it "
+            "(or: etl notify <file_id>).",
+        )
+        notified_not_recorded = sfn.Fail(
+            self,
+            NOTIFIED_NOT_RECORDED,
+            state_name=NOTIFIED_NOT_RECORDED,
+            error=NOTIFIED_NOT_RECORDED,
+            cause="The result message was sent but notified=true could not be recorded; reconcile "
+            "records it without sending again.",
+        )
+        notify.add_catch(record_not_sent, errors=["States.ALL"], result_path="$.notifyError")
+        record_not_sent.add_catch(result_not_sent, errors=["States.ALL"], result_path="$.recordError")
+        record_not_sent.next(result_not_sent)
+        record_notified.add_catch(notified_not_recorded, errors=["States.ALL"], result_path="$.recordError")
+
+        for state in (register, validate, plan, process_chunks, finalize):
             on_error(state)
 
-        finalize.next(notify).next(sfn.Succeed(self, "FileSucceeded", state_name="FileSucceeded"))
+        (
+            finalize.next(notify)
+            .next(record_notified)
+            .next(sfn.Succeed(self, "FileSucceeded", state_name="FileSucceeded"))
+        )
         process_chunks.next(finalize)
         # DATA4(a): content already loaded for the partner -> no chunk runs; Finalize ends the
         # file DUPLICATE_CONTENT and NotifyResult sends that result (the execution succeeds).
@@ -230,6 +333,7 @@ class EtlWorkflow(Construct):
             "StateMachine",
             state_machine_name=config.name("pipeline"),
             state_machine_type=sfn.StateMachineType.STANDARD,
+            timeout=EXECUTION_TIMEOUT,
             definition_body=sfn.DefinitionBody.from_chainable(definition),
             comment="Transaction ETL: validate, split, process in parallel, publish "
             f"({config.environment_suffix})",

@@ -15,6 +15,13 @@ from typing import Any
 
 import pytest
 
+try:  # pyiceberg needs Python >= 3.10; on 3.9 the tests that publish are skipped (README)
+    import pyiceberg  # noqa: F401
+
+    _HAS_PYICEBERG = True
+except ImportError:
+    _HAS_PYICEBERG = False
+
 # Before any etl module is imported: Powertools reads these when its objects are created.
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "transaction-etl")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "TransactionEtl")
@@ -24,6 +31,7 @@ os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
 TEST_BUCKET = "etl-data-test"
 TEST_TABLE = "etl-status-test"
+TEST_GLUE_DATABASE = "transaction_etl_test"
 
 
 @dataclass
@@ -67,6 +75,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "AWS_DEFAULT_REGION": "us-east-1",
         "BUCKET_NAME": TEST_BUCKET,
         "TABLE_NAME": TEST_TABLE,
+        "GLUE_DATABASE": TEST_GLUE_DATABASE,
         "POWERTOOLS_SERVICE_NAME": "transaction-etl",
         "POWERTOOLS_METRICS_NAMESPACE": "TransactionEtl",
         "POWERTOOLS_TRACE_DISABLED": "true",
@@ -98,8 +107,27 @@ def etl_aws(aws_env: None) -> Iterator[EtlAws]:
                 {"AttributeName": "chunk_id", "KeyType": "RANGE"},
             ],
             AttributeDefinitions=[
-                {"AttributeName": "file_id", "AttributeType": "S"},
-                {"AttributeName": "chunk_id", "AttributeType": "S"},
+                {"AttributeName": name, "AttributeType": "S"}
+                for name in ("file_id", "chunk_id", "open_state", "open_since", "partner", "created_at")
+            ],
+            # The two indexes of infra/status_table.py (OPS1 sweep, OPS3 freshness).
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": "open-files",
+                    "KeySchema": [
+                        {"AttributeName": "open_state", "KeyType": "HASH"},
+                        {"AttributeName": "open_since", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                },
+                {
+                    "IndexName": "partner-created",
+                    "KeySchema": [
+                        {"AttributeName": "partner", "KeyType": "HASH"},
+                        {"AttributeName": "created_at", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "KEYS_ONLY"},
+                },
             ],
             BillingMode="PAY_PER_REQUEST",
         )
@@ -107,3 +135,19 @@ def etl_aws(aws_env: None) -> Iterator[EtlAws]:
             yield EtlAws(bucket=TEST_BUCKET, table_name=TEST_TABLE, s3=s3, dynamodb=ddb)
         finally:
             clients.reset_clients()
+
+
+@pytest.fixture
+def etl_dataset(etl_aws: EtlAws) -> EtlAws:
+    """``etl_aws`` plus the dataset (SPEC DATA1): the Glue database and both Iceberg tables,
+    created by the custom resource's code with real metadata in the mocked bucket (a few
+    seconds: only the tests that publish use it). Skipped where pyiceberg cannot run (3.9)."""
+    import boto3
+
+    if not _HAS_PYICEBERG:
+        pytest.skip("pyiceberg needs Python >= 3.10: publishing is not available on python3.9")
+    from etl.aws import catalog
+
+    boto3.client("glue", region_name="us-east-1").create_database(DatabaseInput={"Name": TEST_GLUE_DATABASE})
+    catalog.ensure_tables(TEST_GLUE_DATABASE, f"s3://{TEST_BUCKET}/tables/")
+    return etl_aws

@@ -26,7 +26,16 @@ from botocore.exceptions import ClientError
 
 from etl.aws import clients
 from etl.aws.errors import error_code, transient_errors
-from etl.contracts import CHUNK_PREFIX, FILE_ITEM
+from etl.contracts import (
+    CHUNK_PREFIX,
+    FILE_ITEM,
+    OPEN_IN_FLIGHT,
+    OPEN_INDEX,
+    OPEN_NOT_NOTIFIED,
+    OPEN_SINCE,
+    OPEN_STATE,
+    PARTNER_INDEX,
+)
 from etl.errors import InvalidFileState, TransientError
 
 # File statuses (docs/contracts.md "Status table").
@@ -46,6 +55,7 @@ RUNNING = "RUNNING"
 FILE_STATUSES = (REGISTERED, VALIDATING, PLANNED, PROCESSING, SUCCEEDED, FAILED, DUPLICATE_CONTENT)
 # A file in one of these has finished; its execution ended (FAILED: failed, the others: succeeded).
 TERMINAL_FILE_STATUSES = (SUCCEEDED, FAILED, DUPLICATE_CONTENT)
+TERMINAL_STATUSES = TERMINAL_FILE_STATUSES
 CHUNK_STATUSES = (PENDING, RUNNING, SUCCEEDED, FAILED)
 
 MAX_ERROR_CHARS = 4000  # an error text is for people; keep items far below the 400 KB limit
@@ -100,6 +110,21 @@ def _truncate(text: str | None) -> str | None:
     if text is None or len(text) <= MAX_ERROR_CHARS:
         return text
     return text[: MAX_ERROR_CHARS - 3] + "..."
+
+
+def _open_attrs(to_status: str, now: str) -> dict[str, Any]:
+    """The open-files index attributes a status change implies (``None`` removes them): a
+    file enters it when registered or claimed, leaves it when FAILED, and moves to
+    NOT_NOTIFIED when SUCCEEDED until its result message is sent (:meth:`mark_notified`)."""
+    if to_status in (FAILED, DUPLICATE_CONTENT):
+        # DUPLICATE_CONTENT published nothing: no in-flight work left, no outbox (its result
+        # message is sent once by NotifyResult; reconcile does not re-send it).
+        return {OPEN_STATE: None, OPEN_SINCE: None}
+    if to_status == SUCCEEDED:
+        return {OPEN_STATE: OPEN_NOT_NOTIFIED, OPEN_SINCE: now, "notified": False}
+    if to_status == REGISTERED:
+        return {OPEN_STATE: OPEN_IN_FLIGHT, OPEN_SINCE: now}
+    return {}
 
 
 class _Update:
@@ -205,6 +230,9 @@ class StatusRepository:
         full: dict[str, Any] = {"status": REGISTERED, "attempts": 1, "created_at": now, "updated_at": now}
         full.update(item)
         full["chunk_id"] = FILE_ITEM
+        if full["status"] not in TERMINAL_STATUSES:
+            full.setdefault(OPEN_STATE, OPEN_IN_FLIGHT)
+            full.setdefault(OPEN_SINCE, full["created_at"])
         if not full.get("file_id"):
             raise ValueError("register_file needs a file_id")
         try:
@@ -234,9 +262,10 @@ class StatusRepository:
         upd = _Update()
         upd.set("status", REGISTERED)
         upd.set("execution_arn", execution_arn)
-        upd.set("updated_at", utc_now())
+        now = utc_now()
+        upd.set("updated_at", now)
         upd.add_one("attempts")
-        for attr, val in attrs.items():
+        for attr, val in {**_open_attrs(REGISTERED, now), "notified": None, **attrs}.items():
             upd.set(attr, val)
         allowed = sorted(set(allowed_from))
         ok, item = self._update(file_id, FILE_ITEM, upd, upd.status_in(allowed))
@@ -258,9 +287,10 @@ class StatusRepository:
         """
         allowed = sorted(set(allowed_from))
         upd = _Update()
+        now = utc_now()
         upd.set("status", to_status)
-        upd.set("updated_at", utc_now())
-        for attr, val in attrs.items():
+        upd.set("updated_at", now)
+        for attr, val in {**_open_attrs(to_status, now), **attrs}.items():
             upd.set(attr, val)
         ok, item = self._update(file_id, FILE_ITEM, upd, upd.status_in(allowed))
         if not ok:
@@ -273,6 +303,112 @@ class StatusRepository:
 
     # docs/internal-api.md calls it update_file_status.
     update_file_status = transition_file
+
+    # -- outbox (OPS4) -------------------------------------------------------------------
+    def claim_notify_attempt(self, file_id: str) -> dict[str, Any]:
+        """Count a re-send of a SUCCEEDED file's result (``notify_attempts`` += 1) and return
+        the item; the count makes each deliberate re-send's FIFO dedup id unique."""
+        upd = _Update()
+        upd.add_one("notify_attempts")
+        upd.set("updated_at", utc_now())
+        ok, item = self._update(file_id, FILE_ITEM, upd, upd.status_in([SUCCEEDED]))
+        if not ok:
+            raise InvalidFileState(
+                "file {} is {}; only a SUCCEEDED file has a result to send".format(
+                    file_id, item.get("status", "<no file item>")
+                )
+            )
+        return item
+
+    def mark_notified(self, file_id: str, dedup_id: str) -> dict[str, Any]:
+        """The result message was sent: ``notified`` true, off the open-files index."""
+        upd = _Update()
+        now = utc_now()
+        for attr, val in {
+            "notified": True,
+            "notified_at": now,
+            "notify_dedup_id": dedup_id,
+            "notify_error": None,
+            OPEN_STATE: None,
+            OPEN_SINCE: None,
+            "updated_at": now,
+        }.items():
+            upd.set(attr, val)
+        ok, item = self._update(file_id, FILE_ITEM, upd, upd.status_in([SUCCEEDED]))
+        if not ok:
+            raise InvalidFileState(f"file {file_id} is {item.get('status')}; not marked notified")
+        return item
+
+    def mark_not_notified(self, file_id: str, error: str) -> bool:
+        """A send failed: ``notified`` false with the error (stays on the open-files index)."""
+        upd = _Update()
+        upd.set("notified", False)
+        upd.set("notify_error", _truncate(error))
+        upd.set("updated_at", utc_now())
+        ok, _ = self._update(file_id, FILE_ITEM, upd, upd.status_in([SUCCEEDED]))
+        return ok
+
+    # -- indexes (OPS1, OPS3) ------------------------------------------------------------
+    def list_open(self, open_state: str, older_than: str | None = None) -> list[dict[str, Any]]:
+        """File items on the sparse open-files index in ``open_state`` (IN_FLIGHT or
+        NOT_NOTIFIED), optionally only those open since before ``older_than`` (ISO 8601).
+        Eventually consistent (a GSI): callers re-read the item before acting."""
+        names = {"#st": OPEN_STATE}
+        values: dict[str, Any] = {":st": {"S": open_state}}
+        condition = "#st = :st"
+        if older_than:
+            names["#since"] = OPEN_SINCE
+            values[":before"] = {"S": older_than}
+            condition += " AND #since < :before"
+        items: list[dict[str, Any]] = []
+        with transient_errors(f"Query {self.table_name}/{OPEN_INDEX}"):
+            for page in (
+                clients.dynamodb()
+                .get_paginator("query")
+                .paginate(
+                    TableName=self.table_name,
+                    IndexName=OPEN_INDEX,
+                    KeyConditionExpression=condition,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                )
+            ):
+                items.extend(_item_from_dynamo(i) for i in page.get("Items", []))
+        return items
+
+    def latest_registration(self, partner: str) -> str | None:
+        """``created_at`` of the partner's most recently registered file, or None."""
+        with transient_errors(f"Query {self.table_name}/{PARTNER_INDEX}"):
+            resp = clients.dynamodb().query(
+                TableName=self.table_name,
+                IndexName=PARTNER_INDEX,
+                KeyConditionExpression="#p = :p",
+                ExpressionAttributeNames={"#p": "partner"},
+                ExpressionAttributeValues={":p": {"S": partner}},
+                ScanIndexForward=False,
+                Limit=1,
+            )
+        items = resp.get("Items") or []
+        return str(_item_from_dynamo(items[0]).get("created_at")) if items else None
+
+    def put_marker(self, key: str, sort_key: str, **attrs: Any) -> bool:
+        """Put a bookkeeping item (e.g. "alert sent for this due time") once; False if it
+        already exists. Markers have no ``partner``/``created_at``/``open_state``: no index
+        sees them."""
+        item = {"file_id": key, "chunk_id": sort_key, "created": utc_now(), **attrs}
+        try:
+            with transient_errors(f"PutItem {key}/{sort_key}"):
+                clients.dynamodb().put_item(
+                    TableName=self.table_name,
+                    Item=_item_to_dynamo(item),
+                    ConditionExpression="attribute_not_exists(#pk)",
+                    ExpressionAttributeNames={"#pk": "file_id"},
+                )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def list_files(self, status: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
         """File items, optionally only one status and/or ``created_at >= since`` (ISO 8601).

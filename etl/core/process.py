@@ -47,6 +47,8 @@ pc: Any = _pc
 
 BOM = b"\xef\xbb\xbf"
 REJECT_COLUMNS = ("line", "column", "reason", "record")
+# Stable rule codes of a reject (the ``rule`` column of transaction_rejects, docs/validation.md).
+RULES = ("fields", "encoding", "required", "pattern", "enum", "length", "type", "range", "duplicate")
 # The "column" of a reject that concerns the whole record (wrong field count, bad UTF-8).
 RECORD_COLUMN = "*"
 # More invalid UTF-8 sequences than this in one chunk: it is not text, fail the chunk.
@@ -74,8 +76,11 @@ class ChunkResult:
     rejects_by_column: dict[str, int] = field(default_factory=dict)
     # (line, column, reason, record) of every reject, in line order (tests, small reports).
     rejects: list[tuple[int, str, str, str]] = field(default_factory=list)
-    # Line number of each row of valid_table (DATA4(c): the file-wide duplicate check).
+    # Physical line number of each row of valid_table (the dataset's ``line`` column).
     valid_lines: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # (line, column, rule, value, reason) of every reject, in line order: the rows of the
+    # transaction_rejects table (SPEC DATA5). ``rule`` is a stable code (see RULES).
+    reject_entries: list[tuple[int, str, str, str | None, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -104,11 +109,11 @@ def process_chunk(data: bytes, schema: Schema, first_line: int) -> ChunkResult:
     _check_header(data[base : recs.header_end], schema)
     n_records = len(recs.starts)
 
-    rejects: list[tuple[int, str, str, str]] = []
+    rejects: list[tuple[int, str, str, str, str, str | None]] = []
     text = data
     bad_utf8_rows = np.zeros(0, dtype=np.int64)
     if n_records == 0:
-        return _finish(data, schema, first_line, 0, _empty_table(schema), [])
+        return _finish(data, schema, first_line, 0, _empty_table(schema), [], np.zeros(0, dtype=np.int64))
     try:
         table, ragged = _parse(text, base, schema, _block_size(recs))
     except pa.ArrowInvalid as exc:
@@ -124,12 +129,15 @@ def process_chunk(data: bytes, schema: Schema, first_line: int) -> ChunkResult:
         for rec in np.unique(bad_utf8_rows):
             off = int(positions[bad_utf8_rows == rec][0] - recs.starts[rec])
             byte = data[int(positions[bad_utf8_rows == rec][0])]
+            record = _record_text(data, recs, int(rec))
             rejects.append(
                 (
                     int(recs.lines[rec]),
                     RECORD_COLUMN,
                     f"invalid UTF-8 (byte 0x{byte:02x} at offset {off} of the record)",
-                    _record_text(data, recs, int(rec)),
+                    record,
+                    "encoding",
+                    record,
                 )
             )
         bad_utf8_rows = np.unique(bad_utf8_rows)
@@ -143,12 +151,15 @@ def process_chunk(data: bytes, schema: Schema, first_line: int) -> ChunkResult:
     for (_, n_fields), rec in zip(ragged, ragged_idx):
         if bad_utf8_rows.size and np.any(bad_utf8_rows == rec):
             continue  # already rejected for its encoding; one reject per row
+        record = _record_text(data, recs, int(rec))
         rejects.append(
             (
                 int(recs.lines[rec]),
                 RECORD_COLUMN,
                 f"expected {len(schema.source_columns)} fields, found {n_fields}",
-                _record_text(data, recs, int(rec)),
+                record,
+                "fields",
+                record,
             )
         )
     parsed_mask = np.ones(n_records, dtype=bool)
@@ -188,6 +199,8 @@ def process_chunk(data: bytes, schema: Schema, first_line: int) -> ChunkResult:
                             f.source_name,
                             _reason(f, value),
                             _record_text(data, recs, rec),
+                            rule_of(f, value),
+                            value,
                         )
                     )
                     break
@@ -206,12 +219,11 @@ def process_chunk(data: bytes, schema: Schema, first_line: int) -> ChunkResult:
     del table
     out = pa.Table.from_arrays(out_cols, schema=_arrow_schema(schema))
     del out_cols
+    valid_lines = np.asarray(recs.lines[row_records[valid]], dtype=np.int64)
     # mimalloc (pyarrow's default pool) keeps freed pages for a while; hand them back before
     # the Parquet writer allocates, so the parse/validate garbage does not add to the peak.
     pa.default_memory_pool().release_unused()
-    result = _finish(data, schema, first_line, n_records, out, rejects)
-    result.valid_lines = np.asarray(recs.lines[row_records[valid]], dtype=np.int64)
-    return result
+    return _finish(data, schema, first_line, n_records, out, rejects, valid_lines)
 
 
 def _reject_duplicates(
@@ -221,7 +233,7 @@ def _reject_duplicates(
     data: bytes,
     recs: _Records,
     row_records: np.ndarray,
-) -> list[tuple[int, str, str, str]]:
+) -> list[tuple[int, str, str, str, str, str | None]]:
     """Reject later occurrences of a transaction id among the valid rows (clears them in
     ``valid``); one vectorised pass, Python only per rejected row."""
     ids = typed.get(duplicates.ID_COLUMN)
@@ -234,7 +246,7 @@ def _reject_duplicates(
     dup_rows = rows[later]
     valid[dup_rows] = False
     values = pc.take(ids, pa.array(dup_rows)).to_pylist()
-    out = []
+    out: list[tuple[int, str, str, str, str, str | None]] = []
     for i, value, first in zip(dup_rows.tolist(), values, first_lines.tolist()):
         rec = int(row_records[i])
         out.append(
@@ -243,6 +255,8 @@ def _reject_duplicates(
                 duplicates.ID_COLUMN,
                 duplicates.duplicate_reason(str(value), int(first)),
                 _record_text(data, recs, rec),
+                duplicates.DUPLICATE_RULE,
+                str(value),
             )
         )
     return out
@@ -267,7 +281,8 @@ def _finish(
     first_line: int,
     n_records: int,
     out: pa.Table,
-    rejects: list[tuple[int, str, str, str]],
+    rejects: list[tuple[int, str, str, str, str, str | None]],
+    valid_lines: np.ndarray,
 ) -> ChunkResult:
     """Conservation check, then the output bytes."""
     rejects.sort(key=lambda r: r[0])
@@ -277,18 +292,25 @@ def _finish(
             f"chunk at line {first_line}: rows_in={n_records} != "
             f"rows_valid={rows_valid} + rows_rejected={len(rejects)}"
         )
+    if len(valid_lines) != rows_valid:
+        raise ConservationViolation(
+            f"chunk at line {first_line}: {len(valid_lines)} line numbers for {rows_valid} rows"
+        )
     by_col: dict[str, int] = {}
     for r in rejects:
         by_col[r[1]] = by_col.get(r[1], 0) + 1
+    plain = [(r[0], r[1], r[2], r[3]) for r in rejects]
     return ChunkResult(
         rows_in=n_records,
         rows_valid=rows_valid,
         rows_rejected=len(rejects),
         parquet=table_to_parquet(out),
-        rejects_csv=rejects_to_csv(rejects),
+        rejects_csv=rejects_to_csv(plain),
         valid_table=out,
         rejects_by_column=by_col,
-        rejects=rejects,
+        rejects=plain,
+        valid_lines=valid_lines,
+        reject_entries=[(r[0], r[1], r[4], r[5], r[2]) for r in rejects],
     )
 
 
@@ -694,6 +716,26 @@ def _check_field(col: pa.ChunkedArray, f: Field, n: int) -> tuple[Any, np.ndarra
     return values, np.ones(n, dtype=bool)
 
 
+def rule_of(f: Field, value: str) -> str:
+    """The stable rule code (RULES) of the first rule ``value`` breaks; mirrors _reason."""
+    if value == "":
+        return "required"
+    if f.type == "number":
+        m = re.fullmatch(r"-?([0-9]+)(?:\.([0-9]+))?", value)
+        return "range" if m else "type"
+    if f.type in ("integer", "date", "datetime"):
+        return "type"
+    if f.pattern is not None and not re.fullmatch(f.pattern, value):
+        return "pattern"
+    if f.enum is not None and value not in f.enum:
+        return "enum"
+    if (f.min_length is not None and len(value) < f.min_length) or (
+        f.max_length is not None and len(value) > f.max_length
+    ):
+        return "length"
+    return "type"
+
+
 def _reason(f: Field, value: str) -> str:
     """A specific message for the first rule ``value`` breaks (only called for rejects)."""
     v = repr(value)
@@ -761,10 +803,28 @@ def table_to_parquet(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+# A cell a spreadsheet would evaluate as a formula (CSV/formula injection): it starts with one
+# of these. The rejects CSV goes back to partners, who open it in a spreadsheet.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_cell(value: str) -> str:
+    """Prefix ``'`` to a cell starting with = + - @ TAB or CR, so a spreadsheet shows it as
+    text instead of executing it (OWASP's CSV-injection rule); anything else is unchanged."""
+    return "'" + value if value.startswith(FORMULA_TRIGGERS) else value
+
+
 def rejects_to_csv(rejects: list[tuple[int, str, str, str]]) -> bytes:
-    """RFC 4180 CSV with header ``line,column,reason,record`` (records keep their newlines)."""
+    """RFC 4180 CSV with header ``line,column,reason,record`` (records keep their newlines).
+
+    Text cells are neutralised (:func:`neutralise_cell`) and always quoted (with ``\n`` as the
+    line terminator, minimal quoting would leave a bare CR unquoted, which readers take for a
+    line end); the line number is an unquoted integer."""
     out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
-    w.writerow(REJECT_COLUMNS)
-    w.writerows(rejects)
+    out.write(",".join(REJECT_COLUMNS) + "\n")
+    w = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+    w.writerows(
+        (line, neutralise_cell(col), neutralise_cell(reason), neutralise_cell(record))
+        for line, col, reason, record in rejects
+    )
     return out.getvalue().encode("utf-8")

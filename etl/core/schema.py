@@ -6,7 +6,9 @@ A schema file describes the columns of a partner's CSV *in header order*. Standa
 ``encoding``, ``missingValues``. Our extensions use ``x-etl-*`` keys:
 
 - top level: ``x-etl-schema-id``, ``x-etl-version``, ``x-etl-dataset``,
-  ``x-etl-reject-threshold`` (share of rejected rows above which the file fails; default 0.01);
+  ``x-etl-reject-threshold`` (share of rejected rows above which the file fails; default 0.01),
+  ``x-etl-due-by`` (``"HH:MMZ"``, UTC: the partner's daily file is due by then; a scheduled
+  check alerts when none arrived, SPEC OPS3);
 - per field: ``x-etl-source-name`` (the partner's column name; ``name`` is our target name),
   ``x-etl-decimal`` ``{precision, scale}`` (required on ``number`` fields: numbers are exact
   decimals, never floats), ``x-etl-enum-file`` (a JSON file beside the schema whose ``codes``
@@ -58,7 +60,10 @@ _TOP_KEYS = _DOC_KEYS | {
     "x-etl-version",
     "x-etl-dataset",
     "x-etl-reject-threshold",
+    "x-etl-due-by",
 }
+# "06:00Z": hours and minutes of a UTC time of day (the Z is required: no local time zones).
+_DUE_BY = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])Z$")
 _DIALECT_KEYS = {"delimiter", "quoteChar", "doubleQuote", "header", "lineTerminator", "$comment"}
 # Partner names come from S3 keys: only such names may select a schema file (no path tricks).
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -114,6 +119,8 @@ class Schema:
     quote_char: str = '"'
     ignored_columns: list[str] = field(default_factory=list)
     path: str = ""
+    # (hour, minute) UTC by which the daily file is due, or None (no freshness check).
+    due_by: tuple[int, int] | None = None
 
     @property
     def target_columns(self) -> list[str]:
@@ -174,7 +181,8 @@ def _load_enum_file(path: str, where: str, rel: Any) -> tuple[str, ...]:
     return tuple(codes)
 
 
-def _parse_field(path: str, index: int, raw: Any) -> tuple[Field, bool]:
+def _field_name(path: str, index: int, raw: Any) -> str:
+    """The field's object shape, known keys and target name."""
     where = f"fields[{index}]"
     if not isinstance(raw, dict):
         raise _fail(path, f"{where} must be an object")
@@ -184,7 +192,11 @@ def _parse_field(path: str, index: int, raw: Any) -> tuple[Field, bool]:
     name = raw.get("name")
     if not isinstance(name, str) or not _IDENT.match(name):
         raise _fail(path, f"{where}: name must be an identifier ([A-Za-z_][A-Za-z0-9_]*), got {name!r}")
-    where = f"field {name!r}"
+    return name
+
+
+def _field_kind(path: str, where: str, raw: dict[str, Any], name: str) -> tuple[str, str, str, bool]:
+    """(source_name, type, format, x-etl-ignore) of a field."""
     source_name = raw.get("x-etl-source-name", name)
     if not isinstance(source_name, str) or not source_name or source_name != source_name.strip():
         raise _fail(path, f"{where}: x-etl-source-name must be a non-empty string without outer spaces")
@@ -198,6 +210,11 @@ def _parse_field(path: str, index: int, raw: Any) -> tuple[Field, bool]:
     ignore = raw.get("x-etl-ignore", False)
     if not isinstance(ignore, bool):
         raise _fail(path, f"{where}: x-etl-ignore must be true or false")
+    return source_name, ftype, fmt, ignore
+
+
+def _field_constraints(path: str, where: str, raw: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The constraints object (known keys only) and its ``required`` flag."""
     cons = raw.get("constraints", {})
     if not isinstance(cons, dict):
         raise _fail(path, f"{where}: constraints must be an object")
@@ -207,7 +224,13 @@ def _parse_field(path: str, index: int, raw: Any) -> tuple[Field, bool]:
     required = cons.get("required", False)
     if not isinstance(required, bool):
         raise _fail(path, f"{where}: constraints.required must be true or false")
-    pattern = _check_pattern(path, where, cons["pattern"]) if "pattern" in cons else None
+    return cons, required
+
+
+def _field_enum(
+    path: str, where: str, raw: dict[str, Any], cons: dict[str, Any], ftype: str
+) -> tuple[str, ...] | None:
+    """The allowed values: ``constraints.enum`` or ``x-etl-enum-file`` (string fields only)."""
     enum: tuple[str, ...] | None = None
     if "enum" in cons:
         values = cons["enum"]
@@ -220,25 +243,48 @@ def _parse_field(path: str, index: int, raw: Any) -> tuple[Field, bool]:
         enum = _load_enum_file(path, where, raw["x-etl-enum-file"])
     if enum is not None and ftype != "string":
         raise _fail(path, f"{where}: enum is supported on string fields only")
+    return enum
+
+
+def _field_lengths(
+    path: str, where: str, cons: dict[str, Any], ftype: str, pattern: str | None
+) -> tuple[int | None, int | None]:
+    """(minLength, maxLength); with ``pattern`` they apply to string fields only."""
     min_length = _opt_int(path, where + ": minLength", cons.get("minLength"))
     max_length = _opt_int(path, where + ": maxLength", cons.get("maxLength"))
     if min_length is not None and max_length is not None and min_length > max_length:
         raise _fail(path, f"{where}: minLength > maxLength")
     if (pattern or min_length is not None or max_length is not None) and ftype != "string":
         raise _fail(path, f"{where}: pattern/minLength/maxLength apply to string fields only")
-    precision = scale = None
+    return min_length, max_length
+
+
+def _field_decimal(path: str, where: str, raw: dict[str, Any], ftype: str) -> tuple[int | None, int | None]:
+    """(precision, scale): required on number fields, refused on any other."""
     dec = raw.get("x-etl-decimal")
-    if ftype == "number":
-        if not isinstance(dec, dict) or set(dec) != {"precision", "scale"}:
-            raise _fail(path, f"{where}: number fields need x-etl-decimal {{precision, scale}}")
-        precision = _opt_int(path, where + ": precision", dec["precision"])
-        scale = _opt_int(path, where + ": scale", dec["scale"])
-        if precision is None or scale is None or not (1 <= precision <= 38) or scale > precision:
-            raise _fail(
-                path, f"{where}: x-etl-decimal needs 1 <= precision <= 38 and 0 <= scale <= precision"
-            )
-    elif dec is not None:
-        raise _fail(path, f"{where}: x-etl-decimal is only allowed on number fields")
+    if ftype != "number":
+        if dec is not None:
+            raise _fail(path, f"{where}: x-etl-decimal is only allowed on number fields")
+        return None, None
+    if not isinstance(dec, dict) or set(dec) != {"precision", "scale"}:
+        raise _fail(path, f"{where}: number fields need x-etl-decimal {{precision, scale}}")
+    precision = _opt_int(path, where + ": precision", dec["precision"])
+    scale = _opt_int(path, where + ": scale", dec["scale"])
+    if precision is None or scale is None or not (1 <= precision <= 38) or scale > precision:
+        raise _fail(path, f"{where}: x-etl-decimal needs 1 <= precision <= 38 and 0 <= scale <= precision")
+    return precision, scale
+
+
+def _parse_field(path: str, index: int, raw: Any) -> tuple[Field, bool]:
+    """One entry of ``fields``: the :class:`Field` and whether it is ``x-etl-ignore``."""
+    name = _field_name(path, index, raw)
+    where = f"field {name!r}"
+    source_name, ftype, fmt, ignore = _field_kind(path, where, raw, name)
+    cons, required = _field_constraints(path, where, raw)
+    pattern = _check_pattern(path, where, cons["pattern"]) if "pattern" in cons else None
+    enum = _field_enum(path, where, raw, cons, ftype)
+    min_length, max_length = _field_lengths(path, where, cons, ftype, pattern)
+    precision, scale = _field_decimal(path, where, raw, ftype)
     desc = raw.get("description", "")
     return (
         Field(
@@ -259,8 +305,8 @@ def _parse_field(path: str, index: int, raw: Any) -> tuple[Field, bool]:
     )
 
 
-def parse_schema(doc: Any, path: str = "<memory>") -> Schema:
-    """Validate a schema document (already JSON-decoded) and build a :class:`Schema`."""
+def _check_document(path: str, doc: Any) -> float:
+    """Top-level keys, names, encoding and missing values; returns the reject threshold."""
     if not isinstance(doc, dict):
         raise _fail(path, "top level must be a JSON object")
     unknown = sorted(k for k in set(doc) - _TOP_KEYS)
@@ -278,6 +324,11 @@ def parse_schema(doc: Any, path: str = "<memory>") -> Schema:
         raise _fail(path, f"encoding {encoding!r} is not supported (only utf-8)")
     if doc.get("missingValues", [""]) != [""]:
         raise _fail(path, 'missingValues must be [""] (an empty field is a missing value)')
+    return float(threshold)
+
+
+def _parse_dialect(path: str, doc: dict[str, Any]) -> str:
+    """The CSV dialect (RFC 4180 with a header line); returns the delimiter."""
     dialect = doc.get("dialect", {})
     if not isinstance(dialect, dict):
         raise _fail(path, "dialect must be an object")
@@ -291,7 +342,11 @@ def parse_schema(doc: Any, path: str = "<memory>") -> Schema:
         raise _fail(path, "dialect: only quoteChar '\"' with doubleQuote true (RFC 4180) is supported")
     if dialect.get("header", True) is not True:
         raise _fail(path, "dialect.header must be true: files must start with a header line")
-    raw_fields = doc.get("fields")
+    return delimiter
+
+
+def _parse_fields(path: str, raw_fields: Any) -> tuple[list[Field], list[str], list[str], dict[str, str]]:
+    """(output fields, source columns in file order, ignored columns, source -> target name)."""
     if not isinstance(raw_fields, list) or not raw_fields:
         raise _fail(path, "fields must be a non-empty list")
     fields: list[Field] = []
@@ -314,6 +369,15 @@ def parse_schema(doc: Any, path: str = "<memory>") -> Schema:
         mapping[fld.source_name] = fld.name
     if not fields:
         raise _fail(path, "every field is x-etl-ignore: nothing to output")
+    return fields, source_columns, ignored, mapping
+
+
+def parse_schema(doc: Any, path: str = "<memory>") -> Schema:
+    """Validate a schema document (already JSON-decoded) and build a :class:`Schema`."""
+    threshold = _check_document(path, doc)
+    delimiter = _parse_dialect(path, doc)
+    fields, source_columns, ignored, mapping = _parse_fields(path, doc.get("fields"))
+    due_by = _parse_due_by(path, doc.get("x-etl-due-by"))
     return Schema(
         schema_id=doc["x-etl-schema-id"],
         version=doc["x-etl-version"],
@@ -321,12 +385,31 @@ def parse_schema(doc: Any, path: str = "<memory>") -> Schema:
         source_columns=source_columns,
         fields=fields,
         column_mapping=mapping,
-        reject_threshold=float(threshold),
+        reject_threshold=threshold,
         delimiter=delimiter,
         encoding="utf-8",
         quote_char='"',
         ignored_columns=ignored,
         path=path,
+        due_by=due_by,
+    )
+
+
+def _parse_due_by(path: str, value: Any) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    match = _DUE_BY.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise _fail(path, f'x-etl-due-by must be a UTC time of day like "06:00Z", got {value!r}')
+    return int(match.group(1)), int(match.group(2))
+
+
+def partner_schemas() -> list[str]:
+    """The partners that have their own schema file (``etl/schemas/<partner>.json``)."""
+    return sorted(
+        name[: -len(".json")]
+        for name in os.listdir(SCHEMA_DIR)
+        if name.endswith(".json") and name != DEFAULT_SCHEMA + ".json" and _SAFE_NAME.match(name)
     )
 
 

@@ -29,17 +29,19 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as _pc
 import pyarrow.parquet as pq
 
 from etl import observability as obs
 from etl.aws import s3
 from etl.aws.status import StatusRepository
-from etl.core import duplicates
+from etl.core import dataset, duplicates
 from etl.core.process import REJECT_COLUMNS, rejects_to_csv, table_to_parquet
 from etl.core.schema import Schema
 from etl.errors import ConservationViolation
 from etl.handlers.common import rejects_key, scratch_prefix
 
+pc: Any = _pc
 PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
 READ_WORKERS = 8
 LINE_COLUMN = "line"
@@ -126,9 +128,10 @@ def dedupe_across_chunks(
         [(t.column(duplicates.ID_COLUMN), t.column(LINE_COLUMN).to_numpy()) for t in id_tables]
     )
     moved = 0
+    lineage = dataset.lineage_of(file)
     for d in found:
         chunk, ids = with_ids[d.chunk], id_tables[d.chunk]
-        _rewrite_chunk(repo, bucket, file_id, partner, schema, chunk, ids, d)
+        _rewrite_chunk(repo, bucket, file_id, partner, schema, chunk, ids, d, lineage)
         moved += int(d.positions.size)
     if moved:
         obs.logger.info("transaction ids repeated across chunks rejected", extra={"rows": moved})
@@ -144,6 +147,7 @@ def _rewrite_chunk(
     chunk: Mapping[str, Any],
     ids: pa.Table,
     dup: duplicates.ChunkDuplicates,
+    lineage: dataset.Lineage | None = None,
 ) -> None:
     cid, index = str(chunk["chunk_id"]), int(chunk["index"])
     out_key = str(chunk["output_key"])
@@ -179,6 +183,11 @@ def _rewrite_chunk(
         )
     rows_in = int(chunk["rows_in"])
     rows_valid = n_ids - n_drop
+    extra: dict[str, Any] = {}
+    if lineage is not None and chunk.get("data_keys") is not None:
+        values = ids.column(duplicates.ID_COLUMN).take(pa.array(dup.positions)).to_pylist()
+        data_keys, rej_data_key = rewrite_data_files(bucket, chunk, lineage, values, dup)
+        extra = {"data_keys": data_keys, "rejects_data_key": rej_data_key}
     repo.complete_chunk(
         file_id,
         cid,
@@ -192,4 +201,76 @@ def _rewrite_chunk(
         rejects_sha256=hashlib.sha256(rejects_csv).hexdigest(),
         rejects_bytes=len(rejects_csv),
         duplicates_rejected=n_drop,
+        **extra,
     )
+
+
+def rewrite_data_files(
+    bucket: str,
+    chunk: Mapping[str, Any],
+    lineage: dataset.Lineage,
+    values: list[Any],
+    dup: duplicates.ChunkDuplicates,
+) -> tuple[list[str], str]:
+    """The chunk's unpublished Iceberg data files without the rows of ``dup`` (found by the
+    ``line`` lineage column), and its rejects data file with a ``duplicate`` reject for each
+    (SPEC DATA2/DATA4(c)). Runs before the commit, so the commit publishes the de-duplicated
+    files. Same keys, deterministic bytes (``dataset.data_file_bytes``); a data file left with
+    no rows is deleted and leaves ``data_keys``. Idempotent: a retry finds no rows to remove
+    (a file already deleted counts as empty) and replaces its own earlier rejects entries.
+    Returns ``(data_keys, rejects_data_key)``."""
+    drop_lines = pa.array(np.asarray(dup.lines, dtype=np.int64), pa.int64())
+    keys: list[str] = []
+    removed = 0
+    for key in [str(k) for k in (chunk.get("data_keys") or [])]:
+        if not s3.exists(bucket, key):  # emptied and deleted by an earlier attempt
+            continue
+        table = _read_parquet(bucket, key)
+        mask = pc.is_in(table.column(LINE_COLUMN), value_set=drop_lines)
+        hit = np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
+        n_hit = int(np.count_nonzero(hit))
+        if n_hit == 0:
+            keys.append(key)
+            continue
+        removed += n_hit
+        kept = table.filter(pa.array(~hit))
+        if kept.num_rows == 0:
+            s3.delete_object(bucket, key)
+            continue
+        meta = {"file-id": lineage.file_id}
+        s3.put_bytes(bucket, key, dataset.data_file_bytes(kept), PARQUET_CONTENT_TYPE, meta)
+        keys.append(key)
+    # Rejects: the chunk's earlier entries (less any of these lines: a retry), then the new ones.
+    rej_key = dataset.rejects_data_key(lineage.file_id, int(chunk["index"]))
+    first_of = dict(zip(dup.lines.tolist(), dup.first_lines.tolist()))
+    entries: list[tuple[int, str, str, str | None, str]] = []
+    if s3.exists(bucket, rej_key):
+        old = _read_parquet(bucket, rej_key).to_pylist()
+        for r in old:
+            line, col, rule, reason = int(r["line"]), str(r["column_name"]), str(r["rule"]), str(r["reason"])
+            if line in first_of and rule == duplicates.DUPLICATE_RULE:
+                continue
+            m = _NAMED_LINE.search(reason) if rule == duplicates.DUPLICATE_RULE else None
+            if m and int(m.group(1)) in first_of:
+                reason = reason[: m.start(1)] + str(first_of[int(m.group(1))]) + reason[m.end(1) :]
+            entries.append((line, col, rule, r["value"], reason))
+    for line, value, first in zip(dup.lines.tolist(), values, dup.first_lines.tolist()):
+        entries.append(
+            (
+                int(line),
+                duplicates.ID_COLUMN,
+                duplicates.DUPLICATE_RULE,
+                None if value is None else str(value),
+                duplicates.duplicate_reason(str(value), int(first)),
+            )
+        )
+    entries.sort(key=lambda e: (e[0], e[1]))
+    table = dataset.rejects_table(entries, lineage)
+    s3.put_bytes(
+        bucket, rej_key, dataset.data_file_bytes(table), PARQUET_CONTENT_TYPE, {"file-id": lineage.file_id}
+    )
+    if removed > len(first_of):
+        raise ConservationViolation(
+            f"{chunk['chunk_id']}: {removed} rows found in the data files for {len(first_of)} duplicates"
+        )
+    return keys, rej_key

@@ -8,7 +8,20 @@ A rejected share above the schema's threshold raises ``TooManyRejects`` with the
 workflow then runs MarkFailed, which moves the file to failed/. Checksums come from the chunk
 items (computed by ProcessChunk while it held the bytes), so no output is re-read here.
 
-Idempotent: the manifest is deterministic, the move tolerates an already moved source, and a
+Publication (SPEC DATA2): after the checks and the manifest, the file's data files (written by
+ProcessChunk) are committed to ``transactions`` in ONE Iceberg transaction that also deletes the
+file's earlier rows and those of earlier versions of its source key; then its rejects to
+``transaction_rejects`` (a second commit: Iceberg has no multi-table transaction; see
+docs/dataset.md for why this order is safe). The snapshot id is recorded on the file item right
+after the commit, so a later failure never unpublishes (MarkFailed deletes data files only of
+files without a snapshot), and is part of the result (the FIFO message).
+
+DATA4 before the commit: transaction ids repeated across chunks move to rejects
+(etl/handlers/dedupe.py rewrites the affected data files); a file whose content another file
+of the partner registered first (a race) ends DUPLICATE_CONTENT without committing.
+
+Idempotent: the manifest is deterministic, a commit already in the snapshot history (same
+commit token) is not repeated, the move tolerates an already moved source, and a
 retry after the status write (SUCCEEDED -> SUCCEEDED) is accepted.
 
 Shipped to Lambda: Python 3.9 compatible.
@@ -19,8 +32,9 @@ from __future__ import annotations
 from typing import Any
 
 from etl import observability as obs
-from etl.aws import s3
+from etl.aws import catalog, s3
 from etl.aws.status import PLANNED, PROCESSING, SUCCEEDED, StatusRepository, utc_now
+from etl.core import dataset
 from etl.core.manifest import build_manifest, manifest_json
 from etl.core.schema import load_schema
 from etl.errors import ConservationViolation, InvalidFileState, TooManyRejects
@@ -35,6 +49,7 @@ from etl.handlers.common import (
     source_version,
     table_name,
 )
+from etl.handlers.failure import delete_unpublished_data
 
 
 def check_chunks(file_id: str, expected: int, chunks: list[dict[str, Any]]) -> tuple[int, int, int]:
@@ -69,11 +84,68 @@ def check_threshold(rows_total: int, rows_rejected: int, threshold: float) -> No
         )
 
 
-def unpublish(bucket: str, dataset: str, partner: str, file_id: str) -> None:
-    """Remove this file's chunk outputs and rejects (a duplicate found at the last moment).
-    With the Iceberg publication this becomes: delete the uncommitted data files."""
-    s3.delete_prefix(bucket, output_prefix(dataset, partner, file_id))
-    s3.delete_prefix(bucket, rejected_prefix(partner, file_id))
+def publish_file(
+    repo: StatusRepository,
+    file: dict[str, Any],
+    chunks: list[dict[str, Any]],
+    manifest_key: str,
+    execution_arn: str | None,
+    status: str = PROCESSING,
+) -> catalog.Published:
+    """Commit the file's data files (transactions, then rejects); record the snapshot on the
+    file item at once (``status`` kept: SUCCEEDED on a retry after the final write). Returns
+    the transactions commit."""
+    database = catalog.glue_database_name()
+    lineage = dataset.lineage_of(file)
+    cat = catalog.load_catalog()
+    data_keys = [str(k) for c in chunks for k in (c.get("data_keys") or [])]
+    rows = catalog.publish(
+        database,
+        dataset.TRANSACTIONS_TABLE,
+        file["bucket"],
+        data_keys,
+        lineage,
+        manifest_key,
+        execution_arn,
+        cat,
+    )
+    # From here on the file's rows are visible: record it before anything else can fail.
+    repo.transition_file(
+        file["file_id"],
+        {PROCESSING, SUCCEEDED},
+        status,
+        snapshot_id=rows.snapshot_id,
+        published_rows=rows.added_rows,
+    )
+    reject_keys = [str(c["rejects_data_key"]) for c in chunks if c.get("rejects_data_key")]
+    rejects = catalog.publish(
+        database,
+        dataset.REJECTS_TABLE,
+        file["bucket"],
+        reject_keys,
+        lineage,
+        manifest_key,
+        execution_arn,
+        cat,
+    )
+    repo.transition_file(
+        file["file_id"],
+        {PROCESSING, SUCCEEDED},
+        status,
+        rejects_snapshot_id=rejects.snapshot_id,
+        published_rejects=rejects.added_rows,
+    )
+    obs.logger.info(
+        "file published",
+        extra={
+            "snapshot_id": rows.snapshot_id,
+            "published_rows": rows.added_rows,
+            "replaced_rows": rows.deleted_rows,
+            "commit_attempts": rows.attempts,
+            "rejects_snapshot_id": rejects.snapshot_id,
+        },
+    )
+    return rows
 
 
 @obs.lambda_handler("Finalize")
@@ -91,7 +163,9 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     rows_total, rows_valid, rows_rejected = check_chunks(file_id, int(plan["chunk_count"]), chunks)
     schema = load_schema(partner)
     item = repo.get_file(file_id) or {}
-    # DATA4(c), before publication (a retry after success finds it done and the id lists gone).
+    # DATA4(c), before the commit: the rows repeating another chunk's ids leave the chunk's
+    # data files (and output/ Parquet) for its rejects, so the commit publishes the
+    # de-duplicated files. A retry after success finds it done (and the id lists gone).
     if item.get("status") != SUCCEEDED and dedupe.dedupe_across_chunks(repo, file, schema, chunks):
         chunks = repo.list_chunks(file_id)
         rows_total, rows_valid, rows_rejected = check_chunks(file_id, int(plan["chunk_count"]), chunks)
@@ -108,15 +182,50 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
         created_at=str(item.get("created_at") or ""),
         processed_key=done_key,
     )
-    if digest and not file.get("force"):
-        # DATA4(a): first SUCCEEDED file with this content wins; a file that lost a race to an
-        # identical one finishing at the same time is a duplicate after all.
+    if digest and not file.get("force") and item.get("snapshot_id") is None:
+        # DATA4(a): the first file with this content to reach this point wins (the registry put
+        # comes before the commit); a file that lost a race to an identical one finishing at
+        # the same time is a duplicate after all: it never commits, and its unpublished data
+        # files (and output/, rejected/) are deleted.
         holder = content.register(repo, file, digest, done_key)
         if holder is not None:
-            unpublish(bucket, schema.dataset, partner, file_id)
+            delete_unpublished_data(file, item)
             return content.finish_duplicate(repo, file, digest, holder, {PROCESSING})
     s3.put_bytes(bucket, m_key, manifest_json(doc), "application/json", {"file-id": file_id})
+    published = publish_file(
+        repo,
+        file,
+        chunks,
+        m_key,
+        event.get("execution_arn") or item.get("execution_arn"),
+        SUCCEEDED if item.get("status") == SUCCEEDED else PROCESSING,
+    )
+    if published.added_rows != rows_valid:
+        raise ConservationViolation(
+            f"file {file_id}: {rows_valid} valid rows but {published.added_rows} published in "
+            f"snapshot {published.snapshot_id}"
+        )
     s3.move_object(bucket, str(file["key"]), done_key, source_version(file))
+    # The result message NotifyResult sends; kept on the file item so the outbox (reconcile,
+    # `etl notify`) can re-send it (OPS4).
+    result = {
+        "status": SUCCEEDED,
+        "file_id": file_id,
+        "partner": partner,
+        "rows_total": rows_total,
+        "rows_valid": rows_valid,
+        "rows_rejected": rows_rejected,
+        "chunks": len(chunks),
+        "manifest_key": m_key,
+        "output_prefix": output_prefix(schema.dataset, partner, file_id),
+        "rejected_prefix": rejected_prefix(partner, file_id),
+        "processed_key": done_key,
+        "snapshot_id": published.snapshot_id,
+        "published_rows": published.added_rows,
+        "table": f"{catalog.glue_database_name()}.{dataset.TRANSACTIONS_TABLE}",
+        "message_group_id": partner,
+        "dedup_id": file_id,
+    }
     repo.transition_file(
         file_id,
         {PROCESSING, SUCCEEDED},
@@ -132,26 +241,20 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
         error=None,
         error_type=None,
         finished_at=utc_now(),
+        result=result,
+        snapshot_id=published.snapshot_id,
+        published_rows=published.added_rows,
     )
     # After the status: the chunk id lists must outlive every retry that may still need them.
     s3.delete_prefix(bucket, scratch_prefix(file_id))  # gzip chunk bodies, chunk id lists
     obs.add_metric(obs.FILES_SUCCEEDED, 1)
     obs.logger.info(
         "file succeeded",
-        extra={"rows_total": rows_total, "rows_valid": rows_valid, "rows_rejected": rows_rejected},
+        extra={
+            "rows_total": rows_total,
+            "rows_valid": rows_valid,
+            "rows_rejected": rows_rejected,
+            "snapshot_id": published.snapshot_id,
+        },
     )
-    return {
-        "status": SUCCEEDED,
-        "file_id": file_id,
-        "partner": partner,
-        "rows_total": rows_total,
-        "rows_valid": rows_valid,
-        "rows_rejected": rows_rejected,
-        "chunks": len(chunks),
-        "manifest_key": m_key,
-        "output_prefix": output_prefix(schema.dataset, partner, file_id),
-        "rejected_prefix": rejected_prefix(partner, file_id),
-        "processed_key": done_key,
-        "message_group_id": partner,
-        "dedup_id": file_id,
-    }
+    return result

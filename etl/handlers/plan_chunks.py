@@ -6,7 +6,8 @@ Input ``{"file", "header"}``; output ``$.plan`` = ``{"chunk_count", "chunks": [.
   quote-parity planner; chunks are ranges of the source object.
 - ``.csv.gz``: gzip cannot be read at an offset, so the stream is decompressed once and cut into
   self-contained chunk objects ``scratch/<file_id>/chunk-00001.csv`` (header + records), written
-  as they are produced (memory: about two chunks); chunks are ranges of those objects.
+  as they are produced (memory: about four chunks: the splitter's two plus up to
+  ``UPLOADS_IN_FLIGHT`` bodies uploading); chunks are ranges of those objects.
 
 DATA4(a): the same pass computes the content digest (``etl.core.content``, hashed on worker
 threads beside the scan; gzip: of the decompressed bytes). If another SUCCEEDED file of the

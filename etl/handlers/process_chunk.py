@@ -21,8 +21,8 @@ import pyarrow as pa
 from etl import observability as obs
 from etl.aws import s3
 from etl.aws.status import PLANNED, PROCESSING, StatusRepository
-from etl.core import duplicates
-from etl.core.process import process_chunk
+from etl.core import dataset, duplicates
+from etl.core.process import ChunkResult, process_chunk
 from etl.core.schema import load_schema
 from etl.errors import ConservationViolation, InvalidFileState
 from etl.handlers import dedupe
@@ -42,6 +42,29 @@ def read_chunk_bytes(file: dict[str, Any], header_bytes: int, chunk: dict[str, A
     return head + s3.read_range(file["bucket"], key, start, end, version)
 
 
+def write_data_files(
+    bucket: str, file: dict[str, Any], index: int, result: ChunkResult
+) -> tuple[list[str], str | None]:
+    """The chunk's unpublished Iceberg data files (SPEC DATA2): one Parquet file per
+    transaction_date under ``tables/transactions/data/file_id=<id>/`` and, when there are
+    rejects, one under ``tables/transaction_rejects/data/file_id=<id>/``. Nothing is visible
+    until Finalize commits them; deterministic names and bytes (a re-run overwrites)."""
+    lineage = dataset.lineage_of(file)
+    meta = {"file-id": lineage.file_id}
+    keys = []
+    rows = dataset.transactions_table(result.valid_table, result.valid_lines, lineage)
+    for day, part in dataset.split_by_date(rows):
+        key = dataset.transactions_data_key(lineage.file_id, index, day)
+        s3.put_bytes(bucket, key, dataset.data_file_bytes(part), PARQUET_CONTENT_TYPE, meta)
+        keys.append(key)
+    rej_key = None
+    if result.reject_entries:
+        rej_key = dataset.rejects_data_key(lineage.file_id, index)
+        table = dataset.rejects_table(result.reject_entries, lineage)
+        s3.put_bytes(bucket, rej_key, dataset.data_file_bytes(table), PARQUET_CONTENT_TYPE, meta)
+    return keys, rej_key
+
+
 @obs.lambda_handler("ProcessChunk")
 def handler(event: Any, context: Any = None) -> dict[str, Any]:
     """Process one chunk; chunk item RUNNING -> SUCCEEDED (FAILED with the error if it raises)."""
@@ -54,6 +77,7 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     # Refuse to work for a file that is no longer in flight (FAILED, SUCCEEDED).
     repo.transition_file(file_id, {PLANNED, PROCESSING}, PROCESSING)
     previous = repo.start_chunk(file_id, cid)
+    written: list[str] = []
     try:
         schema = load_schema(file["partner"])
         if (schema.schema_id, schema.version) != (header["schema_id"], header["schema_version"]):
@@ -89,6 +113,8 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
             else pa.nulls(result.rows_valid, pa.string()),
             result.valid_lines,
         )
+        data_keys, rejects_data_key = write_data_files(file["bucket"], file, index, result)
+        written = data_keys + ([rejects_data_key] if rejects_data_key else [])
         repo.complete_chunk(
             file_id,
             cid,
@@ -104,12 +130,23 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
             rejects_bytes=len(result.rejects_csv) if rej_key else None,
             bytes_in=int(chunk["end"]) - int(chunk["start"]),
             ids_key=ids,
+            data_keys=data_keys,
+            rejects_data_key=rejects_data_key,
         )
     except Exception as exc:
         try:
             repo.fail_chunk(file_id, cid, f"{type(exc).__name__}: {exc}")
         except Exception:  # recording the failure must not hide the failure itself
             obs.logger.exception("could not record the chunk failure")
+        if written:
+            # This chunk's completion was refused or failed: its data files must not outlive
+            # it. (A sibling chunk failed the file and MarkFailed cleaned the prefix while this
+            # one was still writing: without this, its files would be orphans.)
+            try:
+                for key in written:
+                    s3.delete_object(file["bucket"], key)
+            except Exception:
+                obs.logger.exception("could not delete the chunk's unpublished data files")
         raise
     duration_ms = (time.monotonic() - started) * 1000.0
     obs.add_metric(obs.ROWS_PROCESSED, result.rows_in)

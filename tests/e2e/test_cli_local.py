@@ -82,10 +82,16 @@ def test_local_up_run_reuse_and_a_failed_file_exits_one(tmp_path: Path) -> None:
         assert failed.returncode == 1, failed.stderr[-3000:]
         report = json.loads(failed.stdout)
         assert report["status"] == "FAILED"
-        assert "amt" in report["error"] or "amount" in report["error"]
+        assert report["error"].startswith("SchemaMismatch: ")
+        assert "missing columns: 'amount'" in report["error"]
+        assert "unexpected columns: 'amt'" in report["error"]
         ok = etl("local", "run", str(good), "--json")
         assert ok.returncode == 0, ok.stderr[-3000:]
-        assert json.loads(ok.stdout)["rows_total"] == 600
+        good_report = json.loads(ok.stdout)
+        assert good_report["rows_total"] == 600
+        # DATA6: the report reads the published rows back from the Iceberg table.
+        assert isinstance(good_report["snapshot_id"], int)
+        assert good_report["published_rows"] == 600
         # Both runs reused the emulator `local up` started; the operator commands see both files.
         assert json.loads((tmp_path / "state" / "emulator.json").read_text())["pid"] == state["pid"]
         listed = etl("--local", "list", "--json")

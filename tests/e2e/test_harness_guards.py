@@ -35,7 +35,8 @@ def test_check_fails_loudly_on_a_different_signature(monkeypatch: pytest.MonkeyP
         lambda_runtime.check_patch_target()
 
 
-def test_retry_clock_replaces_the_sleep_moto_uses() -> None:
+def test_retry_clock_replaces_the_sleep_moto_uses(emulator: Emulator) -> None:
+    """The emulator installs the clock when it starts (the fixture: this test also runs alone)."""
     import importlib
 
     retrier = importlib.import_module(retry_clock.RETRIER_MODULE)

@@ -38,11 +38,18 @@ class Synth:
         return self.templates[DR]
 
 
-def synth(context: dict[str, Any], *, policy_checks: bool = True) -> Synth:
-    """Build and synthesize the real app (same code path as app.py) into a temp dir."""
+def synth(context: dict[str, Any], *, policy_checks: bool = True, bundling: bool = False) -> Synth:
+    """Build and synthesize the real app (same code path as app.py) into a temp dir.
+
+    Asset bundling (the pyiceberg layer, built from the lock) is skipped unless ``bundling``:
+    the templates are the same, and synth stays free of the layer build and of network.
+    """
     from infra.application import build_app
+    from infra.template_tools import SKIP_BUNDLING
 
     outdir = Path(tempfile.mkdtemp(prefix="etl-infra-test-"))
+    if not bundling:
+        context = {SKIP_BUNDLING: [], **context}
     app = build_app(context, outdir=str(outdir), policy_checks=policy_checks)
     assembly = app.synth()
     return Synth(

@@ -389,3 +389,32 @@ def test_giant_quoted_field_is_too_large_and_found_fast(
         plan(data, HEADER, 1000, block=65_536, max_record=100_000)
     chunks = plan(data, HEADER, 1000, block=65_536, max_record=len(data))
     assert [c.end - c.start for c in chunks] == [len(data) - len(HEADER) - 6, 6]
+
+
+def _dense_field_unterminated(n: int) -> tuple[bytes, int]:
+    """A record whose quoted field holds ``n`` doubled quotes + newlines and never closes;
+    returns the data and the byte offset where that record starts."""
+    prefix = HEADER + b"1,a,x\n"
+    return prefix + b'2,b,"' + b'a""\n' * n, len(prefix)
+
+
+@pytest.mark.parametrize("block", [50_000, 131_072, [100_000, 70_001]])
+def test_dense_backward_window_keeps_quote_parity(block: int | list[int]) -> None:
+    """The backward search for the record that continues past a block edge, in quote-dense text
+    (more than _SPARSE_QUOTES quotes per window: the numpy cumsum path) at the default window
+    sizes: a block ending inside a quoted field must not take a quoted LF for a record end.
+    The unterminated-quote error names the record's start, which that search computed."""
+    data, start = _dense_field_unterminated(50_000)  # 200 KB field: several 64 KB windows
+    with pytest.raises(MalformedCsv, match=rf"record starting at byte {start} \(line 3\)"):
+        plan(data, HEADER, 10, block=block)
+
+
+def test_dense_quoted_record_over_max_is_too_large_across_blocks() -> None:
+    data, _ = _dense_field_unterminated(50_000)
+    data += b'",y\n3,c,z\n'
+    with pytest.raises(RecordTooLarge):
+        plan(data, HEADER, 10, block=131_072, max_record=150_000)
+    chunks = plan(data, HEADER, 10, block=131_072, max_record=300_000)
+    ends = record_ends(data, len(HEADER))
+    # Records 1-2 (the first ends before the 10-byte target) form chunk 1; record 3 is chunk 2.
+    assert [c.start for c in chunks[1:]] == [ends[1]] and chunks[1].first_line == 50_004

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -21,8 +24,24 @@ class TestFileIdFor:
         assert len(fid) == 32
         assert all(c in "0123456789abcdef" for c in fid)
 
-    def test_deterministic(self) -> None:
-        assert file_id_for("b", "k", "v", None) == file_id_for("b", "k", "v", None)
+    def test_deterministic_across_processes_and_hash_seeds(self) -> None:
+        # Same id in another interpreter with another hash seed (no hash(), no randomness, no
+        # clock), and distinct ids for distinct versions and keys.
+        here = file_id_for("b", "incoming/x/f.csv", "v1", None)
+        code = (
+            "from etl.core.identity import file_id_for; "
+            "print(file_id_for('b', 'incoming/x/f.csv', 'v1', None))"
+        )
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        for seed in ("1", "2"):
+            env = {**os.environ, "PYTHONHASHSEED": seed}
+            out = subprocess.run(
+                [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, check=True
+            )
+            assert out.stdout.strip() == here
+        others = {file_id_for("b", "incoming/x/f.csv", v, None) for v in ("v2", "v3")}
+        others.add(file_id_for("b", "incoming/x/g.csv", "v1", None))
+        assert here not in others and len(others) == 3
 
     def test_version_id_wins_over_etag(self) -> None:
         assert file_id_for("b", "k", "v1", "e1") == file_id_for("b", "k", "v1", "e2")

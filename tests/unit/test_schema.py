@@ -89,7 +89,19 @@ BAD_DOCS = [
     (lambda d: d["fields"][2].update({"format": "%d/%m/%Y"}), "format"),
     (lambda d: d["fields"][0].update({"colour": "red"}), "unknown keys colour"),
     (lambda d: d.update({"missingValues": ["", "NA"]}), "missingValues"),
+    (lambda d: d.update({"x-etl-due-by": "6:00"}), "x-etl-due-by must be a UTC time of day"),
+    (lambda d: d.update({"x-etl-due-by": "24:00Z"}), "x-etl-due-by"),
+    (lambda d: d.update({"x-etl-due-by": "06:00+01:00"}), "x-etl-due-by"),
+    (lambda d: d.update({"x-etl-due-by": 600}), "x-etl-due-by"),
 ]
+
+
+def test_OPS3_due_by_is_parsed_and_acme_declares_it():
+    here = os.path.join(SCHEMA_DIR, "x.json")
+    assert parse_schema(_with(lambda d: d.update({"x-etl-due-by": "23:59Z"})), here).due_by == (23, 59)
+    assert parse_schema(_with(lambda d: None), here).due_by is None
+    assert load_schema("acme_bank").due_by == (6, 0)
+    assert load_schema("default").due_by is None
 
 
 @pytest.mark.parametrize("mutate,message", BAD_DOCS)

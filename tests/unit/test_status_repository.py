@@ -70,7 +70,11 @@ def test_transition_file_checks_current_status(etl_aws):
     repo.transition_file("f1", {"VALIDATING"}, "PLANNED", schema_id=None, chunk_count=3)
     item = repo.get_file("f1")
     assert "schema_id" not in item and item["chunk_count"] == 3
-    assert repo.update_file_status is not None  # internal-api.md name
+    # The older name of the same conditional transition (still accepted): same checks, same write.
+    assert repo.update_file_status("f1", {"PLANNED"}, "PROCESSING")["status"] == "PROCESSING"
+    with pytest.raises(InvalidFileState, match="file f1 is PROCESSING; cannot change it to SUCCEEDED"):
+        repo.update_file_status("f1", {"PLANNED"}, "SUCCEEDED")
+    assert repo.get_file("f1")["status"] == "PROCESSING"
 
 
 def test_claim_reprocess_only_from_failed(etl_aws):

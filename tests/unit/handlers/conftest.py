@@ -144,7 +144,7 @@ class Chain:
 
 
 @pytest.fixture
-def chain(etl_aws: Any, monkeypatch: pytest.MonkeyPatch) -> Chain:
+def chain(etl_aws: Any, etl_dataset: Any, monkeypatch: pytest.MonkeyPatch) -> Chain:
     """The handler chain on the mocked bucket/table, with small chunks (2 KB)."""
     monkeypatch.setenv("CHUNK_SIZE_BYTES", "2048")
     monkeypatch.setenv("MAX_RECORD_BYTES", "1024")

@@ -7,7 +7,6 @@ the alert."""
 from __future__ import annotations
 
 import gzip
-import json
 
 import pytest
 
@@ -33,7 +32,7 @@ def _rows(chain, first: int, last: int) -> bytes:
 CASES = {
     "empty file": (lambda c: b"", EmptyFile, "empty"),
     "header only": (lambda c: _header(c), EmptyFile, "no data rows"),
-    "BOM only": (lambda c: b"\xef\xbb\xbf", EmptyFile, ""),
+    "BOM only": (lambda c: b"\xef\xbb\xbf", EmptyFile, "only a UTF-8 byte order mark"),
     "wrong header": (
         lambda c: _header(c).replace(b"currency", b"ccy") + _rows(c, 1, 5),
         SchemaMismatch,
@@ -42,7 +41,7 @@ CASES = {
     "wrong delimiter": (
         lambda c: _header(c).replace(b",", b";") + _rows(c, 1, 5).replace(b",", b";"),
         SchemaMismatch,
-        "",
+        "the schema's delimiter is ',' but the header contains ';'",
     ),
     "unterminated quote": (
         lambda c: (
@@ -59,16 +58,20 @@ CASES = {
         InvalidEncoding,
         "UTF-8",
     ),
-    "binary garbage": (lambda c: bytes(range(256)) * 40, InvalidEncoding, ""),
+    "binary garbage": (
+        lambda c: bytes(range(256)) * 40,
+        InvalidEncoding,
+        "NUL byte at offset 0: this is not a text CSV file",
+    ),
     "gzip body under a .csv name": (
         lambda c: gzip.compress(_header(c) + _rows(c, 1, 5), mtime=0),
         InvalidEncoding,
-        "",
+        "this is not a text CSV file",
     ),
     "record larger than MAX_RECORD_BYTES": (
         lambda c: _header(c) + _rows(c, 1, 30) + c.row(31, desc="x" * 5000).encode() + b"\n",
         RecordTooLarge,
-        "",
+        "(line 32) is longer than the maximum record size of 1024 bytes",
     ),
     "ragged rows above the threshold": (
         lambda c: _header(c) + _rows(c, 1, 50) + b"T1,ACC1,2024-01-01\n" * 5,
@@ -87,7 +90,7 @@ def test_bad_csv_fails_with_a_clear_reason(chain, etl_aws, case):
     failure = run.failure
     assert failure["status"] == "FAILED" and failure["file_id"] == fid
     assert failure["reason"].startswith(f"{error_type.__name__}: ")
-    assert needle in failure["reason"]
+    assert needle and needle in failure["reason"], (needle, failure["reason"])
     assert failure["failed_key"] == f"failed/default/{fid}/bad file.csv"
     assert etl_aws.keys("incoming/") == [] and etl_aws.keys("failed/") == [failure["failed_key"]]
     assert etl_aws.keys("manifests/") == [] and etl_aws.keys("processed/") == []
@@ -99,8 +102,9 @@ def test_bad_csv_fails_with_a_clear_reason(chain, etl_aws, case):
     subject = failure["subject"]
     assert len(subject) <= 100 and subject.isascii() and subject.isprintable()
     assert error_type.__name__ in subject
-    details = json.loads(failure["message"])
-    assert details["file_id"] == fid and details["error_type"] == error_type.__name__
+    assert failure["attributes"]["file_id"] == fid
+    assert failure["attributes"]["error_type"] == error_type.__name__
+    assert f"etl reprocess {fid}" in failure["message"]
 
 
 def test_ragged_rows_below_the_threshold_are_row_level_rejects(chain, etl_aws, monkeypatch):

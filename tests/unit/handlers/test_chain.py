@@ -24,7 +24,8 @@ def _source_rows(data: bytes):
     return list(csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")))
 
 
-def _check_success(chain, etl_aws, run, data, n, bad):
+def _check_success(chain, etl_aws, run, data, n, bad, uploaded=None):
+    """``data`` is the CSV; ``uploaded`` the object as uploaded (gzip), when it differs."""
     assert run.error is None, run.failure
     file, result = run.state["file"], run.state["result"]
     fid = file["file_id"]
@@ -42,9 +43,14 @@ def _check_success(chain, etl_aws, run, data, n, bad):
         "output_prefix": f"output/transactions/partner={file['partner']}/file_id={fid}/",
         "rejected_prefix": f"rejected/partner={file['partner']}/file_id={fid}/",
         "processed_key": f"processed/{file['partner']}/{fid}/{file['original_key'].rsplit('/', 1)[-1]}",
+        "snapshot_id": result["snapshot_id"],
+        "published_rows": n - len(bad),
+        "table": "transaction_etl_test.transactions",
         "message_group_id": file["partner"],
         "dedup_id": fid,
     }
+    assert isinstance(result["snapshot_id"], int)
+    assert etl_aws.repo.get_file(fid)["snapshot_id"] == result["snapshot_id"]
     # Conservation per chunk and in total.
     assert sum(r["rows_in"] for r in run.chunk_results) == n
     assert all(r["rows_in"] == r["rows_valid"] + r["rows_rejected"] for r in run.chunk_results)
@@ -79,7 +85,8 @@ def _check_success(chain, etl_aws, run, data, n, bad):
         assert c["output"]["sha256"] == hashlib.sha256(etl_aws.get(c["output"]["key"])).hexdigest()
     # Source moved; status items final.
     assert etl_aws.keys("incoming/") == []
-    assert etl_aws.get(result["processed_key"]) == data or file["compression"] == "gzip"
+    assert file["compression"] == ("gzip" if uploaded is not None else "none")
+    assert etl_aws.get(result["processed_key"]) == (data if uploaded is None else uploaded)
     item = etl_aws.repo.get_file(fid)
     assert item["status"] == "SUCCEEDED"
     assert (item["rows_total"], item["rows_valid"], item["rows_rejected"]) == (n, n - len(bad), len(bad))
@@ -125,7 +132,7 @@ def test_gzip_file_end_to_end(chain, etl_aws, gzip_bytes):
     n, bad = 400, (11,)
     data = chain.make_csv(n, bad=bad)
     run = chain.upload_and_run("incoming/default/tx.csv.gz", gzip_bytes(data))
-    _check_success(chain, etl_aws, run, data, n, bad)
+    _check_success(chain, etl_aws, run, data, n, bad, uploaded=gzip_bytes(data))
     assert etl_aws.keys("scratch/") == []  # scratch chunks removed after success
     assert etl_aws.get(run.state["result"]["processed_key"]) == gzip_bytes(data)
 

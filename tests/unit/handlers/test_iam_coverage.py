@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import gzip
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,22 +25,31 @@ from infra.template_tools import resolve_intrinsics, synth_templates
 # The names tests/conftest.py gives the mocked bucket and table (asserted below).
 TEST_BUCKET = "etl-data-test"
 TEST_TABLE = "etl-status-test"
+TEST_GLUE_DATABASE = "transaction_etl_test"
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 BUCKET_ARN = f"arn:aws:s3:::{TEST_BUCKET}"
 TABLE_ARN = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{TEST_TABLE}"
+# The reconcile function's other resources, as the template names them (suffix "iam").
+TOPIC_NAME = "etl-alerts-iam"
+TOPIC_ARN = f"arn:aws:sns:{REGION}:{ACCOUNT}:{TOPIC_NAME}"
+RESULT_QUEUE_NAME = "etl-results-iam.fifo"
+RESULT_QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{RESULT_QUEUE_NAME}"
+STATE_MACHINE_NAME = "etl-pipeline-iam"
+RECONCILE = "Reconcile"
 
 # The step running now. A plain global, not a contextvar: the chain runs one step at a time and
 # PlanChunks' parallel ranged reads happen on pool threads that must be attributed to it too.
 _current = {"step": "?"}
 
 
-@dataclass(frozen=True)
+@dataclass
 class Call:
     step: str
     service: str
     operation: str
     params: dict[str, Any]
+    status: int = 0  # the HTTP status of the response (set by the after-call hook)
 
 
 @dataclass(frozen=True)
@@ -68,12 +78,18 @@ def allowed() -> dict[str, list[dict[str, Any]]]:
             return BUCKET_ARN
         if kind == "AWS::DynamoDB::Table" and attribute == "Arn":
             return TABLE_ARN
-        if logical_id == "AWS::Partition":
-            return "aws"
+        if kind == "AWS::SNS::Topic" and attribute is None:
+            return TOPIC_ARN
+        if kind == "AWS::SQS::Queue" and attribute == "Arn" and "ResultQueue" in logical_id:
+            return RESULT_QUEUE_ARN
+        pseudo = {"AWS::Partition": "aws", "AWS::AccountId": ACCOUNT, "AWS::Region": REGION}
+        if logical_id in pseudo:
+            return pseudo[logical_id]
         # Anything else (log groups, KMS keys ...) is not what the handlers call.
         return f"arn:aws:other:::{logical_id}/{attribute}"
 
     by_handler = {handler: step for step, (_, handler) in contracts.HANDLERS.items()}
+    by_handler[contracts.RECONCILE_FUNCTION[1]] = RECONCILE
     out: dict[str, list[dict[str, Any]]] = {}
     for fn in resources.values():
         if fn["Type"] != "AWS::Lambda::Function" or fn["Properties"]["Handler"] not in by_handler:
@@ -87,8 +103,15 @@ def allowed() -> dict[str, list[dict[str, Any]]]:
             if r["Type"] == "AWS::IAM::Policy" and {"Ref": role_id} in r["Properties"]["Roles"]
         ]
         statements = [s for d in documents for s in resolve_intrinsics(d["Statement"], resolver)]
+        # The template names the Glue database after its suffix ("iam"); the mocked catalog
+        # is tests/conftest.py's. Same rule (etl.contracts.glue_database), other suffix.
+        statements = json.loads(
+            json.dumps(statements)
+            .replace(f"database/{contracts.glue_database('iam')}", f"database/{TEST_GLUE_DATABASE}")
+            .replace(f"table/{contracts.glue_database('iam')}/", f"table/{TEST_GLUE_DATABASE}/")
+        )
         out[step] = [s for s in statements if s["Effect"] == "Allow"]
-    assert set(out) == set(contracts.HANDLERS)
+    assert set(out) == {*contracts.HANDLERS, RECONCILE}
     return out
 
 
@@ -124,11 +147,40 @@ def _object(bucket: str, key: str) -> str:
 def needs(call: Call) -> list[Need]:
     p, op = call.params, call.operation
     if call.service == "dynamodb":
+        if p.get("IndexName"):
+            return [Need(f"dynamodb:{op}", f"{TABLE_ARN}/index/{p['IndexName']}")]
         return [Need(f"dynamodb:{op}", TABLE_ARN)]
+    if call.service == "sns":
+        return [Need(f"sns:{op}", p["TopicArn"])]
+    if call.service == "sqs":
+        name = p["QueueUrl"].rstrip("/").rsplit("/", 1)[-1]
+        return [Need(f"sqs:{op}", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}")]
+    if call.service in ("sfn", "stepfunctions"):
+        return [Need(f"states:{op}", p["executionArn"])]
+    if call.service == "glue":
+        # Glue authorizes table calls against the catalog, the database and the table.
+        if op == "GetDatabase":
+            database, table = p.get("Name"), None
+        else:
+            database = p.get("DatabaseName")
+            table = p.get("Name") or (p.get("TableInput") or {}).get("Name")
+        glue = f"arn:aws:glue:{REGION}:{ACCOUNT}"
+        out = [Need(f"glue:{op}", f"{glue}:catalog")]
+        if database:
+            out.append(Need(f"glue:{op}", f"{glue}:database/{database}"))
+        if database and table:
+            out.append(Need(f"glue:{op}", f"{glue}:table/{database}/{table}"))
+        return out
     assert call.service == "s3", call
     versioned = "VersionId" in p
     if op in ("GetObject", "HeadObject"):
-        return [Need("s3:GetObjectVersion" if versioned else "s3:GetObject", _object(p["Bucket"], p["Key"]))]
+        out = [Need("s3:GetObjectVersion" if versioned else "s3:GetObject", _object(p["Bucket"], p["Key"]))]
+        if call.status == 404:
+            # S3 answers 404 for a missing key only to a caller that may list it; without
+            # s3:ListBucket it answers 403 AccessDenied, which the handlers do not read as
+            # "missing" (RegisterFile's raw-key fallback, the moves' "already moved" check).
+            out.append(Need("s3:ListBucket", f"arn:aws:s3:::{p['Bucket']}", p["Key"]))
+        return out
     if op in (
         "PutObject",
         "CreateMultipartUpload",
@@ -144,8 +196,12 @@ def needs(call: Call) -> list[Need]:
         return [Need("s3:AbortMultipartUpload", _object(p["Bucket"], p["Key"]))]
     if op == "CopyObject":
         source = _copy_source(p["CopySource"])
+        # The default tagging directive (COPY) reads the source's tags and writes them.
+        read_tags = "s3:GetObjectVersionTagging" if "VersionId" in source else "s3:GetObjectTagging"
         return [
             Need("s3:PutObject", _object(p["Bucket"], p["Key"])),
+            Need("s3:PutObjectTagging", _object(p["Bucket"], p["Key"])),
+            Need(read_tags, _object(source["Bucket"], source["Key"])),
             *needs(Call(call.step, "s3", "GetObject", source)),
         ]
     if op == "DeleteObject":
@@ -184,11 +240,23 @@ def recorded(chain: Any) -> Iterator[list[Call]]:
 
     calls: list[Call] = []
 
-    def hook(params: dict[str, Any], model: Any, **_: Any) -> None:
-        calls.append(Call(_current["step"], model.service_model.service_name, model.name, dict(params)))
+    def hook(params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+        call = Call(_current["step"], model.service_model.service_name, model.name, dict(params))
+        context["iam_coverage_call"] = call
+        calls.append(call)
 
-    for client in (clients.s3(), clients.dynamodb()):
+    def status(http_response: Any, context: dict[str, Any], **_: Any) -> None:
+        call = context.get("iam_coverage_call")
+        if call is not None:
+            call.status = int(http_response.status_code)
+
+    for client in (
+        clients.s3(),
+        clients.dynamodb(),
+        *(clients.client(s) for s in ("sns", "sqs", "stepfunctions", "glue")),
+    ):
         client.meta.events.register("before-parameter-build.*.*", hook)
+        client.meta.events.register("after-call.*.*", status)
 
     def as_step(step: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def run(event: Any, context: Any) -> Any:
@@ -206,6 +274,9 @@ def recorded(chain: Any) -> Iterator[list[Call]]:
     chain.process = as_step("ProcessChunk", chain.process)
     chain.finalize = as_step("Finalize", chain.finalize)
     chain.mark_failed = as_step("MarkFailed", chain.mark_failed)
+    from etl.handlers import reconcile
+
+    chain.reconcile = as_step(RECONCILE, reconcile.handler)
     yield calls
 
 
@@ -223,6 +294,11 @@ def test_INF6_every_call_the_handlers_make_is_granted_to_their_role(
     # gzip: scratch chunk objects written by PlanChunks, read by ProcessChunk, removed by Finalize.
     gz = chain.upload_and_run("incoming/acme/daily.csv.gz", gzip.compress(chain.make_csv(120), mtime=0))
     assert gz.error is None, gz.failure
+    # An event carrying the raw key of "a+b.csv" (not URL-encoded): RegisterFile HEADs the
+    # decoded "a b.csv" first, which is missing (404 needs s3:ListBucket), then the raw key.
+    raw_key = chain.run(chain.upload("incoming/default/a+b.csv", chain.make_csv(30), encode=False))
+    assert raw_key.error is None, raw_key.failure
+    assert raw_key.state["file"]["key"] == "incoming/default/a+b.csv"
     # A failure (MarkFailed moves the source to failed/), then a reprocess after the fix:
     # RegisterFile reads failed/, PlanChunks re-plans over the earlier chunk items.
     bad = chain.make_csv(60).replace(b"currency", b"ccy", 1)
@@ -288,8 +364,27 @@ def test_INF6_every_call_the_handlers_make_is_granted_to_their_role(
     )
     assert late["failed_key"].startswith("failed/default/"), late
 
+    # A chunk whose completion is refused after it wrote its data files (a sibling failed the
+    # file meanwhile) deletes them again.
+    from etl.aws.status import StatusRepository
+    from etl.errors import InvalidFileState
+
+    def refused(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise InvalidFileState("the file failed meanwhile (injected)")
+
+    with monkeypatch.context() as patched:  # undo only this patch, not the fixtures' environment
+        patched.setattr(StatusRepository, "complete_chunk", refused)
+        late_chunk = chain.upload_and_run("incoming/default/refused.csv", chain.make_csv(30))
+    assert isinstance(late_chunk.error, InvalidFileState)
+
+    _reconcile_scenarios(chain, etl_aws, monkeypatch)
+
+    recorded = [c for c in recorded if c.step != "?"]  # the test's own bookkeeping calls
     steps_seen = {c.step for c in recorded}
-    assert steps_seen == set(contracts.HANDLERS), steps_seen  # the recorder saw every step
+    assert steps_seen == {*contracts.HANDLERS, RECONCILE}, steps_seen  # the recorder saw every step
+    # The scenarios reach the paths whose grants only they prove (else the check is vacuous).
+    assert any(c.step == "RegisterFile" and c.status == 404 for c in recorded)
+    assert {c.step for c in recorded if c.operation == "CopyObject"} == {"Finalize", "MarkFailed", RECONCILE}
     denied = sorted(
         {
             f"{c.step}: {n.action} on {n.resource}"
@@ -312,3 +407,68 @@ def test_the_checker_refuses_what_a_role_lacks(allowed: dict[str, list[dict[str,
     assert is_allowed(
         allowed["ProcessChunk"], Need("s3:PutObject", _object(TEST_BUCKET, "output/t/p.parquet"))
     )
+
+
+def _reconcile_scenarios(chain: Any, etl_aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reconcile function's paths: a stopped execution's file (moves, deletes unpublished
+    data, alerts), the sweep (DescribeExecution, the open-files index), the outbox (send,
+    failed send), the freshness check (the partner index, a marker)."""
+    import datetime
+    import json
+
+    import boto3
+
+    from etl.handlers.reconcile import STATUS_CHANGE
+
+    sqs = boto3.client("sqs", region_name=REGION)
+    boto3.client("sns", region_name=REGION).create_topic(Name=TOPIC_NAME)
+    url = sqs.create_queue(QueueName=RESULT_QUEUE_NAME, Attributes={"FifoQueue": "true"})["QueueUrl"]
+    monkeypatch.setenv("ALERT_TOPIC_ARN", TOPIC_ARN)
+    monkeypatch.setenv("RESULT_QUEUE_URL", url)
+    monkeypatch.setenv("CHUNK_SIZE_BYTES", "2048")
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    machine = sfn.create_state_machine(
+        name=STATE_MACHINE_NAME,
+        definition=json.dumps({"StartAt": "W", "States": {"W": {"Type": "Pass", "End": True}}}),
+        roleArn=f"arn:aws:iam::{ACCOUNT}:role/x",
+    )["stateMachineArn"]
+
+    def stopped_midway(key: str, name: str) -> tuple[dict[str, Any], str]:
+        arn = sfn.start_execution(stateMachineArn=machine, name=name)["executionArn"]
+        sfn.stop_execution(executionArn=arn)
+        event = chain.upload(key, chain.make_csv(120, bad=(3,)))
+        state: dict[str, Any] = {"file": chain.register({"event": event, "execution_arn": arn}, None)}
+        state["header"] = chain.validate({"file": state["file"]}, None)
+        state["plan"] = chain.plan(dict(state), None)
+        chain.process({**state, "chunk": state["plan"]["chunks"][0]}, None)
+        return event, arn
+
+    event, arn = stopped_midway("incoming/acme/stopped.csv", "stopped")
+    detail = {"executionArn": arn, "status": "ABORTED", "input": json.dumps(event)}
+    out = chain.reconcile({"detail-type": STATUS_CHANGE, "source": "aws.states", "detail": detail}, None)
+    assert out["action"] == "failed", out
+    # Stopped before registration (the reconcile function registers and moves it).
+    early = chain.upload("incoming/acme/early.csv", chain.make_csv(3))
+    detail = {"executionArn": arn + "x", "status": "ABORTED", "input": json.dumps(early)}
+    assert chain.reconcile({"detail-type": STATUS_CHANGE, "detail": detail}, None)["action"] == "failed"
+    # The sweep, an hour later: a stale file, and a SUCCEEDED one whose result was not sent.
+    stopped_midway("incoming/acme/stale.csv", "stale")
+    # The earlier scenarios' files ran under made-up execution ARNs: mark their results sent,
+    # so the sweep sees only files of this state machine (as in a deployment).
+    for item in etl_aws.repo.list_files(status="SUCCEEDED"):
+        etl_aws.repo.mark_notified(item["file_id"], item["file_id"])
+    ok_arn = sfn.start_execution(stateMachineArn=machine, name="ok")["executionArn"]
+    sfn.stop_execution(executionArn=ok_arn)
+    ok = chain.run(chain.upload("incoming/acme/ok.csv", chain.make_csv(10)), arn=ok_arn)
+    from etl.handlers import reconcile
+
+    later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+    monkeypatch.setattr(reconcile, "_now", lambda: later)
+    out = chain.reconcile({"mode": "sweep"}, None)
+    assert out["reconciled"] and ok.state["file"]["file_id"] in out["resent"] and out["missing"], out
+    # `etl notify --force`, then a send that fails (recorded, alerted).
+    fid = ok.state["file"]["file_id"]
+    assert chain.reconcile({"mode": "notify", "file_id": fid, "force": True}, None)["sent"]
+    sqs.delete_queue(QueueUrl=url)
+    with pytest.raises(Exception, match=r"NonExistentQueue|does not exist"):
+        chain.reconcile({"mode": "notify", "file_id": fid, "force": True}, None)

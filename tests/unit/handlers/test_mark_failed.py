@@ -46,7 +46,7 @@ def test_sns_subject_rules():
     s = sns_subject("ETL FAILED acme/Überweisungen\nMärz.csv: " + "x" * 200)
     assert len(s) <= 100 and s.isascii() and s.isprintable() and "\n" not in s
     assert s.endswith("...")
-    assert sns_subject("\n\t") == "ETL file failed"
+    assert sns_subject("\n\t") == "ETL alert"
 
 
 def test_register_failure_with_a_bad_event_does_not_raise(etl_aws):
@@ -57,7 +57,7 @@ def test_register_failure_with_a_bad_event_does_not_raise(etl_aws):
     out = handler(state, None)
     assert out["file_id"] is None and out["failed_key"] is None and out["status"] == "FAILED"
     assert out["reason"] == "InvalidEvent: bad"
-    assert json.loads(out["message"])["failed_step"] == "RegisterFile"
+    assert out["failed_step"] == "RegisterFile"
 
 
 def test_register_failure_for_an_existing_object_registers_it_failed(chain, etl_aws):
@@ -102,7 +102,7 @@ def test_marks_file_and_running_chunks_failed_and_is_idempotent(chain, etl_aws):
     statuses = [c["status"] for c in etl_aws.repo.list_chunks(fid)]
     assert statuses[0] == "SUCCEEDED" and set(statuses[1:]) == {"FAILED"}
     assert "aborted" in etl_aws.repo.get_chunk(fid, "CHUNK#00002")["error"]
-    assert json.loads(out["message"])["failed_step"] == "ProcessChunks"
+    assert out["failed_step"] == "ProcessChunks"
     again = handler(state, None)  # a retried MarkFailed
     assert again["failed_key"] == out["failed_key"]
     assert etl_aws.keys("failed/") == [out["failed_key"]]
@@ -133,5 +133,36 @@ def test_a_succeeded_file_is_never_marked_failed(chain, etl_aws):
     assert out["failed_key"] is None
     assert etl_aws.repo.get_file(run.state["file"]["file_id"])["status"] == "SUCCEEDED"
     assert etl_aws.keys("failed/") == []
-    details = json.loads(out["message"])
-    assert details["failed_step"] == "NotifyResult" and details["file_status"] == "SUCCEEDED"
+    assert out["failed_step"] == "NotifyResult" and out["file_status"] == "SUCCEEDED"
+
+
+def test_OPS3_the_alert_is_readable_text_with_machine_readable_attributes(chain, etl_aws):
+    """Subject names status, partner and file; the body is plain text with the reason, the
+    counts known at failure, where the source is and the exact reprocess command."""
+    event = chain.upload("incoming/acme/März tx.csv", chain.make_csv(120))
+    state = {"file": register.handler({"event": event, "execution_arn": ARN}, None)}
+    state["header"] = chain.validate({"file": state["file"]}, None)
+    state["plan"] = chain.plan(dict(state), None)
+    done = chain.process({**state, "chunk": state["plan"]["chunks"][0]}, None)
+    state["error"] = chain.lambda_cause(RuntimeError("disk full"))
+    out = handler(state, None)
+    fid = state["file"]["file_id"]
+    subject = out["subject"]
+    assert subject.startswith("ETL FAILED acme/M") and "tx.csv" in subject and fid[:12] in subject
+    assert len(subject) <= 100 and subject.isascii() and subject.isprintable()
+    body = out["message"]
+    with pytest.raises(ValueError):
+        json.loads(body)  # not a JSON dump
+    assert "Reason:      RuntimeError: disk full" in body
+    first = etl_aws.repo.get_chunk(fid, "CHUNK#00001")  # the one chunk that finished
+    assert first["status"] == "SUCCEEDED" and done is not None
+    counts = (first["rows_in"], first["rows_valid"], first["rows_rejected"])
+    assert "Rows known at failure: total {}, valid {}, rejected {}".format(*counts) in body
+    assert f"s3://{etl_aws.bucket}/{out['failed_key']}" in body
+    assert f"  etl reprocess {fid}\n" in body
+    assert out["attributes"] == {
+        "file_id": fid,
+        "partner": "acme",
+        "status": "FAILED",
+        "error_type": "RuntimeError",
+    }

@@ -95,7 +95,8 @@ def test_unversioned_event_uses_etag_and_head(chain, etl_aws):
     del event["detail"]["object"]["size"]
     file = handler({"event": event, "execution_arn": ARN}, None)
     # The bucket is versioned, so HEAD supplies the version; size comes from HEAD too.
-    assert file["version_id"] is not None
+    versions = etl_aws.s3.list_object_versions(Bucket=etl_aws.bucket, Prefix="incoming/p/tx.gz")["Versions"]
+    assert file["version_id"] == versions[0]["VersionId"]
     assert file["size"] == 2
     assert file["compression"] == "gzip"
 
@@ -157,7 +158,9 @@ def test_reprocess_requires_failed_and_claims_it(chain, etl_aws):
     item = etl_aws.repo.get_file(file["file_id"])
     assert item["status"] == "REGISTERED" and item["attempts"] == 2 and "error" not in item
     # The claim's own retry is accepted; another execution's claim is refused.
-    assert handler({"event": {"reprocess": {"file_id": file["file_id"]}}, "execution_arn": ARN + "b"}, None)
+    retry = handler({"event": {"reprocess": {"file_id": file["file_id"]}}, "execution_arn": ARN + "b"}, None)
+    assert retry == again
+    assert etl_aws.repo.get_file(file["file_id"])["attempts"] == 2  # not claimed a second time
     with pytest.raises(InvalidFileState):
         handler({"event": {"reprocess": {"file_id": file["file_id"]}}, "execution_arn": ARN + "c"}, None)
 

@@ -1,0 +1,344 @@
+"""The published dataset (SPEC DATA1-DATA5): the two Iceberg tables' schemas, partitioning and
+sort order, and the pure Arrow transformations that turn a chunk's output into their data files.
+
+One definition for everything that must agree: ProcessChunk writes Parquet files with
+:func:`transactions_arrow_schema` / :func:`rejects_arrow_schema` columns; the catalog adapter
+(``etl.aws.catalog``) creates the tables from :func:`iceberg_schemas` with the same names,
+order and types; Athena named queries (infra) use the column names below.
+
+Layout (SPEC DATA3, docs/dataset.md): ``transactions`` is partitioned by ``identity(partner)``
+and ``identity(transaction_date)`` and every data file holds exactly one (partner,
+transaction_date): pyiceberg's ``add_files`` infers a file's partition from its column
+statistics (lower == upper), and identity partitions need no ``pyiceberg-core``. Within a file
+rows are sorted by ``(account_id, transaction_id)``: an analyst's account look-up in a
+partner-day prunes row groups by the account_id min/max, and the order is deterministic, so
+a re-run writes byte-identical objects. ``transaction_rejects`` is partitioned by partner.
+
+pyarrow only at import time: ProcessChunk imports this module and must not pay for pyiceberg
+(PERF4); :func:`iceberg_schemas` and friends import pyiceberg when called (Finalize, deploy).
+
+Shipped to Lambda: Python 3.9 compatible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as _pc
+import pyarrow.parquet as pq
+
+from etl.contracts import REJECTS_TABLE, TABLES_PREFIX, TRANSACTIONS_TABLE
+
+pc: Any = _pc
+
+# Lineage columns appended to the schema's typed columns (names are a contract: the Athena
+# named queries and docs/dataset.md use them).
+LINEAGE_COLUMNS = ("file_id", "partner", "source_key", "source_version", "line")
+REJECT_COLUMNS = (
+    "file_id",
+    "partner",
+    "source_key",
+    "source_version",
+    "line",
+    "column_name",
+    "rule",
+    "value",
+    "reason",
+)
+PARTITION_COLUMNS = ("partner", "transaction_date")
+SORT_COLUMNS = ("account_id", "transaction_id")
+DATE_COLUMN = "transaction_date"
+# Columns constant within a data file that commits delete by: their statistics must be exact
+# (Iceberg's default metrics mode truncates strings to 16 characters, which would turn the
+# metadata-only delete of a file's rows into a rewrite).
+EXACT_METRICS_COLUMNS = ("file_id", "partner", "source_key", "source_version")
+# Table properties both tables are created with.
+TABLE_PROPERTIES = {
+    "format-version": "2",
+    "write.parquet.compression-codec": "snappy",
+    # Conflicts are retried by etl.aws.catalog (reload, redo the whole transaction, bounded),
+    # not inside pyiceberg: one explicit policy, the same on every pyiceberg version.
+    "commit.retry.num-retries": "0",
+    **{f"write.metadata.metrics.column.{c}": "full" for c in EXACT_METRICS_COLUMNS},
+}
+# Snapshot summary keys every commit sets (the load audit trail, SPEC DATA2).
+SUMMARY_PREFIX = "etl."
+
+_DATA_PARQUET_OPTIONS: dict[str, Any] = {"compression": "snappy", "version": "2.6"}
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a file's rows came from (constant for every row of a file)."""
+
+    file_id: str
+    partner: str
+    source_key: str
+    source_version: str | None
+
+
+# ---------------------------------------------------------------------------------------------
+# Names and locations
+
+
+def table_location(bucket: str, table: str) -> str:
+    """``s3://<bucket>/tables/<table>``."""
+    return f"s3://{bucket}/{TABLES_PREFIX}{table}"
+
+
+def warehouse(bucket: str) -> str:
+    """``s3://<bucket>/tables/``."""
+    return f"s3://{bucket}/{TABLES_PREFIX}"
+
+
+def data_prefix(table: str, file_id: str) -> str:
+    """Key prefix of one file's (not yet or already) published data files of ``table``:
+    ``tables/<table>/data/file_id=<file_id>/``. MarkFailed deletes it for a never-published
+    file."""
+    return f"{TABLES_PREFIX}{table}/data/file_id={file_id}/"
+
+
+def transactions_data_key(file_id: str, index: int, day: str) -> str:
+    """``tables/transactions/data/file_id=<id>/part-00001-2024-03-15.parquet``."""
+    return f"{data_prefix(TRANSACTIONS_TABLE, file_id)}part-{index:05d}-{day}.parquet"
+
+
+def rejects_data_key(file_id: str, index: int) -> str:
+    """``tables/transaction_rejects/data/file_id=<id>/part-00001.parquet``."""
+    return f"{data_prefix(REJECTS_TABLE, file_id)}part-{index:05d}.parquet"
+
+
+# ---------------------------------------------------------------------------------------------
+# Arrow schemas
+
+
+def _typed_fields() -> list[pa.Field]:
+    """The default schema's typed columns (every partner schema maps onto them)."""
+    from etl.core.process import arrow_type
+    from etl.core.schema import DEFAULT_SCHEMA, load_schema
+
+    schema = load_schema(DEFAULT_SCHEMA)
+    return [pa.field(f.name, arrow_type(f), nullable=not f.required) for f in schema.fields]
+
+
+def transactions_arrow_schema() -> pa.Schema:
+    """Typed columns, then the lineage columns (``source_version`` nullable: unversioned
+    buckets have none)."""
+    return pa.schema(
+        [
+            *_typed_fields(),
+            pa.field("file_id", pa.string(), nullable=False),
+            pa.field("partner", pa.string(), nullable=False),
+            pa.field("source_key", pa.string(), nullable=False),
+            pa.field("source_version", pa.string(), nullable=True),
+            pa.field("line", pa.int64(), nullable=False),
+        ]
+    )
+
+
+def rejects_arrow_schema() -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("file_id", pa.string(), nullable=False),
+            pa.field("partner", pa.string(), nullable=False),
+            pa.field("source_key", pa.string(), nullable=False),
+            pa.field("source_version", pa.string(), nullable=True),
+            pa.field("line", pa.int64(), nullable=False),
+            pa.field("column_name", pa.string(), nullable=False),
+            pa.field("rule", pa.string(), nullable=False),
+            pa.field("value", pa.string(), nullable=True),
+            pa.field("reason", pa.string(), nullable=False),
+        ]
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Chunk output -> data files
+
+
+def _constant(value: str | None, n: int) -> pa.Array:
+    if value is None:
+        return pa.nulls(n, pa.string())
+    # A one-entry dictionary decoded once: cheap for 100k+ rows, no Python loop.
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([value])).cast(
+        pa.string()
+    )
+
+
+def transactions_table(valid: pa.Table, lines: np.ndarray, lineage: Lineage) -> pa.Table:
+    """The chunk's valid rows in the ``transactions`` column order and types, with lineage.
+
+    ``valid`` holds the partner schema's target columns (a partner may omit optional ones:
+    they become nulls); ``lines`` the physical line number of each row.
+    """
+    target = transactions_arrow_schema()
+    n = valid.num_rows
+    if len(lines) != n:
+        raise ValueError(f"{len(lines)} line numbers for {n} rows")
+    cols = []
+    for fld in target:
+        if fld.name in LINEAGE_COLUMNS:
+            if fld.name == "line":
+                cols.append(pa.array(np.asarray(lines, dtype=np.int64), pa.int64()))
+            else:
+                cols.append(_constant(getattr(lineage, fld.name), n))
+        elif fld.name in valid.column_names:
+            col = valid.column(fld.name)
+            cols.append(col if col.type == fld.type else col.cast(fld.type))
+        elif fld.nullable:
+            cols.append(pa.nulls(n, fld.type))
+        else:
+            raise ValueError(f"the chunk has no values for the required column {fld.name}")
+    return pa.Table.from_arrays(cols, schema=target)
+
+
+def split_by_date(table: pa.Table) -> list[tuple[str, pa.Table]]:
+    """``[(YYYY-MM-DD, rows of that transaction_date sorted by account_id, transaction_id)]``
+    in date order: one table per data file (one partition value per file)."""
+    if table.num_rows == 0:
+        return []
+    order = pc.sort_indices(
+        table, sort_keys=[(DATE_COLUMN, "ascending")] + [(c, "ascending") for c in SORT_COLUMNS]
+    )
+    ordered = table.take(order)
+    dates = ordered.column(DATE_COLUMN).combine_chunks()
+    runs = pc.run_end_encode(dates)
+    ends = runs.run_ends.to_numpy()
+    values = runs.values
+    out = []
+    start = 0
+    for i, end in enumerate(ends):
+        day = values[i].as_py()
+        out.append((day.isoformat(), ordered.slice(start, int(end) - start)))
+        start = int(end)
+    return out
+
+
+def data_file_bytes(table: pa.Table) -> bytes:
+    """Snappy Parquet with statistics on every column (Iceberg metrics, partition inference,
+    row-group pruning), dictionary encoding except for the unique ids; deterministic bytes."""
+    sink = pa.BufferOutputStream()
+    no_dict = {"transaction_id", "line", "description"}
+    dict_cols = [f.name for f in table.schema if pa.types.is_string(f.type) and f.name not in no_dict]
+    pq.write_table(table, sink, use_dictionary=dict_cols, write_statistics=True, **_DATA_PARQUET_OPTIONS)
+    return sink.getvalue().to_pybytes()
+
+
+def rejects_table(entries: list[tuple[int, str, str, str | None, str]], lineage: Lineage) -> pa.Table:
+    """``entries`` = ``(line, column_name, rule, value, reason)`` -> ``transaction_rejects`` rows."""
+    n = len(entries)
+    lines, cols, rules, values, reasons = (list(x) for x in zip(*entries)) if n else ([], [], [], [], [])
+    return pa.Table.from_arrays(
+        [
+            _constant(lineage.file_id, n),
+            _constant(lineage.partner, n),
+            _constant(lineage.source_key, n),
+            _constant(lineage.source_version, n),
+            pa.array(lines, pa.int64()),
+            pa.array(cols, pa.string()),
+            pa.array(rules, pa.string()),
+            pa.array(values, pa.string()),
+            pa.array(reasons, pa.string()),
+        ],
+        schema=rejects_arrow_schema(),
+    )
+
+
+def lineage_of(file: Mapping[str, Any]) -> Lineage:
+    """The lineage of a file item / the state's ``file`` object."""
+    return Lineage(
+        file_id=str(file["file_id"]),
+        partner=str(file["partner"]),
+        source_key=str(file.get("original_key") or file["key"]),
+        source_version=(str(file["version_id"]) if file.get("version_id") else None),
+    )
+
+
+def summary_properties(
+    lineage: Lineage, manifest_key: str | None, execution_arn: str | None, token: str
+) -> dict[str, str]:
+    """The snapshot summary of a file's commit (the audit trail of a load, SPEC DATA2)."""
+    props = {
+        "file_id": lineage.file_id,
+        "partner": lineage.partner,
+        "source_key": lineage.source_key,
+        "source_version": lineage.source_version or "",
+        "manifest_key": manifest_key or "",
+        "execution_arn": execution_arn or "",
+        "commit_token": token,
+    }
+    return {SUMMARY_PREFIX + k: v for k, v in props.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Iceberg (pyiceberg imported on call)
+
+
+def equal_to(column: str, value: Any) -> Any:
+    """pyiceberg's ``EqualTo(column, value)`` (its pydantic signature confuses type checkers)."""
+    from pyiceberg.expressions import EqualTo
+
+    return EqualTo(column, value)  # type: ignore[call-arg, arg-type]
+
+
+def iceberg_schemas() -> dict[str, Any]:
+    """``{table name: pyiceberg Schema}`` with stable field ids (1..n in column order)."""
+    from pyiceberg.io.pyarrow import pyarrow_to_schema
+    from pyiceberg.schema import Schema as IcebergSchema
+    from pyiceberg.table.name_mapping import MappedField, NameMapping
+
+    out = {}
+    for name, arrow in (
+        (TRANSACTIONS_TABLE, transactions_arrow_schema()),
+        (REJECTS_TABLE, rejects_arrow_schema()),
+    ):
+        mapping = NameMapping(
+            [
+                MappedField(field_id=i + 1, names=[f.name])  # type: ignore[call-arg]
+                for i, f in enumerate(arrow)
+            ]
+        )
+        schema = pyarrow_to_schema(arrow, name_mapping=mapping)
+        out[name] = IcebergSchema(*schema.fields, schema_id=0)
+    return out
+
+
+def partition_spec(table: str, schema: Any) -> Any:
+    """identity(partner), identity(transaction_date) for transactions; identity(partner) for
+    the rejects."""
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.transforms import IdentityTransform
+
+    columns = PARTITION_COLUMNS if table == TRANSACTIONS_TABLE else ("partner",)
+    fields = [
+        PartitionField(
+            source_id=schema.find_field(c).field_id,
+            field_id=1000 + i,
+            transform=IdentityTransform(),
+            name=c,
+        )
+        for i, c in enumerate(columns)
+    ]
+    return PartitionSpec(*fields, spec_id=0)
+
+
+def sort_order(table: str, schema: Any) -> Any:
+    """(account_id, transaction_id) for transactions; (line) for the rejects."""
+    from pyiceberg.table.sorting import SortField, SortOrder
+    from pyiceberg.transforms import IdentityTransform
+
+    columns = SORT_COLUMNS if table == TRANSACTIONS_TABLE else ("line",)
+    return SortOrder(
+        *[SortField(source_id=schema.find_field(c).field_id, transform=IdentityTransform()) for c in columns],
+        order_id=1,
+    )
+
+
+def table_properties(schema: Any) -> dict[str, str]:
+    """TABLE_PROPERTIES plus the name mapping (data files carry no field ids): set at creation
+    so that no commit has to change table properties."""
+    return {**TABLE_PROPERTIES, "schema.name-mapping.default": schema.name_mapping.model_dump_json()}

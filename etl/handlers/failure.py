@@ -1,0 +1,265 @@
+"""Failing a file: shared by MarkFailed (inside the workflow) and reconcile (after it, OPS1).
+
+Both record the reason on the file item, quarantine the source under ``failed/``, abort the
+chunks that had not finished, remove the gzip scratch objects and delete the unpublished data
+(:func:`delete_unpublished_data`: a file without a committed snapshot leaves no data files).
+Both shape the same alert (etl/core/alerts.py).
+
+Shipped to Lambda: Python 3.9 compatible.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from etl import observability as obs
+from etl.aws import catalog, s3
+from etl.aws.s3 import SourceMissing
+from etl.aws.status import (
+    DUPLICATE_CONTENT,
+    FAILED,
+    FILE_STATUSES,
+    PENDING,
+    RUNNING,
+    SUCCEEDED,
+    StatusRepository,
+    utc_now,
+)
+from etl.core import alerts
+from etl.core.identity import decode_event_key, file_id_for, partner_from_key
+from etl.core.schema import load_schema
+from etl.errors import EtlError, InvalidFileState
+from etl.handlers.common import failed_key, output_prefix, rejected_prefix, scratch_prefix, source_name
+
+REASON_MAX = 2000
+
+
+def parse_error(error: Any) -> tuple[str, str]:
+    """(error type, message) from ``{"Error", "Cause"}`` (a Catch's output, or a status-change
+    event's ``error``/``cause``); ``Cause`` is often Lambda's JSON ``{"errorType", ...}``."""
+    if not isinstance(error, Mapping):
+        return "UnknownError", "the execution failed without error details"
+    name = str(error.get("Error") or "UnknownError")
+    cause = error.get("Cause")
+    message = ""
+    if isinstance(cause, str) and cause.strip():
+        try:
+            decoded = json.loads(cause)
+        except ValueError:
+            message = cause
+        else:
+            if isinstance(decoded, Mapping):
+                name = str(decoded.get("errorType") or name)
+                message = str(decoded.get("errorMessage") or "") or cause
+            else:
+                message = cause
+    elif isinstance(cause, Mapping):
+        name = str(cause.get("errorType") or name)
+        message = str(cause.get("errorMessage") or json.dumps(cause, sort_keys=True))
+    return name, message or "no cause given"
+
+
+def reason_text(error_type: str, message: str) -> str:
+    reason = f"{error_type}: {message}"
+    return reason if len(reason) <= REASON_MAX else reason[: REASON_MAX - 3] + "..."
+
+
+def owned_by_failure_handling(item: Mapping[str, Any]) -> bool:
+    """A FAILED item without an execution ARN was written by the failure handling itself."""
+    return item.get("status") == FAILED and not item.get("execution_arn")
+
+
+def s3_event_of(execution_input: Any) -> Mapping[str, Any] | None:
+    """The S3 Object Created event in an execution input (bare, or wrapped as ``event``)."""
+    if not isinstance(execution_input, Mapping):
+        return None
+    if execution_input.get("source") == "aws.s3" and isinstance(execution_input.get("detail"), Mapping):
+        return execution_input
+    return s3_event_of(execution_input.get("event")) if "event" in execution_input else None
+
+
+def adopt_from_s3_event(
+    event: Mapping[str, Any], repo: StatusRepository, failed_attrs: Mapping[str, Any]
+) -> tuple[dict[str, Any] | None, bool]:
+    """RegisterFile never completed: (the file the S3 event names, whether the caller may act
+    on it). It may act when it registers the file as FAILED itself (no item existed), never
+    when another execution registered it."""
+    detail = event.get("detail")
+    if not isinstance(detail, Mapping):
+        return None, False
+    try:
+        bucket = detail["bucket"]["name"]
+        key = decode_event_key(str(detail["object"]["key"]))
+    except (KeyError, TypeError, EtlError):
+        return None, False
+    obj = detail.get("object") or {}
+    version = obj.get("version-id") or None
+    if version:
+        known = repo.get_file(file_id_for(bucket, key, version, None))
+        if known is not None:  # e.g. a retry after the source was already moved
+            return known, owned_by_failure_handling(known)
+    try:
+        info = s3.head(bucket, key, version)
+    except SourceMissing:
+        return None, False
+    version = version or info.version_id
+    etag = str(obj.get("etag") or info.etag).strip('"')
+    file = {
+        "file_id": file_id_for(bucket, key, version, etag),
+        "bucket": bucket,
+        "key": key,
+        "original_key": key,
+        "version_id": version,
+        "size": info.size,
+        "etag": etag,
+        "partner": partner_from_key(key),
+        "compression": "gzip" if key.lower().endswith(".gz") else "none",
+    }
+    if repo.register_file({**file, **failed_attrs, "status": FAILED, "finished_at": utc_now()}):
+        return file, True
+    existing = repo.get_file(file["file_id"]) or {}
+    return ({**file, **existing}, owned_by_failure_handling(existing))
+
+
+def quarantine(file: Mapping[str, Any]) -> str | None:
+    """Move the source to failed/ (idempotent); None if there is nothing to move."""
+    target = failed_key(file)
+    version = file.get("version_id") if file.get("key") == file.get("original_key") else None
+    try:
+        s3.move_object(file["bucket"], str(file["key"]), target, version or None)
+    except SourceMissing as exc:
+        obs.logger.warning("source not moved to failed/: %s", exc)
+        return None
+    return target
+
+
+def delete_unpublished_data(file: Mapping[str, Any], item: Mapping[str, Any] | None) -> int:
+    """Delete what the file's chunks wrote that was never published (DATA2: a FAILED file
+    leaves nothing): its Iceberg data files (``tables/<table>/data/file_id=<id>/``), its Parquet
+    parts under ``output/`` and its rejects under ``rejected/``. A file whose item records a
+    committed snapshot keeps them: a failure after the commit never unpublishes. Returns the
+    number of objects deleted."""
+    bucket, partner, file_id = file["bucket"], str(file["partner"]), str(file["file_id"])
+    if (item or {}).get("snapshot_id") is not None:
+        obs.logger.warning("file was published in snapshot %s: data files kept", (item or {})["snapshot_id"])
+        return 0
+    deleted = catalog.delete_unpublished(bucket, file_id)
+    deleted += s3.delete_prefix(bucket, output_prefix(load_schema(partner).dataset, partner, file_id))
+    deleted += s3.delete_prefix(bucket, rejected_prefix(partner, file_id))
+    return int(deleted or 0)
+
+
+@dataclass
+class Failure:
+    """What failing a file did."""
+
+    file: dict[str, Any]
+    item: dict[str, Any] | None
+    failed_key: str | None
+    chunk_statuses: list[str] = field(default_factory=list)
+    changed: bool = False  # this call moved the file item to FAILED
+    deleted: int = 0  # unpublished data objects removed
+    counts: dict[str, int] = field(default_factory=dict)  # rows of the chunks that finished
+
+
+def _chunk_counts(chunks: list[dict[str, Any]]) -> dict[str, int]:
+    done = [c for c in chunks if c.get("status") == SUCCEEDED]
+    if not done:
+        return {}
+    return {
+        "rows_total": sum(int(c.get("rows_in") or 0) for c in done),
+        "rows_valid": sum(int(c.get("rows_valid") or 0) for c in done),
+        "rows_rejected": sum(int(c.get("rows_rejected") or 0) for c in done),
+    }
+
+
+# Finished statuses a failure never touches (the file's outcome is settled).
+FINISHED = frozenset({SUCCEEDED, DUPLICATE_CONTENT})
+
+
+def fail_file(
+    repo: StatusRepository,
+    file: dict[str, Any],
+    reason: str,
+    error_type: str,
+    *,
+    allowed_from: Any = None,
+) -> Failure:
+    """Mark the file FAILED (from ``allowed_from``, default every status but SUCCEEDED),
+    quarantine the source, abort unfinished chunks, remove gzip scratch. Idempotent; a
+    SUCCEEDED file is never touched."""
+    file_id = file["file_id"]
+    item = repo.get_file(file_id)
+    chunks = repo.list_chunks(file_id)
+    result = Failure(file, item, None, [str(c.get("status")) for c in chunks], counts=_chunk_counts(chunks))
+    if item is not None and item.get("status") in (SUCCEEDED, DUPLICATE_CONTENT):
+        # Finished (e.g. only the result message failed): never unpublish or re-quarantine.
+        obs.logger.error("asked to fail a %s file: nothing changed", item.get("status"))
+        return result
+    if item is None:
+        obs.logger.error("no file item for %s; moving the source anyway", file_id)
+    result.failed_key = quarantine(file)
+    if item is not None:
+        try:
+            result.item = repo.transition_file(
+                file_id,
+                allowed_from
+                if allowed_from is not None
+                else set(FILE_STATUSES) - {SUCCEEDED, DUPLICATE_CONTENT},
+                FAILED,
+                error=reason,
+                error_type=error_type,
+                failed_key=result.failed_key,
+                key=result.failed_key or file.get("key"),
+                finished_at=utc_now(),
+            )
+            result.changed = item.get("status") != FAILED
+        except InvalidFileState as exc:  # changed under us (deleted, succeeded): report it
+            obs.logger.error("file status not changed: %s", exc)
+    for chunk in chunks:
+        if chunk.get("status") in (PENDING, RUNNING):
+            repo.fail_chunk(file_id, chunk["chunk_id"], f"aborted, the file failed: {reason}")
+    if file.get("compression") == "gzip":
+        s3.delete_prefix(file["bucket"], scratch_prefix(file_id))
+    result.deleted = delete_unpublished_data(file, result.item or item)
+    return result
+
+
+def alert_for(
+    file: Mapping[str, Any] | None,
+    item: Mapping[str, Any] | None,
+    *,
+    reason: str,
+    error_type: str,
+    failed_key: str | None,
+    failed_step: str,
+    detected_by: str,
+    execution_arn: str | None = None,
+    counts: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """The person-readable alert (subject, body, attributes) for a failed file; counts come
+    from the file item, else from the chunks that had finished (``counts``)."""
+    file = file or {}
+    item = {**(counts or {}), **{k: v for k, v in (item or {}).items() if v is not None}}
+    return alerts.failure_alert(
+        {
+            "file_id": file.get("file_id"),
+            "partner": file.get("partner"),
+            "name": source_name(file) if file.get("original_key") or file.get("key") else None,
+            "error_type": error_type,
+            "reason": reason,
+            "failed_step": failed_step,
+            "detected_by": detected_by,
+            "bucket": file.get("bucket"),
+            "original_key": file.get("original_key"),
+            "failed_key": failed_key,
+            "rows_total": item.get("rows_total"),
+            "rows_valid": item.get("rows_valid"),
+            "rows_rejected": item.get("rows_rejected"),
+            "attempts": item.get("attempts"),
+            "execution_arn": execution_arn or item.get("execution_arn"),
+        }
+    )
