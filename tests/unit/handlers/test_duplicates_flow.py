@@ -128,7 +128,11 @@ def test_DATA4a_identical_file_finishing_second_in_a_race_is_unpublished(chain, 
     assert second.state["result"]["status"] == "DUPLICATE_CONTENT"
     assert second.state["result"]["duplicate_of"] == fid1
     assert etl_aws.keys(_output_prefix(fid2)) == []
-    assert etl_aws.repo.get_file(fid2)["status"] == "DUPLICATE_CONTENT"
+    # ...its Iceberg data files were deleted and never committed
+    assert etl_aws.keys(f"tables/transactions/data/file_id={fid2}/") == []
+    assert etl_aws.keys(f"tables/transaction_rejects/data/file_id={fid2}/") == []
+    item2 = etl_aws.repo.get_file(fid2)
+    assert item2["status"] == "DUPLICATE_CONTENT" and item2.get("snapshot_id") is None
 
 
 def _record_lines(data: bytes) -> list[int]:
@@ -179,6 +183,18 @@ def test_DATA4c_id_repeated_in_a_later_chunk_is_rejected_at_finalize(chain, etl_
     item = etl_aws.repo.get_file(fid)
     assert (item["rows_valid"], item["rows_rejected"]) == (n - 2, 2)
     assert etl_aws.keys("scratch/") == []  # the id lists are removed with the scratch prefix
+    # the Iceberg data files were rewritten before the commit: the published rows hold the id
+    # once, the rejects data file carries the rule code "duplicate" with the repeated value
+    data_rows = _rows(etl_aws, f"tables/transactions/data/file_id={fid}/")
+    assert len(data_rows) == n - 2 == result["published_rows"]
+    assert [r["transaction_id"] for r in data_rows].count("T000003") == 1
+    assert lines[149] not in {r["line"] for r in data_rows}
+    rej_rows = _rows(etl_aws, f"tables/transaction_rejects/data/file_id={fid}/")
+    assert [(r["line"], r["column_name"], r["rule"], r["value"]) for r in rej_rows] == [
+        (lines[149], "transaction_id", "duplicate", "T000003"),
+        (lines[150], "transaction_id", "duplicate", "T000003"),
+    ]
+    assert sum(len(c.get("data_keys") or []) for c in chunks) >= len(plan["chunks"])
 
 
 def test_DATA4c_finalize_retry_after_the_rewrite_changes_nothing(chain, etl_aws, monkeypatch):
@@ -198,15 +214,14 @@ def test_DATA4c_finalize_retry_after_the_rewrite_changes_nothing(chain, etl_aws,
         return real_put(bucket, key, *a, **k)
 
     monkeypatch.setattr(s3, "put_bytes", failing_put)
+    # A Lambda retry of Finalize: the same state again, no MarkFailed in between (MarkFailed
+    # would delete the unpublished data files: a FAILED file leaves nothing, DATA2).
+    monkeypatch.setattr(chain, "mark_failed", lambda state, context: None)
     run = chain.run(event)
     assert isinstance(run.error, RuntimeError)
-    # (MarkFailed ran in the chain; undo its FAILED to replay only the retried Finalize)
-    fid = run.state["file"]["file_id"]
-    etl_aws.repo.transition_file(fid, {"FAILED"}, "PROCESSING")
-    src = etl_aws.keys("failed/")[0]
-    etl_aws.put(run.state["file"]["key"], etl_aws.get(src))
-    file = {**run.state["file"], "version_id": None, "original_key": "x"}
-    result = finalize.handler({"file": file, "header": run.state["header"], "plan": run.state["plan"]}, None)
+    event = {"file": run.state["file"], "header": run.state["header"], "plan": run.state["plan"]}
+    result = finalize.handler({**event, "execution_arn": "arn:retry"}, None)
+    assert result["published_rows"] == 199
     assert (result["rows_valid"], result["rows_rejected"]) == (199, 1)
     assert len(_rows(etl_aws, result["output_prefix"])) == 199
     assert len(_rejects(etl_aws, result["rejected_prefix"])) == 1
