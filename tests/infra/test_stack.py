@@ -438,7 +438,8 @@ def test_DATA4_duplicate_content_skips_the_chunks_and_ends_through_finalize(prim
     assert choice["Default"] == "ProcessChunks"
     assert states["ProcessChunks"]["Next"] == "Finalize"
     assert states["Finalize"]["Next"] == "NotifyResult"
-    assert states[states["NotifyResult"]["Next"]]["Type"] == "Succeed"
+    assert states["NotifyResult"]["Next"] == "RecordNotified"
+    assert states[states["RecordNotified"]["Next"]]["Type"] == "Succeed"
 
 
 def test_INF5_no_cdk_default_retry_sneaks_in(primary: dict[str, Any]) -> None:

@@ -402,7 +402,7 @@ def test_the_checker_refuses_what_a_role_lacks(allowed: dict[str, list[dict[str,
     lacks and a listing outside the permitted prefixes are all refused."""
     assert not is_allowed(allowed["ProcessChunk"], Need("s3:PutObject", _object(TEST_BUCKET, "processed/x")))
     assert not is_allowed(allowed["ValidateHeader"], Need("dynamodb:DeleteItem", TABLE_ARN))
-    assert not is_allowed(allowed["MarkFailed"], Need("s3:ListBucket", BUCKET_ARN, "output/"))
+    assert not is_allowed(allowed["MarkFailed"], Need("s3:ListBucket", BUCKET_ARN, "manifests/"))
     assert is_allowed(allowed["Finalize"], Need("s3:ListBucket", BUCKET_ARN, "scratch/abc/"))
     assert is_allowed(
         allowed["ProcessChunk"], Need("s3:PutObject", _object(TEST_BUCKET, "output/t/p.parquet"))
