@@ -133,6 +133,7 @@ def test_DATA4a_identical_file_finishing_second_in_a_race_is_unpublished(chain, 
     assert etl_aws.keys(f"tables/transaction_rejects/data/file_id={fid2}/") == []
     item2 = etl_aws.repo.get_file(fid2)
     assert item2["status"] == "DUPLICATE_CONTENT" and item2.get("snapshot_id") is None
+    assert item2.get("open_state") is None  # not in flight: reconcile leaves it alone
 
 
 def _record_lines(data: bytes) -> list[int]:
