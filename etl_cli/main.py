@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from etl_cli.pipeline import (
+    OK_FILE_STATES,
     Pipeline,
     PipelineError,
     make_session,
@@ -167,13 +168,19 @@ def list_(obj: Ctx, status_: str | None, partner: str | None, since: str | None,
     show_default=True,
     help="Seconds to wait for the re-run before giving up.",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also load a DUPLICATE_CONTENT file (its bytes were already loaded by another file).",
+)
 @click.pass_obj
-def reprocess(obj: Ctx, file_id_or_key: str, wait: bool, as_json: bool, timeout: float) -> None:
-    """Re-run FILE_ID_OR_KEY, a FAILED file, through the state machine (outputs are overwritten)."""
+def reprocess(obj: Ctx, file_id_or_key: str, wait: bool, as_json: bool, timeout: float, force: bool) -> None:
+    """Re-run FILE_ID_OR_KEY, a FAILED file (or with --force a DUPLICATE_CONTENT one), through the
+    state machine (outputs are overwritten)."""
     try:
         pipe = obj.pipeline()
         file_id = pipe.resolve_file_id(file_id_or_key)
-        arn = pipe.reprocess(file_id)
+        arn = pipe.reprocess(file_id, force=force)
     except PipelineError as exc:
         _fail(str(exc))
         return
@@ -183,7 +190,7 @@ def reprocess(obj: Ctx, file_id_or_key: str, wait: bool, as_json: bool, timeout:
     with chunk_progress(enabled=not as_json) as on_progress:
         rep = pipe.wait_for_file(file_id, execution_arn=arn, timeout=timeout, on_progress=on_progress)
     render_report(rep, as_json)
-    sys.exit(0 if rep.status == "SUCCEEDED" and rep.execution_status == "SUCCEEDED" else 1)
+    sys.exit(0 if rep.status in OK_FILE_STATES and rep.execution_status == "SUCCEEDED" else 1)
 
 
 @cli.command()
@@ -259,7 +266,7 @@ def upload(obj: Ctx, path: Path, partner: str, wait: bool, as_json: bool, timeou
     with chunk_progress(enabled=not as_json) as on_progress:
         rep = pipe.wait_for_file(info["file_id"], timeout=timeout, on_progress=on_progress)
     render_report(rep, as_json)
-    sys.exit(0 if rep.status == "SUCCEEDED" else 1)
+    sys.exit(0 if rep.status in OK_FILE_STATES else 1)
 
 
 @cli.command()
@@ -441,7 +448,7 @@ def run_local_file(
                     query_local_sql(final_query.format(file_id=info["file_id"]), emu.endpoint, pipe),
                 )
             lap("read back")
-        if rep.status in ("SUCCEEDED", "FAILED"):
+        if rep.status in ("SUCCEEDED", "FAILED", "DUPLICATE_CONTENT"):
             dest = results_dir() / str(info["file_id"])
             if started_here and not keep:
                 # The emulator keeps everything in memory and stops with this command: copy the
@@ -453,7 +460,7 @@ def run_local_file(
             lap("report")
         rep.timings = timings
         render_report(rep, as_json)
-        return 0 if rep.status == "SUCCEEDED" else 1
+        return 0 if rep.status in OK_FILE_STATES else 1
     except Exception as exc:
         if as_json:
             click.echo(

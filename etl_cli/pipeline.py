@@ -22,7 +22,9 @@ from etl.core.identity import file_id_for, partner_from_key
 from etl.stack_outputs import MissingStackOutputs, Outputs
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-TERMINAL_FILE_STATES = {"SUCCEEDED", "FAILED"}
+TERMINAL_FILE_STATES = {"SUCCEEDED", "FAILED", "DUPLICATE_CONTENT"}
+# Endings that are not failures (the CLI exits 0): DUPLICATE_CONTENT published nothing on purpose.
+OK_FILE_STATES = {"SUCCEEDED", "DUPLICATE_CONTENT"}
 TERMINAL_EXECUTION_STATES = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
 
@@ -86,6 +88,7 @@ class FileReport:
     rejects: str | None = None
     processed: str | None = None
     failed: str | None = None
+    duplicate_of: str | None = None  # DUPLICATE_CONTENT: the file that loaded these bytes
     timings: dict[str, float] | None = None  # local runs: wall seconds per phase
     local_copy: str | None = None  # local runs: where the results were copied on disk
     report: str | None = None  # local runs: the HTML report (etl_cli/html_report.py)
@@ -216,20 +219,26 @@ class Pipeline:
 
     # -- workflow --------------------------------------------------------------------------
 
-    def reprocess(self, file_id: str) -> str:
-        """Start the real state machine with a reprocess request (docs/contracts.md)."""
+    def reprocess(self, file_id: str, force: bool = False) -> str:
+        """Start the real state machine with a reprocess request (docs/contracts.md).
+        ``force``: load a DUPLICATE_CONTENT file anyway (DATA4(a))."""
         item = self.get_file(file_id)
         if item is None:
             raise PipelineError(f"unknown file {file_id}")
         if item.get("status") == "SUCCEEDED":
             raise PipelineError(f"file {file_id} already SUCCEEDED; nothing to reprocess")
+        if item.get("status") == "DUPLICATE_CONTENT" and not force:
+            raise PipelineError(
+                f"file {file_id} is DUPLICATE_CONTENT (same bytes as {item.get('duplicate_of')}); "
+                "use --force to load it anyway"
+            )
         sfn = self.client("stepfunctions")
         attempt = int(item.get("attempts") or 1) + 1
         name = f"reprocess-{file_id}-{attempt}-{int(time.time())}"
         resp = sfn.start_execution(
             stateMachineArn=self.outputs.state_machine_arn,
             name=name[:80],
-            input=json.dumps({"reprocess": {"file_id": file_id}}),
+            input=json.dumps({"reprocess": {"file_id": file_id, **({"force": True} if force else {})}}),
         )
         return str(resp["executionArn"])
 
@@ -336,6 +345,7 @@ class Pipeline:
             chunks_succeeded=sum(1 for c in chunks if c.get("status") == "SUCCEEDED"),
             error=item.get("error"),
             execution_arn=execution_arn or item.get("execution_arn"),
+            duplicate_of=item.get("duplicate_of"),
             snapshot_id=item.get("snapshot_id"),
         )
         started = _parse_time(item.get("created_at"))

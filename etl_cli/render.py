@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-STATUS_COLOURS = {"SUCCEEDED": "green", "FAILED": "red"}
+STATUS_COLOURS = {"SUCCEEDED": "green", "FAILED": "red", "DUPLICATE_CONTENT": "cyan"}
 REASON_WIDTH = 60
 
 
@@ -99,6 +99,7 @@ def report_rows(rep: Any) -> list[tuple[str, str]]:
         ("outputs", rep.outputs),
         ("rejects", rep.rejects),
         ("manifest", rep.manifest),
+        ("duplicate of", getattr(rep, "duplicate_of", None)),
         ("processed", rep.processed),
         ("failed", rep.failed),
         ("execution", rep.execution_arn),

@@ -5,18 +5,29 @@ so 200 MB takes a few seconds. A known share of rows is made bad on purpose, exa
 per bad row, and the returned :class:`GenStats` counts them by kind: the validator must reject
 exactly ``stats.bad_rows`` rows, each for the column :data:`BAD_KIND_COLUMN` names.
 
-CLI: ``python -m etl_local.datagen OUT --size-mb N --seed S --bad-share X [--crlf] [--gzip]``
+Daily files (DATA3): a file is for one business day (Mon-Fri) ``D``; its transaction dates are
+mostly the calendar days since the previous business day (a Monday file holds Friday to Sunday),
+``late_share`` of the rows are late arrivals from 2-10 business days before that, and
+``posted_at`` lies between the transaction date and the file's day. ``duplicate_id_share`` of the
+rows repeat the transaction id of an earlier valid row (DATA4(c) test data).
+:func:`generate_daily_files` writes N consecutive daily files.
+
+CLI: ``python -m etl_local.datagen OUT --size-mb N --seed S --bad-share X [--crlf] [--gzip]
+[--business-day YYYY-MM-DD] [--late-share X] [--duplicate-share X]``;
+``python -m etl_local.datagen OUT_DIR --days 30 --rows N [--start 2026-01-05] [--partner P]``
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import gzip as gzip_mod
 import io
 import json
 import os
 import sys
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -141,6 +152,9 @@ class GenStats:
     lines: int = 0  # physical lines, header included
     header: str = ""
     seed: int = 0
+    business_day: str = ""  # the file's day (YYYY-MM-DD)
+    late_rows: int = 0  # rows dated before the previous business day
+    duplicate_ids: int = 0  # valid rows whose transaction id repeats an earlier valid row's
 
     @property
     def valid_rows(self) -> int:
@@ -183,9 +197,45 @@ def _amounts(rng: np.random.Generator, types: np.ndarray) -> pa.Array:
     return pc.if_else(pa.array(neg), pc.binary_join_element_wise("-", s, ""), s)
 
 
+DEFAULT_BUSINESS_DAY = datetime.date(2025, 6, 3)  # a Tuesday
+DEFAULT_LATE_SHARE = 0.02
+
+
+def previous_business_day(day: datetime.date) -> datetime.date:
+    return datetime.date.fromisoformat(str(np.busday_offset(np.datetime64(day, "D"), -1, roll="backward")))
+
+
+def business_days(start: datetime.date, count: int) -> list[datetime.date]:
+    """``count`` consecutive business days (Mon-Fri) from ``start`` (rolled forward)."""
+    first = np.busday_offset(np.datetime64(start, "D"), 0, roll="forward")
+    return [datetime.date.fromisoformat(str(np.busday_offset(first, i))) for i in range(count)]
+
+
 class _Gen:
-    def __init__(self, schema: Schema, seed: int, bad_share: float, crlf: bool):
+    def __init__(
+        self,
+        schema: Schema,
+        seed: int,
+        bad_share: float,
+        crlf: bool,
+        business_day: datetime.date = DEFAULT_BUSINESS_DAY,
+        late_share: float = DEFAULT_LATE_SHARE,
+        duplicate_share: float = 0.0,
+    ):
         self.schema = schema
+        self.late_share = late_share
+        self.duplicate_share = duplicate_share
+        if np.is_busday(np.datetime64(business_day, "D")):
+            self.day = np.datetime64(business_day, "D").astype(np.int64)
+        else:
+            raise ValueError(f"{business_day} is not a business day (Mon-Fri)")
+        prev = np.datetime64(previous_business_day(business_day), "D").astype(np.int64)
+        # The window a daily file covers: the previous business day up to the day before the file.
+        self.window = np.arange(prev, self.day, dtype=np.int64)
+        # Late rows: 2..10 business days before the previous business day.
+        self.late_days = np.array(
+            [np.busday_offset(np.datetime64(int(prev), "D"), -k).astype(np.int64) for k in range(1, 10)]
+        )
         self.rng = np.random.default_rng(seed)
         self.bad_share = bad_share
         self.delim = schema.delimiter
@@ -202,7 +252,8 @@ class _Gen:
         self.accounts = pa.array(
             [f"ACC{n:010d}" for n in self.rng.integers(10**9, 10**10 - 1, size=4000)], pa.string()
         )
-        self.day0 = np.datetime64("2025-01-01", "D").astype(np.int64)
+        self.late_rows = 0
+        self.duplicate_ids = 0
         self.kind_idx = {k: i for i, k in enumerate(BAD_KINDS)}
 
     def batch(self, n: int) -> tuple[pa.Array, np.ndarray]:
@@ -213,9 +264,17 @@ class _Gen:
         cols["transaction_id"] = _uuids(rng, n)
         acct = np.minimum(rng.zipf(1.3, size=n) - 1, len(self.accounts) - 1)
         cols["account_id"] = self.accounts.take(pa.array(acct))
-        days = self.day0 + rng.integers(0, 365, size=n)
+        late = rng.random(n) < self.late_share
+        days = np.where(
+            late,
+            self.late_days[rng.integers(0, len(self.late_days), size=n)],
+            self.window[rng.integers(0, len(self.window), size=n)],
+        )
+        self.late_rows += int(late.sum())
         cols["transaction_date"] = pa.array(days.astype("datetime64[D]")).cast(pa.string())
-        secs = days * 86400 + rng.integers(0, 3 * 86400, size=n)
+        # Posted (local wall clock) between the transaction's day and the file's day, 06:00.
+        span = (self.day - days) * 86400 + 6 * 3600
+        secs = days * 86400 + (rng.random(n) * span).astype(np.int64)
         ts = pc.strftime(pa.array(secs.astype("datetime64[s]")), format="%Y-%m-%dT%H:%M:%S")
         off = self.offsets.take(pa.array(rng.integers(0, len(_OFFSETS), size=n)))
         posted = pc.binary_join_element_wise(ts, off, "")
@@ -265,8 +324,35 @@ class _Gen:
             ordered[-1] = pc.if_else(pa.array(short), pa.nulls(n, pa.string()), ordered[-1])
             extra = pc.binary_join_element_wise(ordered[-1], "EXTRA", self.delim)
             ordered[-1] = pc.if_else(pa.array(ragged & ~short), extra, ordered[-1])
+        if self.duplicate_share > 0:
+            self._repeat_ids(ordered, kinds, n)
         line = pc.binary_join_element_wise(*ordered, self.delim, null_handling="skip")
         return pc.binary_join_element_wise(line, "", self.eol), kinds
+
+    def _repeat_ids(self, ordered: list[pa.Array], kinds: np.ndarray, n: int) -> None:
+        """Give ``duplicate_share`` of the good rows the id of an earlier good row."""
+        try:
+            pos = [self.schema.column_mapping.get(c) for c in self.schema.source_columns].index(
+                "transaction_id"
+            )
+        except ValueError:
+            return
+        good = np.flatnonzero(kinds == -1)
+        n_dup = min(round(n * self.duplicate_share), max(0, len(good) - 1))
+        if n_dup <= 0:
+            return
+        targets = np.sort(self.rng.choice(good[1:], size=n_dup, replace=False))
+        # source: a good row before the target (index into ``good`` below the target's)
+        rank = np.searchsorted(good, targets)
+        sources = good[(self.rng.random(n_dup) * rank).astype(np.int64)]
+        idx = np.arange(n)
+        idx[targets] = sources
+        # A source may itself be a target: follow it to the original (sources precede targets).
+        idx = idx[idx]
+        while not np.array_equal(idx, idx[idx]):
+            idx = idx[idx]
+        ordered[pos] = ordered[pos].take(pa.array(idx))
+        self.duplicate_ids += n_dup
 
 
 def _contiguous(lines: pa.Array) -> memoryview:
@@ -286,20 +372,29 @@ def generate_csv(
     crlf: bool = False,
     gzip: bool = False,
     batch_rows: int = 50_000,
+    business_day: datetime.date = DEFAULT_BUSINESS_DAY,
+    late_share: float = DEFAULT_LATE_SHARE,
+    duplicate_id_share: float = 0.0,
 ) -> GenStats:
     """Write a CSV of ``rows`` records or of about ``size_bytes`` bytes (uncompressed, whole rows).
 
     ``out`` is a path or a binary stream. Same arguments -> byte-identical output (gzip with
-    mtime 0). Returns exact counts, including bad rows by kind.
+    mtime 0). Returns exact counts, including bad rows by kind. The file is the daily file of
+    ``business_day`` (see the module doc); ``duplicate_id_share`` of the rows repeat an earlier
+    valid row's id (the validator rejects exactly ``bad_rows + duplicate_ids`` rows).
     """
     if (size_bytes is None) == (rows is None):
         raise ValueError("give exactly one of size_bytes or rows")
     if not 0 <= bad_row_share <= 1:
         raise ValueError("bad_row_share must be within [0, 1]")
     sch = load_schema(schema) if isinstance(schema, str) else schema
-    gen = _Gen(sch, seed, bad_row_share, crlf)
+    if not 0 <= late_share <= 1 or not 0 <= duplicate_id_share < 1:
+        raise ValueError("late_share must be within [0, 1] and duplicate_id_share within [0, 1)")
+    gen = _Gen(sch, seed, bad_row_share, crlf, business_day, late_share, duplicate_id_share)
     header = sch.delimiter.join(csv_escape(c, sch.delimiter) for c in sch.source_columns)
-    stats = GenStats(header=header, seed=seed, bad_by_kind=dict.fromkeys(BAD_KINDS, 0))
+    stats = GenStats(
+        header=header, seed=seed, bad_by_kind=dict.fromkeys(BAD_KINDS, 0), business_day=str(business_day)
+    )
 
     own = not hasattr(out, "write")
     raw: BinaryIO = open(out, "wb") if own else out  # type: ignore[arg-type, assignment]  # noqa: SIM115
@@ -343,7 +438,45 @@ def generate_csv(
         if own:
             raw.close()
     stats.bad_rows = sum(stats.bad_by_kind.values())
+    stats.late_rows = gen.late_rows
+    stats.duplicate_ids = gen.duplicate_ids
     return stats
+
+
+def generate_daily_files(
+    out_dir: str | os.PathLike[str],
+    days: int,
+    partner: str = "default",
+    start_date: datetime.date = datetime.date(2026, 1, 5),
+    seed: int = 0,
+    rows: int = 20_000,
+    bad_row_share: float = 0.005,
+    late_share: float = DEFAULT_LATE_SHARE,
+    duplicate_id_share: float = 0.0,
+    gzip: bool = False,
+    schema: str | Schema = "default",
+) -> list[tuple[Path, GenStats]]:
+    """``days`` consecutive daily files (business days from ``start_date``) named
+    ``<partner>_<YYYY-MM-DD>.csv[.gz]`` in ``out_dir``; file ``i`` uses seed ``seed * 1000 + i``
+    (deterministic, distinct files). Returns each path with its stats."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    made = []
+    for i, day in enumerate(business_days(start_date, days)):
+        path = out / f"{partner}_{day.isoformat()}.csv{'.gz' if gzip else ''}"
+        stats = generate_csv(
+            path,
+            rows=rows,
+            seed=seed * 1000 + i,
+            bad_row_share=bad_row_share,
+            schema=schema,
+            gzip=gzip,
+            business_day=day,
+            late_share=late_share,
+            duplicate_id_share=duplicate_id_share,
+        )
+        made.append((path, stats))
+    return made
 
 
 def generate_bytes(**kwargs) -> tuple[bytes, GenStats]:
@@ -355,7 +488,7 @@ def generate_bytes(**kwargs) -> tuple[bytes, GenStats]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m etl_local.datagen", description=__doc__.splitlines()[0])
-    p.add_argument("out", help="output path (.csv, or .csv.gz with --gzip)")
+    p.add_argument("out", help="output path (.csv, or .csv.gz with --gzip); a directory with --days")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--size-mb", type=float, help="approximate uncompressed size in MiB")
     g.add_argument("--rows", type=int, help="exact number of data rows")
@@ -364,7 +497,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--schema", default="default", help="partner schema name (etl/schemas/<name>.json)")
     p.add_argument("--crlf", action="store_true", help="CRLF line terminators")
     p.add_argument("--gzip", action="store_true", help="gzip the output")
+    p.add_argument("--business-day", type=datetime.date.fromisoformat, default=DEFAULT_BUSINESS_DAY)
+    p.add_argument("--late-share", type=float, default=DEFAULT_LATE_SHARE, help="share of late rows")
+    p.add_argument("--duplicate-share", type=float, default=0.0, help="share of repeated ids")
+    p.add_argument("--days", type=int, help="write this many consecutive daily files into OUT")
+    p.add_argument("--start", type=datetime.date.fromisoformat, default=datetime.date(2026, 1, 5))
+    p.add_argument("--partner", default="default", help="partner (file names) for --days")
     a = p.parse_args(argv)
+    if a.days:
+        if a.rows is None:
+            p.error("--days needs --rows")
+        made = generate_daily_files(
+            a.out,
+            a.days,
+            partner=a.partner,
+            start_date=a.start,
+            seed=a.seed,
+            rows=a.rows,
+            bad_row_share=a.bad_share,
+            late_share=a.late_share,
+            duplicate_id_share=a.duplicate_share,
+            gzip=a.gzip,
+            schema=a.schema,
+        )
+        json.dump([{"path": str(path), **asdict(st)} for path, st in made], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
     stats = generate_csv(
         a.out,
         size_bytes=int(a.size_mb * 1024 * 1024) if a.size_mb is not None else None,
@@ -374,6 +532,9 @@ def main(argv: list[str] | None = None) -> int:
         schema=a.schema,
         crlf=a.crlf,
         gzip=a.gzip,
+        business_day=a.business_day,
+        late_share=a.late_share,
+        duplicate_id_share=a.duplicate_share,
     )
     d = asdict(stats)
     d["valid_rows"] = stats.valid_rows

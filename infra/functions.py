@@ -104,21 +104,22 @@ def glue_arns(scope: Construct, database: str) -> list[str]:
 # infra/reconciliation.py's). tests/unit/handlers/test_iam_coverage.py proves both ways that
 # these are exactly the grants the handlers' calls need (INF6, OPS5).
 ACCESS: dict[str, Access] = {
-    # Head of the new object (incoming/) or of a quarantined one for `etl reprocess` (failed/).
+    # Head of the new object (incoming/) or of a quarantined one for `etl reprocess` (failed/),
+    # or of a DUPLICATE_CONTENT file for `etl reprocess --force` (processed/).
     "RegisterFile": Access(
-        s3=((GET_VERSION, (INC,)), (GET_CURRENT, (FAIL,))),
+        s3=((GET_VERSION, (INC,)), (GET_CURRENT, (FAIL, PROC))),
         table=("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"),
-        list_prefixes=(INC, FAIL),
+        list_prefixes=(INC, FAIL, PROC),
     ),
     # GetItem: after a failed conditional transition it reads the status to name it.
     "ValidateHeader": Access(
-        s3=((GET_VERSION, (INC,)), (GET_CURRENT, (FAIL,))),
+        s3=((GET_VERSION, (INC,)), (GET_CURRENT, (FAIL, PROC))),
         table=("dynamodb:UpdateItem", "dynamodb:GetItem"),
     ),
     # A re-plan (redrive, reprocess) removes chunk items, outputs and scratch objects of an
     # earlier plan that the new plan no longer produces.
     "PlanChunks": Access(
-        s3=((GET_VERSION, (INC,)), (GET_CURRENT, (FAIL,)), (PUT + DELETE, (SCR,)), (DELETE, (OUT, REJ))),
+        s3=((GET_VERSION, (INC,)), (GET_CURRENT, (FAIL, PROC)), (PUT + DELETE, (SCR,)), (DELETE, (OUT, REJ))),
         table=(
             "dynamodb:UpdateItem",
             "dynamodb:BatchWriteItem",
@@ -128,15 +129,24 @@ ACCESS: dict[str, Access] = {
         list_prefixes=(SCR,),
     ),
     # DeleteObject on rejected/: a re-run without rejects removes the earlier run's rejects.
+    # PUT on scratch/: the chunk's (transaction_id, line) list for Finalize's duplicate check.
     # tables/: the chunk's unpublished Iceberg data files (SPEC DATA2); DeleteObject when its
     # completion is refused (the file failed meanwhile), so they never outlive it.
     "ProcessChunk": Access(
-        s3=((GET_VERSION, (INC,)), (GET_CURRENT, (FAIL, SCR)), (PUT, (OUT,)), (PUT + DELETE, (REJ, TAB))),
+        s3=(
+            (GET_VERSION, (INC,)),
+            (GET_CURRENT, (FAIL, PROC, SCR)),
+            (PUT, (OUT, SCR)),
+            (PUT + DELETE, (REJ, TAB)),
+        ),
         table=("dynamodb:UpdateItem", "dynamodb:GetItem"),
     ),
-    # Writes the manifest, moves the source (incoming/ or failed/) to processed/, removes a
-    # gzip file's scratch chunks. A retried Finalize whose move already happened heads the
-    # copy in processed/ (GetObject; ListBucket so a missing key answers 404, not 403).
+    # Writes the manifest, moves the source (incoming/, failed/ or processed/ for a forced
+    # reprocess) to processed/, removes a gzip file's scratch chunks. A retried Finalize whose
+    # move already happened heads the copy in processed/ (ListBucket: a missing key answers 404).
+    # DATA4: PutItem = the content registry item; output/, rejected/ and tables/ = rewriting the
+    # chunks that hold a transaction id repeated from another chunk (before the commit), or
+    # removing a duplicate-content race loser's unpublished data; scratch/ = the id lists.
     # The Iceberg commit: reads table metadata, manifests and data-file footers, writes new
     # metadata/manifests (DeleteObject: pyiceberg removes those of a commit that lost a
     # conflict), and swaps the table's metadata pointer in Glue (GetTable + UpdateTable).
@@ -146,25 +156,28 @@ ACCESS: dict[str, Access] = {
             (GET + READ_TAGS + DELETE_VERSION, (FAIL,)),
             (GET_CURRENT + PUT + WRITE_TAGS, (PROC,)),
             (PUT, (MAN,)),
-            (DELETE, (SCR,)),
+            (GET_CURRENT + DELETE, (SCR,)),
+            (DELETE, (OUT, REJ)),
             (GET_CURRENT + PUT + DELETE, (TAB,)),
         ),
-        table=("dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:GetItem"),
-        list_prefixes=(INC, FAIL, PROC, SCR),
+        table=("dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem"),
+        list_prefixes=(INC, FAIL, PROC, SCR, OUT, REJ, TAB),
         glue=("glue:GetDatabase", "glue:GetTable", "glue:UpdateTable"),
     ),
     # Moves the source to failed/ (a reprocessed file failing again stays where it is);
     # PutItem: a file whose RegisterFile failed is registered as FAILED so it can be reprocessed.
+    # processed/: a forced reprocess of a DUPLICATE_CONTENT file that fails moves it to failed/.
     # Deletes under output/, rejected/ and tables/ (ListBucket to find them): a file failed
     # before its commit leaves no data (etl/handlers/failure.py delete_unpublished_data).
     "MarkFailed": Access(
         s3=(
             (GET_VERSION + READ_TAGS + DELETE_VERSION, (INC,)),
             (GET_CURRENT + PUT + WRITE_TAGS, (FAIL,)),
+            (GET + READ_TAGS + DELETE_VERSION, (PROC,)),
             (DELETE, (SCR, OUT, REJ, TAB)),
         ),
         table=("dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"),
-        list_prefixes=(INC, FAIL, SCR, OUT, REJ, TAB),
+        list_prefixes=(INC, FAIL, PROC, SCR, OUT, REJ, TAB),
     ),
     # Admission control (OPS2): no bucket or table access; its queue and state machine grants
     # are added by infra/admission.py.

@@ -73,7 +73,8 @@ def _retry(state: sfn.TaskStateBase, errors: Sequence[str]) -> None:
 
 
 class EtlWorkflow(Construct):
-    """RegisterFile -> IsDuplicate -> ValidateHeader -> PlanChunks -> Map -> Finalize -> SQS."""
+    """RegisterFile -> IsDuplicate -> ValidateHeader -> PlanChunks -> IsDuplicateContent ->
+    Map -> Finalize -> SQS."""
 
     def __init__(
         self,
@@ -293,20 +294,32 @@ class EtlWorkflow(Construct):
         for state in (register, validate, plan, process_chunks, finalize):
             on_error(state)
 
+        (
+            finalize.next(notify)
+            .next(record_notified)
+            .next(sfn.Succeed(self, "FileSucceeded", state_name="FileSucceeded"))
+        )
+        process_chunks.next(finalize)
+        # DATA4(a): content already loaded for the partner -> no chunk runs; Finalize ends the
+        # file DUPLICATE_CONTENT and NotifyResult sends that result (the execution succeeds).
+        is_duplicate_content = (
+            sfn.Choice(self, "IsDuplicateContent", state_name="IsDuplicateContent")
+            .when(
+                sfn.Condition.and_(
+                    sfn.Condition.is_present("$.plan.duplicate_content"),
+                    sfn.Condition.boolean_equals("$.plan.duplicate_content", True),
+                ),
+                finalize,
+            )
+            .otherwise(process_chunks)
+        )
         is_duplicate = (
             sfn.Choice(self, "IsDuplicate", state_name="IsDuplicate")
             .when(
                 sfn.Condition.boolean_equals("$.file.duplicate", True),
                 sfn.Succeed(self, "DuplicateIgnored", state_name="DuplicateIgnored"),
             )
-            .otherwise(
-                validate.next(plan)
-                .next(process_chunks)
-                .next(finalize)
-                .next(notify)
-                .next(record_notified)
-                .next(sfn.Succeed(self, "FileSucceeded", state_name="FileSucceeded"))
-            )
+            .otherwise(validate.next(plan).next(is_duplicate_content))
         )
         definition = register.next(is_duplicate)
 

@@ -45,12 +45,17 @@ PLANNED = "PLANNED"
 PROCESSING = "PROCESSING"
 SUCCEEDED = "SUCCEEDED"
 FAILED = "FAILED"
+# DATA4(a): the same bytes were already loaded for the partner by another SUCCEEDED file;
+# nothing was published. Terminal and not a failure (`etl reprocess --force` loads it anyway).
+DUPLICATE_CONTENT = "DUPLICATE_CONTENT"
 # Chunk statuses.
 PENDING = "PENDING"
 RUNNING = "RUNNING"
 
-FILE_STATUSES = (REGISTERED, VALIDATING, PLANNED, PROCESSING, SUCCEEDED, FAILED)
-TERMINAL_STATUSES = (SUCCEEDED, FAILED)
+FILE_STATUSES = (REGISTERED, VALIDATING, PLANNED, PROCESSING, SUCCEEDED, FAILED, DUPLICATE_CONTENT)
+# A file in one of these has finished; its execution ended (FAILED: failed, the others: succeeded).
+TERMINAL_FILE_STATUSES = (SUCCEEDED, FAILED, DUPLICATE_CONTENT)
+TERMINAL_STATUSES = TERMINAL_FILE_STATUSES
 CHUNK_STATUSES = (PENDING, RUNNING, SUCCEEDED, FAILED)
 
 MAX_ERROR_CHARS = 4000  # an error text is for people; keep items far below the 400 KB limit
@@ -111,7 +116,9 @@ def _open_attrs(to_status: str, now: str) -> dict[str, Any]:
     """The open-files index attributes a status change implies (``None`` removes them): a
     file enters it when registered or claimed, leaves it when FAILED, and moves to
     NOT_NOTIFIED when SUCCEEDED until its result message is sent (:meth:`mark_notified`)."""
-    if to_status == FAILED:
+    if to_status in (FAILED, DUPLICATE_CONTENT):
+        # DUPLICATE_CONTENT published nothing: no in-flight work left, no outbox (its result
+        # message is sent once by NotifyResult; reconcile does not re-send it).
         return {OPEN_STATE: None, OPEN_SINCE: None}
     if to_status == SUCCEEDED:
         return {OPEN_STATE: OPEN_NOT_NOTIFIED, OPEN_SINCE: now, "notified": False}
@@ -246,8 +253,11 @@ class StatusRepository:
         """The file item (strongly consistent read), or None."""
         return self._get(file_id, FILE_ITEM)
 
-    def claim_reprocess(self, file_id: str, execution_arn: str, **attrs: Any) -> dict[str, Any]:
-        """FAILED -> REGISTERED for a new execution; ``attempts`` += 1. Extra ``attrs`` are set
+    def claim_reprocess(
+        self, file_id: str, execution_arn: str, allowed_from: Iterable[str] = (FAILED,), **attrs: Any
+    ) -> dict[str, Any]:
+        """FAILED (or another of ``allowed_from``: DUPLICATE_CONTENT for a forced reprocess)
+        -> REGISTERED for a new execution; ``attempts`` += 1. Extra ``attrs`` are set
         (``None`` removes). Returns the new item; raises InvalidFileState otherwise."""
         upd = _Update()
         upd.set("status", REGISTERED)
@@ -257,11 +267,12 @@ class StatusRepository:
         upd.add_one("attempts")
         for attr, val in {**_open_attrs(REGISTERED, now), "notified": None, **attrs}.items():
             upd.set(attr, val)
-        ok, item = self._update(file_id, FILE_ITEM, upd, upd.status_in([FAILED]))
+        allowed = sorted(set(allowed_from))
+        ok, item = self._update(file_id, FILE_ITEM, upd, upd.status_in(allowed))
         if not ok:
             raise InvalidFileState(
-                "file {} cannot be reprocessed: its status is {}, only FAILED files can be".format(
-                    file_id, item.get("status", "<no file item>")
+                "file {} cannot be reprocessed: its status is {}, only {} files can be".format(
+                    file_id, item.get("status", "<no file item>"), "/".join(allowed)
                 )
             )
         return item

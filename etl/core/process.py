@@ -38,6 +38,7 @@ import pyarrow.compute as _pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from etl.core import duplicates
 from etl.core.schema import Field, Schema
 from etl.errors import ConservationViolation, InvalidEncoding, MalformedCsv, SchemaMismatch
 
@@ -204,6 +205,8 @@ def process_chunk(data: bytes, schema: Schema, first_line: int) -> ChunkResult:
                     )
                     break
     del ok_masks
+    # DATA4(c): a transaction id already seen on an earlier line of this chunk (valid rows only).
+    rejects.extend(_reject_duplicates(typed, valid, recs.lines[row_records], data, recs, row_records))
     # Filter column by column, letting go of each unfiltered column (and its source strings)
     # as soon as its filtered copy exists: the peak holds one column twice, not the table.
     keep_rows = None if valid.all() else pa.array(valid)
@@ -221,6 +224,42 @@ def process_chunk(data: bytes, schema: Schema, first_line: int) -> ChunkResult:
     # the Parquet writer allocates, so the parse/validate garbage does not add to the peak.
     pa.default_memory_pool().release_unused()
     return _finish(data, schema, first_line, n_records, out, rejects, valid_lines)
+
+
+def _reject_duplicates(
+    typed: dict[str, Any],
+    valid: np.ndarray,
+    row_lines: np.ndarray,
+    data: bytes,
+    recs: _Records,
+    row_records: np.ndarray,
+) -> list[tuple[int, str, str, str, str, str | None]]:
+    """Reject later occurrences of a transaction id among the valid rows (clears them in
+    ``valid``); one vectorised pass, Python only per rejected row."""
+    ids = typed.get(duplicates.ID_COLUMN)
+    if ids is None or not valid.any():
+        return []
+    rows = np.flatnonzero(valid)
+    later, first_lines = duplicates.find_duplicates(pc.take(ids, pa.array(rows)), row_lines[rows])
+    if later.size == 0:
+        return []
+    dup_rows = rows[later]
+    valid[dup_rows] = False
+    values = pc.take(ids, pa.array(dup_rows)).to_pylist()
+    out: list[tuple[int, str, str, str, str, str | None]] = []
+    for i, value, first in zip(dup_rows.tolist(), values, first_lines.tolist()):
+        rec = int(row_records[i])
+        out.append(
+            (
+                int(recs.lines[rec]),
+                duplicates.ID_COLUMN,
+                duplicates.duplicate_reason(str(value), int(first)),
+                _record_text(data, recs, rec),
+                duplicates.DUPLICATE_RULE,
+                str(value),
+            )
+        )
+    return out
 
 
 def _empty_table(schema: Schema) -> pa.Table:

@@ -18,7 +18,16 @@ from typing import Any
 from etl import observability as obs
 from etl.aws import catalog, s3
 from etl.aws.s3 import SourceMissing
-from etl.aws.status import FAILED, FILE_STATUSES, PENDING, RUNNING, SUCCEEDED, StatusRepository, utc_now
+from etl.aws.status import (
+    DUPLICATE_CONTENT,
+    FAILED,
+    FILE_STATUSES,
+    PENDING,
+    RUNNING,
+    SUCCEEDED,
+    StatusRepository,
+    utc_now,
+)
 from etl.core import alerts
 from etl.core.identity import decode_event_key, file_id_for, partner_from_key
 from etl.core.schema import load_schema
@@ -167,6 +176,10 @@ def _chunk_counts(chunks: list[dict[str, Any]]) -> dict[str, int]:
     }
 
 
+# Finished statuses a failure never touches (the file's outcome is settled).
+FINISHED = frozenset({SUCCEEDED, DUPLICATE_CONTENT})
+
+
 def fail_file(
     repo: StatusRepository,
     file: dict[str, Any],
@@ -182,8 +195,9 @@ def fail_file(
     item = repo.get_file(file_id)
     chunks = repo.list_chunks(file_id)
     result = Failure(file, item, None, [str(c.get("status")) for c in chunks], counts=_chunk_counts(chunks))
-    if item is not None and item.get("status") == SUCCEEDED:
-        obs.logger.error("asked to fail a SUCCEEDED file: nothing changed")
+    if item is not None and item.get("status") in (SUCCEEDED, DUPLICATE_CONTENT):
+        # Finished (e.g. only the result message failed): never unpublish or re-quarantine.
+        obs.logger.error("asked to fail a %s file: nothing changed", item.get("status"))
         return result
     if item is None:
         obs.logger.error("no file item for %s; moving the source anyway", file_id)
@@ -192,7 +206,9 @@ def fail_file(
         try:
             result.item = repo.transition_file(
                 file_id,
-                allowed_from if allowed_from is not None else set(FILE_STATUSES) - {SUCCEEDED},
+                allowed_from
+                if allowed_from is not None
+                else set(FILE_STATUSES) - {SUCCEEDED, DUPLICATE_CONTENT},
                 FAILED,
                 error=reason,
                 error_type=error_type,

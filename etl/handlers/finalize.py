@@ -16,6 +16,10 @@ docs/dataset.md for why this order is safe). The snapshot id is recorded on the 
 after the commit, so a later failure never unpublishes (MarkFailed deletes data files only of
 files without a snapshot), and is part of the result (the FIFO message).
 
+DATA4 before the commit: transaction ids repeated across chunks move to rejects
+(etl/handlers/dedupe.py rewrites the affected data files); a file whose content another file
+of the partner registered first (a race) ends DUPLICATE_CONTENT without committing.
+
 Idempotent: the manifest is deterministic, a commit already in the snapshot history (same
 commit token) is not repeated, the move tolerates an already moved source, and a
 retry after the status write (SUCCEEDED -> SUCCEEDED) is accepted.
@@ -29,11 +33,12 @@ from typing import Any
 
 from etl import observability as obs
 from etl.aws import catalog, s3
-from etl.aws.status import PROCESSING, SUCCEEDED, StatusRepository, utc_now
+from etl.aws.status import PLANNED, PROCESSING, SUCCEEDED, StatusRepository, utc_now
 from etl.core import dataset
 from etl.core.manifest import build_manifest, manifest_json
 from etl.core.schema import load_schema
 from etl.errors import ConservationViolation, InvalidFileState, TooManyRejects
+from etl.handlers import content, dedupe
 from etl.handlers.common import (
     manifest_key,
     output_prefix,
@@ -44,6 +49,7 @@ from etl.handlers.common import (
     source_version,
     table_name,
 )
+from etl.handlers.failure import delete_unpublished_data
 
 
 def check_chunks(file_id: str, expected: int, chunks: list[dict[str, Any]]) -> tuple[int, int, int]:
@@ -150,12 +156,21 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     plan = require(event, "plan")
     file_id, partner, bucket = file["file_id"], file["partner"], file["bucket"]
     repo = StatusRepository(table_name())
+    digest = str(plan.get("content_digest") or "")
+    if plan.get("duplicate_content") and plan.get("duplicate_of"):  # DATA4(a): nothing to publish
+        return content.finish_duplicate(repo, file, digest, str(plan["duplicate_of"]), {PLANNED})
     chunks = repo.list_chunks(file_id)
     rows_total, rows_valid, rows_rejected = check_chunks(file_id, int(plan["chunk_count"]), chunks)
     schema = load_schema(partner)
+    item = repo.get_file(file_id) or {}
+    # DATA4(c), before the commit: the rows repeating another chunk's ids leave the chunk's
+    # data files (and output/ Parquet) for its rejects, so the commit publishes the
+    # de-duplicated files. A retry after success finds it done (and the id lists gone).
+    if item.get("status") != SUCCEEDED and dedupe.dedupe_across_chunks(repo, file, schema, chunks):
+        chunks = repo.list_chunks(file_id)
+        rows_total, rows_valid, rows_rejected = check_chunks(file_id, int(plan["chunk_count"]), chunks)
     check_threshold(rows_total, rows_rejected, schema.reject_threshold)
 
-    item = repo.get_file(file_id) or {}
     done_key = processed_key(file)
     m_key = manifest_key(partner, file_id)
     doc = build_manifest(
@@ -167,6 +182,15 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
         created_at=str(item.get("created_at") or ""),
         processed_key=done_key,
     )
+    if digest and not file.get("force") and item.get("snapshot_id") is None:
+        # DATA4(a): the first file with this content to reach this point wins (the registry put
+        # comes before the commit); a file that lost a race to an identical one finishing at
+        # the same time is a duplicate after all: it never commits, and its unpublished data
+        # files (and output/, rejected/) are deleted.
+        holder = content.register(repo, file, digest, done_key)
+        if holder is not None:
+            delete_unpublished_data(file, item)
+            return content.finish_duplicate(repo, file, digest, holder, {PROCESSING})
     s3.put_bytes(bucket, m_key, manifest_json(doc), "application/json", {"file-id": file_id})
     published = publish_file(
         repo,
@@ -182,8 +206,6 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
             f"snapshot {published.snapshot_id}"
         )
     s3.move_object(bucket, str(file["key"]), done_key, source_version(file))
-    if file.get("compression") == "gzip":
-        s3.delete_prefix(bucket, scratch_prefix(file_id))
     # The result message NotifyResult sends; kept on the file item so the outbox (reconcile,
     # `etl notify`) can re-send it (OPS4).
     result = {
@@ -223,6 +245,8 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
         snapshot_id=published.snapshot_id,
         published_rows=published.added_rows,
     )
+    # After the status: the chunk id lists must outlive every retry that may still need them.
+    s3.delete_prefix(bucket, scratch_prefix(file_id))  # gzip chunk bodies, chunk id lists
     obs.add_metric(obs.FILES_SUCCEEDED, 1)
     obs.logger.info(
         "file succeeded",

@@ -9,6 +9,13 @@ Input ``{"file", "header"}``; output ``$.plan`` = ``{"chunk_count", "chunks": [.
   as they are produced (memory: about four chunks: the splitter's two plus up to
   ``UPLOADS_IN_FLIGHT`` bodies uploading); chunks are ranges of those objects.
 
+DATA4(a): the same pass computes the content digest (``etl.core.content``, hashed on worker
+threads beside the scan; gzip: of the decompressed bytes). If another SUCCEEDED file of the
+partner already loaded that content (registry item, ``etl.handlers.content``) and the run is
+not forced, no chunk is planned: ``$.plan`` = ``{"chunk_count": 0, "chunks": [],
+"duplicate_content": true, "duplicate_of": <file_id>, ...}`` and the workflow's
+IsDuplicateContent choice goes straight to Finalize, which ends the file DUPLICATE_CONTENT.
+
 Re-planning (a retry, a reprocess) writes identical chunk items and removes what a previous
 plan left that the new one does not have (extra chunk items, their outputs, old scratch).
 
@@ -30,7 +37,9 @@ from etl.aws.errors import transient_errors
 from etl.aws.status import PLANNED, VALIDATING, StatusRepository
 from etl.contracts import chunk_id
 from etl.core.boundaries import ChunkRange, plan_chunks, split_stream
+from etl.core.content import ContentHasher, HashingReader, hashing
 from etl.errors import CorruptGzip
+from etl.handlers import content
 from etl.handlers.common import (
     chunk_size_bytes,
     max_record_bytes,
@@ -104,14 +113,20 @@ def bounded_chunk_size(data_bytes: int, chunk_size: int, limit: int) -> int:
     return -(-data_bytes // limit)
 
 
-def _plan_plain(file: dict[str, Any], header: dict[str, Any], chunk_size: int) -> list[dict[str, Any]]:
+def _plan_plain(
+    file: dict[str, Any], header: dict[str, Any], chunk_size: int, hasher: ContentHasher
+) -> list[dict[str, Any]]:
     bucket, key, size = file["bucket"], file["key"], int(file["size"])
     blocks = s3.iter_blocks(bucket, key, size, BLOCK_SIZE, READ_WORKERS, source_version(file))
-    ranges = plan_chunks(blocks, int(header["header_bytes"]), size, chunk_size, max_record_bytes())
+    ranges = plan_chunks(
+        hashing(blocks, hasher), int(header["header_bytes"]), size, chunk_size, max_record_bytes()
+    )
     return [_chunk_entry(r, key) for r in ranges]
 
 
-def _split_gzip(file: dict[str, Any], header: dict[str, Any], chunk_size: int) -> list[dict[str, Any]]:
+def _split_gzip(
+    file: dict[str, Any], header: dict[str, Any], chunk_size: int, hasher: ContentHasher
+) -> list[dict[str, Any]]:
     """Decompress once, cut into scratch chunk objects; uploads overlap the decompression
     (at most ``UPLOADS_IN_FLIGHT`` bodies held besides the splitter's own buffer)."""
     bucket, file_id = file["bucket"], file["file_id"]
@@ -124,7 +139,8 @@ def _split_gzip(file: dict[str, Any], header: dict[str, Any], chunk_size: int) -
         # Network errors while streaming are transient; gzip errors are CorruptGzip.
         # (One line, no parentheses: parenthesised context managers are Python 3.10+.)
         reading = f"reading gzip s3://{bucket}/{file['key']}"
-        with transient_errors(reading), gzip.GzipFile(fileobj=body, mode="rb") as gz:
+        with transient_errors(reading), gzip.GzipFile(fileobj=body, mode="rb") as gz_stream:
+            gz = HashingReader(gz_stream, hasher)  # the content digest is of the decompressed bytes
             try:
                 head = gz.read(int(header["header_bytes"]))
             except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
@@ -167,19 +183,28 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     header = require(event, "header")
     repo = StatusRepository(table_name())
     configured = chunk_size = chunk_size_bytes()
-    if file.get("compression") == "gzip":
-        # The decompressed size is known only after one pass: above the bound, split again
-        # with the grown size (the second pass replaces the first one's scratch objects).
-        limit = max_chunks(scratch_key(file["file_id"], 1))
-        chunks = _split_gzip(file, header, chunk_size)
-        if len(chunks) > limit:
-            data_bytes = sum(int(c["end"]) - int(c["start"]) for c in chunks)
-            chunk_size = bounded_chunk_size(data_bytes, configured, limit)
-            chunks = _split_gzip(file, header, chunk_size)
-    else:
-        limit = max_chunks(str(file["key"]))
-        chunk_size = bounded_chunk_size(int(file["size"]) - int(header["header_bytes"]), configured, limit)
-        chunks = _plan_plain(file, header, chunk_size)
+    gzipped = file.get("compression") == "gzip"
+    with ContentHasher() as hasher:
+        if gzipped:
+            # The decompressed size is known only after one pass: above the bound, split again
+            # with the grown size (the second pass replaces the first one's scratch objects and
+            # is digested afresh, so the digest covers the bytes exactly once).
+            limit = max_chunks(scratch_key(file["file_id"], 1))
+            chunks = _split_gzip(file, header, chunk_size, hasher)
+            digest = hasher.hexdigest()
+            if len(chunks) > limit:
+                data_bytes = sum(int(c["end"]) - int(c["start"]) for c in chunks)
+                chunk_size = bounded_chunk_size(data_bytes, configured, limit)
+                with ContentHasher() as again:
+                    chunks = _split_gzip(file, header, chunk_size, again)
+                    digest = again.hexdigest()
+        else:
+            limit = max_chunks(str(file["key"]))
+            chunk_size = bounded_chunk_size(
+                int(file["size"]) - int(header["header_bytes"]), configured, limit
+            )
+            chunks = _plan_plain(file, header, chunk_size, hasher)
+            digest = hasher.hexdigest()
     if chunk_size != configured:
         obs.logger.warning(
             "chunk size grown from %d to %d bytes: chunks of the configured size would exceed "
@@ -188,11 +213,38 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
             chunk_size,
             limit,
         )
+    duplicate_of = None
+    if not file.get("force"):
+        duplicate_of = content.loaded_by(repo, str(file["partner"]), digest, str(file["file_id"]))
+    if duplicate_of:
+        # Nothing of this file will be processed: no chunk items, no scratch, no outputs.
+        _remove_stale(repo, file, set())
+        if gzipped:
+            s3.delete_prefix(file["bucket"], scratch_prefix(file["file_id"]))
+        repo.transition_file(
+            file["file_id"], {VALIDATING, PLANNED}, PLANNED, chunk_count=0, content_digest=digest
+        )
+        obs.logger.info("content already loaded by %s", duplicate_of, extra={"content_digest": digest})
+        return {
+            "chunk_count": 0,
+            "chunks": [],
+            "content_digest": digest,
+            "duplicate_content": True,
+            "duplicate_of": duplicate_of,
+        }
     _remove_stale(repo, file, {c["chunk_id"] for c in chunks})
     repo.put_chunks(file["file_id"], chunks)
-    repo.transition_file(file["file_id"], {VALIDATING, PLANNED}, PLANNED, chunk_count=len(chunks))
+    repo.transition_file(
+        file["file_id"], {VALIDATING, PLANNED}, PLANNED, chunk_count=len(chunks), content_digest=digest
+    )
     obs.logger.info("planned %d chunks", len(chunks), extra={"chunk_count": len(chunks)})
-    plan: dict[str, Any] = {"chunk_count": len(chunks), "chunks": chunks, "chunk_size_bytes": chunk_size}
+    plan: dict[str, Any] = {
+        "chunk_count": len(chunks),
+        "chunks": chunks,
+        "chunk_size_bytes": chunk_size,
+        "content_digest": digest,
+        "duplicate_content": False,
+    }
     if chunk_size != configured:
         plan["chunk_size_grown_from"] = configured  # above the state-size bound (SPEC OPS6)
     return plan

@@ -16,13 +16,16 @@ import hashlib
 import time
 from typing import Any
 
+import pyarrow as pa
+
 from etl import observability as obs
 from etl.aws import s3
 from etl.aws.status import PLANNED, PROCESSING, StatusRepository
-from etl.core import dataset
+from etl.core import dataset, duplicates
 from etl.core.process import ChunkResult, process_chunk
 from etl.core.schema import load_schema
 from etl.errors import ConservationViolation, InvalidFileState
+from etl.handlers import dedupe
 from etl.handlers.common import output_key, rejects_key, require, source_version, table_name
 
 PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
@@ -100,6 +103,16 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
             rej_sha = hashlib.sha256(result.rejects_csv).hexdigest()
         elif previous.get("rejects_key"):
             s3.delete_object(file["bucket"], str(previous["rejects_key"]))
+        # DATA4(c): this chunk's ids and lines, for Finalize's file-wide duplicate check.
+        ids = dedupe.write_ids(
+            file["bucket"],
+            file_id,
+            index,
+            result.valid_table.column(duplicates.ID_COLUMN)
+            if duplicates.ID_COLUMN in result.valid_table.column_names
+            else pa.nulls(result.rows_valid, pa.string()),
+            result.valid_lines,
+        )
         data_keys, rejects_data_key = write_data_files(file["bucket"], file, index, result)
         written = data_keys + ([rejects_data_key] if rejects_data_key else [])
         repo.complete_chunk(
@@ -116,6 +129,7 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
             rejects_sha256=rej_sha,
             rejects_bytes=len(result.rejects_csv) if rej_key else None,
             bytes_in=int(chunk["end"]) - int(chunk["start"]),
+            ids_key=ids,
             data_keys=data_keys,
             rejects_data_key=rejects_data_key,
         )

@@ -15,7 +15,7 @@ from typing import Any
 
 from etl import observability as obs
 from etl.aws import s3
-from etl.aws.status import FAILED, REGISTERED, StatusRepository
+from etl.aws.status import DUPLICATE_CONTENT, FAILED, REGISTERED, StatusRepository
 from etl.contracts import INCOMING_PREFIX
 from etl.core.identity import decode_event_key, file_id_for, partner_from_key
 from etl.errors import InvalidEvent, InvalidFileState
@@ -26,8 +26,9 @@ def _compression(key: str) -> str:
     return "gzip" if key.lower().endswith(".gz") else "none"
 
 
-def _file_output(item: Mapping[str, Any], duplicate: bool) -> dict[str, Any]:
-    """The ``$.file`` shape: only the documented keys."""
+def _file_output(item: Mapping[str, Any], duplicate: bool, force: bool = False) -> dict[str, Any]:
+    """The ``$.file`` shape: only the documented keys. ``force``: a reprocess that loads the
+    content even if another file already loaded it (DATA4(a), ``etl reprocess --force``)."""
     return {
         "file_id": item["file_id"],
         "bucket": item["bucket"],
@@ -39,6 +40,7 @@ def _file_output(item: Mapping[str, Any], duplicate: bool) -> dict[str, Any]:
         "partner": item["partner"],
         "compression": item.get("compression") or _compression(str(item["key"])),
         "duplicate": duplicate,
+        "force": force,
     }
 
 
@@ -142,16 +144,21 @@ def _reprocess(request: Mapping[str, Any], execution_arn: str | None) -> dict[st
     file_id = request.get("file_id")
     if not isinstance(file_id, str) or not file_id:
         raise InvalidEvent("a reprocess request needs {'reprocess': {'file_id': '<id>'}}")
+    force = request.get("force") is True
     obs.bind(file_id=file_id)
     repo = StatusRepository(table_name())
     item = repo.get_file(file_id)
     if item is None:
         raise InvalidFileState(f"cannot reprocess file {file_id}: no such file in the status table")
     if item.get("status") == REGISTERED and execution_arn and item.get("execution_arn") == execution_arn:
-        return _file_output(item, duplicate=False)  # a retry of our own claim
-    if item.get("status") != FAILED:
+        return _file_output(item, duplicate=False, force=force)  # a retry of our own claim
+    # DUPLICATE_CONTENT only when forced: without force it would end DUPLICATE_CONTENT again.
+    allowed = (FAILED, DUPLICATE_CONTENT) if force else (FAILED,)
+    if item.get("status") not in allowed:
+        hint = " (use --force to load duplicate content)" if item.get("status") == DUPLICATE_CONTENT else ""
         raise InvalidFileState(
-            f"cannot reprocess file {file_id}: its status is {item.get('status')}, only FAILED files can be"
+            f"cannot reprocess file {file_id}: its status is {item.get('status')}, only "
+            f"{'/'.join(allowed)} files can be{hint}"
         )
     # The source sits where MarkFailed put it (failed/...); read it from there.
     current = str(item.get("failed_key") or item["key"])
@@ -159,14 +166,18 @@ def _reprocess(request: Mapping[str, Any], execution_arn: str | None) -> dict[st
     item = repo.claim_reprocess(
         file_id,
         execution_arn or "unknown",
+        allowed,
         key=current,
         size=info.size,
         error=None,
         error_type=None,
         finished_at=None,
+        duplicate_of=None,
     )
-    obs.logger.info("reprocess claimed", extra={"key": current, "attempts": item.get("attempts")})
-    return _file_output(item, duplicate=False)
+    obs.logger.info(
+        "reprocess claimed", extra={"key": current, "attempts": item.get("attempts"), "force": force}
+    )
+    return _file_output(item, duplicate=False, force=force)
 
 
 @obs.lambda_handler("RegisterFile")

@@ -438,6 +438,29 @@ def test_INF5_workflow_follows_the_contract(primary: dict[str, Any]) -> None:
     assert "JSONata" not in text and '"Assign"' not in text and "QueryLanguage" not in text
 
 
+def test_DATA4_duplicate_content_skips_the_chunks_and_ends_through_finalize(primary: dict[str, Any]) -> None:
+    """PlanChunks -> IsDuplicateContent: a plan marked duplicate_content goes straight to
+    Finalize (which ends the file DUPLICATE_CONTENT) and NotifyResult, never to the Map."""
+    states = definition(primary)["States"]
+    assert states["PlanChunks"]["Next"] == "IsDuplicateContent"
+    choice = states["IsDuplicateContent"]
+    assert choice["Type"] == "Choice"
+    assert choice["Choices"] == [
+        {
+            "And": [
+                {"Variable": "$.plan.duplicate_content", "IsPresent": True},
+                {"Variable": "$.plan.duplicate_content", "BooleanEquals": True},
+            ],
+            "Next": "Finalize",
+        }
+    ]
+    assert choice["Default"] == "ProcessChunks"
+    assert states["ProcessChunks"]["Next"] == "Finalize"
+    assert states["Finalize"]["Next"] == "NotifyResult"
+    assert states["NotifyResult"]["Next"] == "RecordNotified"
+    assert states[states["RecordNotified"]["Next"]]["Type"] == "Succeed"
+
+
 def test_INF5_no_cdk_default_retry_sneaks_in(primary: dict[str, Any]) -> None:
     """LambdaInvoke adds MaxAttempts 6 unless retry_on_service_exceptions=False."""
     states = definition(primary)["States"]
@@ -512,18 +535,28 @@ def as_list(value: Any) -> list[Any]:
 
 
 EXPECTED_PREFIXES = {
-    "RegisterFile": {"incoming/", "failed/"},
-    "ValidateHeader": {"incoming/", "failed/"},
-    "PlanChunks": {"incoming/", "failed/", "scratch/", "output/", "rejected/"},
-    "ProcessChunk": {"incoming/", "failed/", "scratch/", "output/", "rejected/", "tables/"},
-    "Finalize": {"incoming/", "failed/", "processed/", "manifests/", "scratch/", "tables/"},
-    "MarkFailed": {"incoming/", "failed/", "scratch/", "output/", "rejected/", "tables/"},
+    # processed/ for reading: a forced reprocess of a DUPLICATE_CONTENT file (DATA4) reads it there.
+    "RegisterFile": {"incoming/", "failed/", "processed/"},
+    "ValidateHeader": {"incoming/", "failed/", "processed/"},
+    "PlanChunks": {"incoming/", "failed/", "processed/", "scratch/", "output/", "rejected/"},
+    "ProcessChunk": {"incoming/", "failed/", "processed/", "scratch/", "output/", "rejected/", "tables/"},
+    "Finalize": {
+        "incoming/",
+        "failed/",
+        "processed/",
+        "manifests/",
+        "scratch/",
+        "output/",
+        "rejected/",
+        "tables/",
+    },
+    "MarkFailed": {"incoming/", "failed/", "processed/", "scratch/", "output/", "rejected/", "tables/"},
     "StartFiles": set(),
     "Reconcile": {"incoming/", "failed/", "scratch/", "output/", "rejected/", "tables/"},
 }
 WRITERS = {
     "PlanChunks": {"scratch/"},
-    "ProcessChunk": {"output/", "rejected/", "tables/"},
+    "ProcessChunk": {"output/", "rejected/", "scratch/", "tables/"},
     "Finalize": {"processed/", "manifests/", "tables/"},
     "MarkFailed": {"failed/"},
     "Reconcile": {"failed/"},

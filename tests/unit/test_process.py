@@ -230,7 +230,8 @@ def test_ragged_rows_with_line_numbers():
 
 def test_line_numbers_with_quoted_newlines_and_crlf():
     multi = row(transaction_id="m", description="a\nb\nc")
-    rows = [multi, row(transaction_id="bad", amount="x"), multi, row(transaction_id="bad2", currency="ABC")]
+    multi2 = row(transaction_id="m2", description="a\nb\nc")
+    rows = [multi, row(transaction_id="bad", amount="x"), multi2, row(transaction_id="bad2", currency="ABC")]
     for eol in ("\n", "\r\n"):
         r = run(chunk(*rows, eol=eol), first_line=100)
         # multi spans 3 lines (100-102), bad 103-104 (default description has a newline),

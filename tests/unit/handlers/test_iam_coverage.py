@@ -337,6 +337,30 @@ def run_scenarios(chain: Any, etl_aws: Any, admission: Any, monkeypatch: pytest.
     replanned = chain.run({"reprocess": {"file_id": broken.state["file"]["file_id"]}}, arn="arn:replan")
     assert replanned.error is None, replanned.failure
     assert replanned.state["plan"]["chunk_count"] < broken.state["plan"]["chunk_count"]
+    # DATA4(a): a byte-identical copy ends DUPLICATE_CONTENT (registry read, source to
+    # processed/); a forced reprocess reads it from processed/ and fails there (MarkFailed moves
+    # it from processed/ to failed/), then a forced reprocess loads it.
+    copy = chain.upload_and_run("incoming/default/plain-copy.csv", chain.make_csv(120, bad=(50,)))
+    assert copy.error is None and copy.state["result"]["status"] == "DUPLICATE_CONTENT", copy.failure
+    copy_id = copy.state["file"]["file_id"]
+    monkeypatch.setattr(process_chunk, "process_chunk", lambda *a: second_chunk_fails(*a) and None)
+    seen["n"] = 1  # the next call is the failing "second" one
+    forced = chain.run({"reprocess": {"file_id": copy_id, "force": True}}, arn="arn:forced")
+    assert isinstance(forced.error, RuntimeError)
+    monkeypatch.setattr(process_chunk, "process_chunk", real)
+    forced = chain.run({"reprocess": {"file_id": copy_id, "force": True}}, arn="arn:forced-2")
+    assert forced.error is None, forced.failure
+    # DATA4(a) race: an identical file that planned before the first registered its content
+    # loses the registry at Finalize, which removes its outputs.
+    from etl.handlers import content
+
+    monkeypatch.setattr(content, "loaded_by", lambda *a, **k: None)
+    raced = chain.upload_and_run("incoming/default/plain-race.csv", chain.make_csv(120, bad=(50,)))
+    assert raced.state["result"]["status"] == "DUPLICATE_CONTENT", raced.failure
+    # DATA4(c): an id repeated in a later chunk: Finalize rewrites that chunk's outputs.
+    dup_ids = chain.make_csv(150).replace(b"T000140,", b"T000002,")
+    dups = chain.upload_and_run("incoming/default/dups.csv", dup_ids)
+    assert dups.error is None and dups.state["result"]["rows_rejected"] == 1, dups.failure
     # A RegisterFile failure: MarkFailed registers the file itself before moving it.
     # (its input is the execution input itself, the S3 event, plus $.error)
     late = chain.mark_failed(
@@ -559,7 +583,7 @@ def test_the_checker_refuses_what_a_role_lacks(allowed: dict[str, list[dict[str,
     lacks and a listing outside the permitted prefixes are all refused."""
     assert not is_allowed(allowed["ProcessChunk"], Need("s3:PutObject", _object(TEST_BUCKET, "processed/x")))
     assert not is_allowed(allowed["ValidateHeader"], Need("dynamodb:DeleteItem", TABLE_ARN))
-    assert not is_allowed(allowed["Finalize"], Need("s3:ListBucket", BUCKET_ARN, "output/"))
+    assert not is_allowed(allowed["MarkFailed"], Need("s3:ListBucket", BUCKET_ARN, "manifests/"))
     assert is_allowed(allowed["Finalize"], Need("s3:ListBucket", BUCKET_ARN, "scratch/abc/"))
     assert is_allowed(
         allowed["ProcessChunk"], Need("s3:PutObject", _object(TEST_BUCKET, "output/t/p.parquet"))

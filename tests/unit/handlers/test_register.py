@@ -27,6 +27,7 @@ def test_registers_file_item_and_returns_file(chain, etl_aws):
         "partner": "acme_bank",
         "compression": "none",
         "duplicate": False,
+        "force": False,
     }
     item = etl_aws.repo.get_file(file["file_id"])
     assert item["status"] == "REGISTERED"
