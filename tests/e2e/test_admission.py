@@ -138,7 +138,13 @@ def test_OPS2_burst_of_30_files_never_more_than_3_running_all_succeed_once(
     ]
     keys = sorted(i["detail"]["object"]["key"] for i in inputs)
     assert keys == sorted(i["key"] for i in infos)
-    assert len(st.calls("Finalize")) == FILES
+    # One successful Finalize per file. Files committing to the same Iceberg table at the same
+    # moment can conflict: a commit that still loses after its bounded retries raises
+    # TransientError and Step Functions retries the Task (SPEC DATA2), so extra attempts may
+    # exist, and only of that kind.
+    finalize = st.calls("Finalize")
+    assert sorted(c.event["file"]["file_id"] for c in finalize if c.error_type is None) == sorted(file_ids)
+    assert {c.error_type for c in finalize if c.error_type is not None} <= {"TransientError"}
     results: list[dict[str, Any]] = []
     deadline = time.monotonic() + 10
     while len(results) < FILES and time.monotonic() < deadline:
