@@ -235,19 +235,7 @@ class StatusRepository:
             full.setdefault(OPEN_SINCE, full["created_at"])
         if not full.get("file_id"):
             raise ValueError("register_file needs a file_id")
-        try:
-            with transient_errors(f"PutItem {full['file_id']}/FILE"):
-                clients.dynamodb().put_item(
-                    TableName=self.table_name,
-                    Item=_item_to_dynamo(full),
-                    ConditionExpression="attribute_not_exists(#pk)",
-                    ExpressionAttributeNames={"#pk": "file_id"},
-                )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self._put_once(full)
 
     def get_file(self, file_id: str) -> dict[str, Any] | None:
         """The file item (strongly consistent read), or None."""
@@ -395,9 +383,12 @@ class StatusRepository:
         """Put a bookkeeping item (e.g. "alert sent for this due time") once; False if it
         already exists. Markers have no ``partner``/``created_at``/``open_state``: no index
         sees them."""
-        item = {"file_id": key, "chunk_id": sort_key, "created": utc_now(), **attrs}
+        return self._put_once({"file_id": key, "chunk_id": sort_key, "created": utc_now(), **attrs})
+
+    def _put_once(self, item: dict[str, Any]) -> bool:
+        """Conditional PutItem: True if written, False if an item with this key exists."""
         try:
-            with transient_errors(f"PutItem {key}/{sort_key}"):
+            with transient_errors(f"PutItem {item['file_id']}/{item['chunk_id']}"):
                 clients.dynamodb().put_item(
                     TableName=self.table_name,
                     Item=_item_to_dynamo(item),
