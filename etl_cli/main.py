@@ -18,6 +18,7 @@ import click
 
 from etl_cli.pipeline import (
     OK_FILE_STATES,
+    FileReport,
     Pipeline,
     PipelineError,
     make_session,
@@ -372,6 +373,110 @@ def results_dir() -> Path:
     return state.STATE_DIR / "results"
 
 
+class _Laps:
+    """Wall seconds per phase of a local run (the report's ``timings``)."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings = dict(timings or {})
+        self._t0 = time.monotonic()
+
+    def __call__(self, phase: str) -> None:
+        now = time.monotonic()
+        self.timings[phase] = round(now - self._t0, 2)
+        self._t0 = now
+
+
+def _run_console(as_json: bool, intro: str | None) -> Any:
+    """A rich console for the human-readable run (None with --json)."""
+    if as_json:
+        return None
+    from rich.console import Console
+
+    console = Console(soft_wrap=True)  # a log line is never folded (URIs stay whole)
+    if intro:
+        console.print(intro, soft_wrap=True, markup=False)
+    return console
+
+
+def _upload_announced(
+    pipe: Pipeline, path: Path, partner: str, name: str | None, console: Any
+) -> dict[str, Any]:
+    """Upload ``path`` with a progress bar and say where it went."""
+    with upload_progress(path.stat().st_size, f"uploading {path.name}", enabled=console is not None) as sent:
+        info = pipe.upload(path, partner, name=name, progress=sent)
+    if console:
+        console.print(f"uploaded s3://{info['bucket']}/{info['key']}", soft_wrap=True, markup=False)
+        console.print(
+            f"  {_fmt_bytes(info['size'])}, chunk size {_fmt_bytes(pipe.outputs.chunk_size_bytes)}, "
+            f"file id {info['file_id']}; the bucket's EventBridge rule starts the workflow",
+            soft_wrap=True,
+            markup=False,
+        )
+    return info
+
+
+def _wait_with_progress(pipe: Pipeline, file_id: str, timeout: float, console: Any) -> FileReport:
+    bar_console = console if console is not None and console.is_terminal else None
+    with chunk_progress(enabled=console is not None, console=bar_console) as on_progress:
+        started = time.monotonic()
+        rep = pipe.wait_for_file(file_id, timeout=timeout, on_progress=on_progress)
+        if rep.duration_s is None:
+            rep.duration_s = round(time.monotonic() - started, 3)
+    return rep
+
+
+def _read_back(
+    pipe: Pipeline,
+    endpoint: str,
+    database: str,
+    rep: FileReport,
+    file_id: str,
+    console: Any,
+    final_query: str | None,
+    title: str,
+) -> None:
+    """A SUCCEEDED file's rows in the table (``published_rows``), and the demo's closing query."""
+    from etl_cli.dataset import emulator_catalog, rows_of_file
+
+    cat = emulator_catalog(endpoint, pipe.outputs.region)
+    rep.published_rows = rows_of_file(cat, database, file_id).num_rows
+    if final_query and console:
+        _print_table(console, title, query_local_sql(final_query.format(file_id=file_id), endpoint, pipe))
+
+
+def _save_results(pipe: Pipeline, rep: FileReport, file_id: str, copy: bool, lap: _Laps) -> None:
+    """Copy the results to disk (``copy``: the emulator stops with this command, its state is
+    in memory) and write the HTML report beside them."""
+    from etl_cli.html_report import write_report
+
+    dest = results_dir() / file_id
+    if copy:
+        if pipe.download_results(file_id, dest):
+            rep.local_copy = str(dest)
+        lap("copy results")
+    rep.report = str(write_report(pipe, file_id, dest / "report.html"))
+    lap("report")
+
+
+def _print_run_error(exc: Exception, as_json: bool) -> None:
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "status": "ERROR",
+                    "file_id": None,
+                    "rows_total": None,
+                    "rows_valid": None,
+                    "rows_rejected": None,
+                    "chunks": None,
+                    "error": f"{type(exc).__name__}: {exc}",
+                }
+            )
+        )
+    else:
+        click.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+
+
 def run_local_file(
     path: Path,
     partner: str,
@@ -385,27 +490,12 @@ def run_local_file(
     final_query: str | None = None,
     final_query_title: str = "",
 ) -> int:
-    from etl_cli.html_report import write_report
     from etl_local import harness
 
-    timings = dict(timings or {})
-    t0 = time.monotonic()
-
-    def lap(phase: str) -> None:
-        nonlocal t0
-        now = time.monotonic()
-        timings[phase] = round(now - t0, 2)
-        t0 = now
-
+    lap = _Laps(timings)
     started_here = False
     emu = harness.running_emulator()
-    console = None
-    if not as_json:
-        from rich.console import Console
-
-        console = Console(soft_wrap=True)  # a log line is never folded (URIs stay whole)
-        if intro:
-            console.print(intro, soft_wrap=True, markup=False)
+    console = _run_console(as_json, intro)
     try:
         if emu is None:
             if console:
@@ -418,66 +508,22 @@ def run_local_file(
         chunk_bytes = int(chunk_mb * 1024 * 1024) if chunk_mb else None
         pipe = Pipeline(*harness.local_stack(emu.endpoint, chunk_size_bytes=chunk_bytes, for_run=True))
         lap("deploy")
-        with upload_progress(path.stat().st_size, f"uploading {path.name}", enabled=not as_json) as sent:
-            info = pipe.upload(path, partner, name=name, progress=sent)
+        info = _upload_announced(pipe, path, partner, name, console)
+        file_id = str(info["file_id"])
         lap("upload")
-        if console:
-            console.print(f"uploaded s3://{info['bucket']}/{info['key']}", soft_wrap=True, markup=False)
-            console.print(
-                f"  {_fmt_bytes(info['size'])}, chunk size {_fmt_bytes(pipe.outputs.chunk_size_bytes)}, "
-                f"file id {info['file_id']}; the bucket's EventBridge rule starts the workflow",
-                soft_wrap=True,
-                markup=False,
-            )
-        bar_console = console if console is not None and console.is_terminal else None
-        with chunk_progress(enabled=not as_json, console=bar_console) as on_progress:
-            started = time.monotonic()
-            rep = pipe.wait_for_file(info["file_id"], timeout=timeout, on_progress=on_progress)
-            if rep.duration_s is None:
-                rep.duration_s = round(time.monotonic() - started, 3)
+        rep = _wait_with_progress(pipe, file_id, timeout, console)
         lap("workflow")
-        if rep.status == "SUCCEEDED" and pipe.outputs.glue_database:
-            from etl_cli.dataset import emulator_catalog, rows_of_file
-
-            cat = emulator_catalog(emu.endpoint, pipe.outputs.region)
-            rep.published_rows = rows_of_file(cat, pipe.outputs.glue_database, info["file_id"]).num_rows
-            if final_query and console:
-                _print_table(
-                    console,
-                    final_query_title,
-                    query_local_sql(final_query.format(file_id=info["file_id"]), emu.endpoint, pipe),
-                )
+        database = pipe.outputs.glue_database
+        if rep.status == "SUCCEEDED" and database:
+            _read_back(pipe, emu.endpoint, database, rep, file_id, console, final_query, final_query_title)
             lap("read back")
         if rep.status in ("SUCCEEDED", "FAILED", "DUPLICATE_CONTENT"):
-            dest = results_dir() / str(info["file_id"])
-            if started_here and not keep:
-                # The emulator keeps everything in memory and stops with this command: copy the
-                # results to disk so they can be opened afterwards (pyarrow, duckdb, a spreadsheet).
-                if pipe.download_results(info["file_id"], dest):
-                    rep.local_copy = str(dest)
-                lap("copy results")
-            rep.report = str(write_report(pipe, info["file_id"], dest / "report.html"))
-            lap("report")
-        rep.timings = timings
+            _save_results(pipe, rep, file_id, copy=started_here and not keep, lap=lap)
+        rep.timings = lap.timings
         render_report(rep, as_json)
         return 0 if rep.status in OK_FILE_STATES else 1
     except Exception as exc:
-        if as_json:
-            click.echo(
-                json.dumps(
-                    {
-                        "status": "ERROR",
-                        "file_id": None,
-                        "rows_total": None,
-                        "rows_valid": None,
-                        "rows_rejected": None,
-                        "chunks": None,
-                        "error": f"{type(exc).__name__}: {exc}",
-                    }
-                )
-            )
-        else:
-            click.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        _print_run_error(exc, as_json)
         return 2
     finally:
         if started_here and not keep:

@@ -89,7 +89,7 @@ def transient_errors(operation: str) -> Iterator[None]:
     """
     try:
         yield
-    except (ClientError, *NETWORK_ERRORS) as exc:  # type: ignore[misc]
+    except (ClientError, *NETWORK_ERRORS) as exc:
         if is_transient(exc):
             raise TransientError(f"{operation} failed after retries: {exc}") from exc
         raise

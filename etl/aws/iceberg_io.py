@@ -17,7 +17,7 @@ Shipped to Lambda: Python 3.9 compatible (pyiceberg itself needs Python >= 3.10)
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
 from botocore.exceptions import ClientError
@@ -73,7 +73,7 @@ class _RangedReader(io.RawIOBase):
                 .read()
             )
         self._pos += len(body)
-        return body
+        return cast(bytes, body)
 
     def readall(self) -> bytes:
         return self.read(-1)
@@ -117,8 +117,8 @@ class S3InputFile(InputFile):
         if size <= WHOLE_READ_BYTES:
             with transient_errors(f"GetObject {self.location}"):
                 body = clients.s3().get_object(Bucket=self._bucket, Key=self._key)["Body"].read()
-            return io.BytesIO(body)  # type: ignore[return-value]
-        return _RangedReader(self._bucket, self._key, size)  # type: ignore[return-value]
+            return io.BytesIO(body)
+        return _RangedReader(self._bucket, self._key, size)
 
 
 class _Upload(io.BytesIO):
@@ -153,7 +153,7 @@ class S3OutputFile(OutputFile):
     def create(self, overwrite: bool = False) -> OutputStream:
         # Iceberg writes every metadata/manifest file under a fresh UUID name, so the
         # existence check pyiceberg asks for (overwrite=False) would only cost a HEAD.
-        return _Upload(self._bucket, self._key)  # type: ignore[return-value]
+        return _Upload(self._bucket, self._key)
 
 
 class S3FileIO(FileIO):

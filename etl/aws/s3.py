@@ -13,7 +13,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
@@ -96,7 +96,7 @@ def _get(bucket: str, key: str, version_id: str | None, byte_range: str | None) 
         with transient_errors(f"GetObject {where} {byte_range or ''}"):
             resp = clients.s3().get_object(**kwargs)
             # Reading the body can fail mid-stream (reset, timeout): also transient.
-            return resp["Body"].read()
+            return cast(bytes, resp["Body"].read())
     except ClientError as exc:
         if _is_missing(exc):
             raise SourceMissing(f"object {where} does not exist") from exc

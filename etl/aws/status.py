@@ -19,7 +19,7 @@ import decimal
 import os
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
@@ -77,7 +77,7 @@ def _to_dynamo(value: Any) -> dict[str, Any]:
     if isinstance(value, float):
         # boto3 refuses floats (inexact); the decimal of the repr is what the caller meant.
         value = decimal.Decimal(repr(value))
-    return _serializer.serialize(value)
+    return cast("dict[str, Any]", _serializer.serialize(value))
 
 
 def _from_dynamo(value: dict[str, Any]) -> Any:

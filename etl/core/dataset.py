@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -225,7 +225,7 @@ def data_file_bytes(table: pa.Table) -> bytes:
     no_dict = {"transaction_id", "line", "description"}
     dict_cols = [f.name for f in table.schema if pa.types.is_string(f.type) and f.name not in no_dict]
     pq.write_table(table, sink, use_dictionary=dict_cols, write_statistics=True, **_DATA_PARQUET_OPTIONS)
-    return sink.getvalue().to_pybytes()
+    return cast(bytes, sink.getvalue().to_pybytes())
 
 
 def rejects_table(entries: list[tuple[int, str, str, str | None, str]], lineage: Lineage) -> pa.Table:

@@ -30,7 +30,7 @@ import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -800,7 +800,7 @@ def table_to_parquet(table: pa.Table) -> bytes:
         if not pa.types.is_string(fld.type) or fld.name in ("currency", "transaction_type"):
             stat_cols.append(fld.name)
     pq.write_table(table, sink, use_dictionary=dict_cols, write_statistics=stat_cols, **PARQUET_OPTIONS)
-    return sink.getvalue().to_pybytes()
+    return cast(bytes, sink.getvalue().to_pybytes())
 
 
 # A cell a spreadsheet would evaluate as a formula (CSV/formula injection): it starts with one

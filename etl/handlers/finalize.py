@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from etl import contracts
 from etl import observability as obs
 from etl.aws import catalog, s3
 from etl.aws.status import PLANNED, PROCESSING, SUCCEEDED, StatusRepository, utc_now
@@ -101,7 +102,7 @@ def publish_file(
     data_keys = [str(k) for c in chunks for k in (c.get("data_keys") or [])]
     rows = catalog.publish(
         database,
-        dataset.TRANSACTIONS_TABLE,
+        contracts.TRANSACTIONS_TABLE,
         file["bucket"],
         data_keys,
         lineage,
@@ -120,7 +121,7 @@ def publish_file(
     reject_keys = [str(c["rejects_data_key"]) for c in chunks if c.get("rejects_data_key")]
     rejects = catalog.publish(
         database,
-        dataset.REJECTS_TABLE,
+        contracts.REJECTS_TABLE,
         file["bucket"],
         reject_keys,
         lineage,
@@ -222,7 +223,7 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
         "processed_key": done_key,
         "snapshot_id": published.snapshot_id,
         "published_rows": published.added_rows,
-        "table": f"{catalog.glue_database_name()}.{dataset.TRANSACTIONS_TABLE}",
+        "table": f"{catalog.glue_database_name()}.{contracts.TRANSACTIONS_TABLE}",
         "message_group_id": partner,
         "dedup_id": file_id,
     }

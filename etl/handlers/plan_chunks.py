@@ -29,7 +29,7 @@ import concurrent.futures
 import gzip
 import json
 import zlib
-from typing import Any
+from typing import Any, cast
 
 from etl import observability as obs
 from etl.aws import s3
@@ -76,10 +76,10 @@ class _Replay:
         if self._prefix:
             if size is None or size < 0:
                 out, self._prefix = self._prefix + self._stream.read(), b""
-                return out
+                return cast(bytes, out)
             out, self._prefix = self._prefix[:size], self._prefix[size:]
             return out
-        return self._stream.read(size)
+        return cast(bytes, self._stream.read(size))
 
 
 def _chunk_entry(rng: ChunkRange, key: str) -> dict[str, Any]:

@@ -151,88 +151,134 @@ def _object(bucket: str, key: str) -> str:
     return f"arn:aws:s3:::{bucket}/{key}"
 
 
-def needs(call: Call) -> list[Need]:
+def _dynamodb_needs(call: Call) -> list[Need]:
     p, op = call.params, call.operation
-    if call.service == "dynamodb":
-        if p.get("IndexName"):
-            return [Need(f"dynamodb:{op}", f"{TABLE_ARN}/index/{p['IndexName']}")]
-        return [Need(f"dynamodb:{op}", TABLE_ARN)]
-    if call.service == "sns":
-        return [Need(f"sns:{op}", p["TopicArn"])]
-    if call.service == "sqs":
-        name = str(p["QueueUrl"]).rstrip("/").rsplit("/", 1)[1]
-        return [Need(f"sqs:{op}", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}")]
-    if call.service in ("sfn", "stepfunctions"):
-        if op in ("ListExecutions", "StartExecution"):
-            return [Need(f"states:{op}", p["stateMachineArn"])]
-        if op in ("DescribeExecution", "StopExecution"):
-            return [Need(f"states:{op}", p["executionArn"])]
-        raise AssertionError(f"{call.step} calls states:{op}: teach this test (and the role) about it")
-    if call.service == "glue":
-        # Glue authorizes table calls against the catalog, the database and the table.
-        if op == "GetDatabase":
-            database, table = p.get("Name"), None
-        else:
-            database = p.get("DatabaseName")
-            table = p.get("Name") or (p.get("TableInput") or {}).get("Name")
-        glue = f"arn:aws:glue:{REGION}:{ACCOUNT}"
-        out = [Need(f"glue:{op}", f"{glue}:catalog")]
-        if database:
-            out.append(Need(f"glue:{op}", f"{glue}:database/{database}"))
-        if database and table:
-            out.append(Need(f"glue:{op}", f"{glue}:table/{database}/{table}"))
-        return out
-    assert call.service == "s3", call
+    if p.get("IndexName"):
+        return [Need(f"dynamodb:{op}", f"{TABLE_ARN}/index/{p['IndexName']}")]
+    return [Need(f"dynamodb:{op}", TABLE_ARN)]
+
+
+def _sns_needs(call: Call) -> list[Need]:
+    return [Need(f"sns:{call.operation}", call.params["TopicArn"])]
+
+
+def _sqs_needs(call: Call) -> list[Need]:
+    name = str(call.params["QueueUrl"]).rstrip("/").rsplit("/", 1)[1]
+    return [Need(f"sqs:{call.operation}", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}")]
+
+
+def _states_needs(call: Call) -> list[Need]:
+    p, op = call.params, call.operation
+    if op in ("ListExecutions", "StartExecution"):
+        return [Need(f"states:{op}", p["stateMachineArn"])]
+    if op in ("DescribeExecution", "StopExecution"):
+        return [Need(f"states:{op}", p["executionArn"])]
+    raise AssertionError(f"{call.step} calls states:{op}: teach this test (and the role) about it")
+
+
+def _glue_needs(call: Call) -> list[Need]:
+    # Glue authorizes table calls against the catalog, the database and the table.
+    p, op = call.params, call.operation
+    if op == "GetDatabase":
+        database, table = p.get("Name"), None
+    else:
+        database = p.get("DatabaseName")
+        table = p.get("Name") or (p.get("TableInput") or {}).get("Name")
+    glue = f"arn:aws:glue:{REGION}:{ACCOUNT}"
+    out = [Need(f"glue:{op}", f"{glue}:catalog")]
+    if database:
+        out.append(Need(f"glue:{op}", f"{glue}:database/{database}"))
+    if database and table:
+        out.append(Need(f"glue:{op}", f"{glue}:table/{database}/{table}"))
+    return out
+
+
+def _s3_read_needs(call: Call) -> list[Need]:
+    p = call.params
     versioned = "VersionId" in p
+    out = [Need("s3:GetObjectVersion" if versioned else "s3:GetObject", _object(p["Bucket"], p["Key"]))]
+    if call.status == 404:
+        # S3 answers 404 for a missing key only to a caller that may list it; without
+        # s3:ListBucket it answers 403 AccessDenied, which the handlers do not read as
+        # "missing" (RegisterFile's raw-key fallback, the moves' "already moved" check).
+        out.append(Need("s3:ListBucket", f"arn:aws:s3:::{p['Bucket']}", p["Key"]))
+    return out
+
+
+_S3_WRITES = ("PutObject", "CreateMultipartUpload", "UploadPart", "UploadPartCopy", "CompleteMultipartUpload")
+
+
+def _s3_write_needs(call: Call) -> list[Need]:
+    p = call.params
+    out = [Need("s3:PutObject", _object(p["Bucket"], p["Key"]))]
+    if call.operation == "UploadPartCopy":
+        out += needs(Call(call.step, "s3", "GetObject", _copy_source(p["CopySource"])))
+    return out
+
+
+def _s3_copy_needs(call: Call) -> list[Need]:
+    # The copy carries the source's tags (TaggingDirective COPY, the default): S3 reads
+    # them from the source and writes them on the copy.
+    p = call.params
+    source = _copy_source(p["CopySource"])
+    tagging = "s3:GetObjectVersionTagging" if "VersionId" in source else "s3:GetObjectTagging"
+    return [
+        Need("s3:PutObject", _object(p["Bucket"], p["Key"])),
+        Need("s3:PutObjectTagging", _object(p["Bucket"], p["Key"])),
+        *needs(Call(call.step, "s3", "GetObject", source)),
+        Need(tagging, _object(source["Bucket"], source["Key"])),
+    ]
+
+
+def _s3_delete_needs(call: Call) -> list[Need]:
+    p = call.params
+    if call.operation == "DeleteObject":
+        action = "s3:DeleteObjectVersion" if "VersionId" in p else "s3:DeleteObject"
+        return [Need(action, _object(p["Bucket"], p["Key"]))]
+    return [
+        Need(
+            "s3:DeleteObjectVersion" if "VersionId" in o else "s3:DeleteObject",
+            _object(p["Bucket"], o["Key"]),
+        )
+        for o in p["Delete"]["Objects"]
+    ]
+
+
+def _s3_needs(call: Call) -> list[Need]:
+    p, op = call.params, call.operation
     if op in ("GetObject", "HeadObject"):
-        out = [Need("s3:GetObjectVersion" if versioned else "s3:GetObject", _object(p["Bucket"], p["Key"]))]
-        if call.status == 404:
-            # S3 answers 404 for a missing key only to a caller that may list it; without
-            # s3:ListBucket it answers 403 AccessDenied, which the handlers do not read as
-            # "missing" (RegisterFile's raw-key fallback, the moves' "already moved" check).
-            out.append(Need("s3:ListBucket", f"arn:aws:s3:::{p['Bucket']}", p["Key"]))
-        return out
-    if op in (
-        "PutObject",
-        "CreateMultipartUpload",
-        "UploadPart",
-        "UploadPartCopy",
-        "CompleteMultipartUpload",
-    ):
-        out = [Need("s3:PutObject", _object(p["Bucket"], p["Key"]))]
-        if op == "UploadPartCopy":
-            out += needs(Call(call.step, "s3", "GetObject", _copy_source(p["CopySource"])))
-        return out
+        return _s3_read_needs(call)
+    if op in _S3_WRITES:
+        return _s3_write_needs(call)
     if op == "AbortMultipartUpload":
         return [Need("s3:AbortMultipartUpload", _object(p["Bucket"], p["Key"]))]
     if op == "CopyObject":
-        # The copy carries the source's tags (TaggingDirective COPY, the default): S3 reads
-        # them from the source and writes them on the copy.
-        source = _copy_source(p["CopySource"])
-        tagging = "s3:GetObjectVersionTagging" if "VersionId" in source else "s3:GetObjectTagging"
-        return [
-            Need("s3:PutObject", _object(p["Bucket"], p["Key"])),
-            Need("s3:PutObjectTagging", _object(p["Bucket"], p["Key"])),
-            *needs(Call(call.step, "s3", "GetObject", source)),
-            Need(tagging, _object(source["Bucket"], source["Key"])),
-        ]
-    if op == "DeleteObject":
-        return [
-            Need("s3:DeleteObjectVersion" if versioned else "s3:DeleteObject", _object(p["Bucket"], p["Key"]))
-        ]
-    if op == "DeleteObjects":
-        return [
-            Need(
-                "s3:DeleteObjectVersion" if "VersionId" in o else "s3:DeleteObject",
-                _object(p["Bucket"], o["Key"]),
-            )
-            for o in p["Delete"]["Objects"]
-        ]
+        return _s3_copy_needs(call)
+    if op in ("DeleteObject", "DeleteObjects"):
+        return _s3_delete_needs(call)
     if op in ("ListObjectsV2", "ListObjects"):
         return [Need("s3:ListBucket", f"arn:aws:s3:::{p['Bucket']}", p.get("Prefix", ""))]
     if op == "ListObjectVersions":
         return [Need("s3:ListBucketVersions", f"arn:aws:s3:::{p['Bucket']}", p.get("Prefix", ""))]
     raise AssertionError(f"{call.step} calls s3:{op}: teach this test (and the role) about it")
+
+
+_NEEDS_BY_SERVICE: dict[str, Callable[[Call], list[Need]]] = {
+    "dynamodb": _dynamodb_needs,
+    "sns": _sns_needs,
+    "sqs": _sqs_needs,
+    "sfn": _states_needs,
+    "stepfunctions": _states_needs,
+    "glue": _glue_needs,
+    "s3": _s3_needs,
+}
+
+
+def needs(call: Call) -> list[Need]:
+    """The IAM actions (and resources) one recorded AWS call needs."""
+    by_service = _NEEDS_BY_SERVICE.get(call.service)
+    assert by_service is not None, call
+    return by_service(call)
 
 
 def _copy_source(source: Any) -> dict[str, Any]:
