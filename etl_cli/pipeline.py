@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from etl import contracts
+from etl.aws.status import DUPLICATE_CONTENT, SUCCEEDED, TERMINAL_FILE_STATUSES, StatusRepository
 from etl.core.identity import file_id_for, partner_from_key
 from etl.stack_outputs import MissingStackOutputs, Outputs
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-TERMINAL_FILE_STATES = {"SUCCEEDED", "FAILED", "DUPLICATE_CONTENT"}
+TERMINAL_FILE_STATES = set(TERMINAL_FILE_STATUSES)
 # Endings that are not failures (the CLI exits 0): DUPLICATE_CONTENT published nothing on purpose.
-OK_FILE_STATES = {"SUCCEEDED", "DUPLICATE_CONTENT"}
+OK_FILE_STATES = {SUCCEEDED, DUPLICATE_CONTENT}
 TERMINAL_EXECUTION_STATES = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
 
@@ -51,19 +51,6 @@ def outputs_from_stack(session: Any, stack_name: str, endpoint: str | None = Non
         )
     except MissingStackOutputs as exc:
         raise PipelineError(f"stack {stack_name!r}: {exc}") from exc
-
-
-def _num(value: Any) -> Any:
-    """DynamoDB Decimals -> int/float for JSON and display."""
-    from decimal import Decimal
-
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _num(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_num(v) for v in value]
-    return value
 
 
 @dataclass
@@ -104,6 +91,7 @@ class Pipeline:
         self.session = session
         self.outputs = outputs
         self._clients: dict[str, Any] = {}
+        self._status: StatusRepository | None = None
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
@@ -152,31 +140,19 @@ class Pipeline:
 
     # -- status ----------------------------------------------------------------------------
 
+    @property
+    def status(self) -> StatusRepository:
+        """The status table through the handlers' own layer (etl/aws/status.py, SPEC DX2):
+        the same reads and the same Decimal -> int/float conversion, on this session's client."""
+        if self._status is None:
+            self._status = StatusRepository(self.outputs.table, client=self.client("dynamodb"))
+        return self._status
+
     def get_file(self, file_id: str) -> dict[str, Any] | None:
-        table = self.client("dynamodb")
-        resp = table.get_item(
-            TableName=self.outputs.table,
-            Key={"file_id": {"S": file_id}, "chunk_id": {"S": contracts.FILE_ITEM}},
-            ConsistentRead=True,
-        )
-        item = resp.get("Item")
-        return _plain(item) if item else None
+        return self.status.get_file(file_id)
 
     def list_chunks(self, file_id: str) -> list[dict[str, Any]]:
-        ddb = self.client("dynamodb")
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.outputs.table,
-            "KeyConditionExpression": "file_id = :f AND begins_with(chunk_id, :c)",
-            "ExpressionAttributeValues": {":f": {"S": file_id}, ":c": {"S": contracts.CHUNK_PREFIX}},
-            "ConsistentRead": True,
-        }
-        while True:
-            resp = ddb.query(**kwargs)
-            items += [_plain(i) for i in resp.get("Items", [])]
-            if "LastEvaluatedKey" not in resp:
-                return items
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        return self.status.list_chunks(file_id)
 
     def resolve_file_id(self, file_id_or_key: str) -> str:
         """A file id, or an S3 key (incoming/, processed/, failed/) of a registered file."""
@@ -196,26 +172,13 @@ class Pipeline:
         return str(matches[-1]["file_id"])
 
     def list_files(self, status: str | None = None, since: datetime | None = None) -> list[dict[str, Any]]:
-        """File items (scan: the table holds one item per file + its chunks; fine for operators)."""
-        ddb = self.client("dynamodb")
-        kwargs: dict[str, Any] = {
-            "TableName": self.outputs.table,
-            "FilterExpression": "chunk_id = :f",
-            "ExpressionAttributeValues": {":f": {"S": contracts.FILE_ITEM}},
-        }
-        files: list[dict[str, Any]] = []
-        while True:
-            resp = ddb.scan(**kwargs)
-            files += [_plain(i) for i in resp.get("Items", [])]
-            if "LastEvaluatedKey" not in resp:
-                break
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
-        if status:
-            files = [f for f in files if str(f.get("status", "")).upper() == status.upper()]
-        if since:
-            files = [f for f in files if (_parse_time(f.get("created_at")) or _EPOCH) >= since]
-        files.sort(key=lambda f: str(f.get("created_at", "")))
-        return files
+        """File items, oldest first (a scan: fine for operators; see StatusRepository.list_files)."""
+        since_iso = None
+        if since is not None:
+            # created_at is written as utc_now(): ISO 8601 UTC with milliseconds and "Z", so
+            # the same form compares as text.
+            since_iso = since.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return self.status.list_files(status=status.upper() if status else None, since=since_iso)
 
     # -- workflow --------------------------------------------------------------------------
 
@@ -385,13 +348,6 @@ class Pipeline:
             if not rep.outputs and rep.manifest:
                 rep.outputs = f"s3://{bucket}/{contracts.OUTPUT_PREFIX} (see manifest)"
         return rep
-
-
-def _plain(item: dict[str, Any]) -> dict[str, Any]:
-    from boto3.dynamodb.types import TypeDeserializer
-
-    des = TypeDeserializer()
-    return {k: _num(des.deserialize(v)) for k, v in item.items()}
 
 
 def _parse_time(value: Any) -> datetime | None:

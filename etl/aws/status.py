@@ -182,17 +182,24 @@ class _Update:
 class StatusRepository:
     """Reads and conditional writes of file and chunk items in the status table."""
 
-    def __init__(self, table_name: str | None = None) -> None:
+    def __init__(self, table_name: str | None = None, client: Any = None) -> None:
+        """``table_name`` defaults to ``$TABLE_NAME`` (the handlers' environment); ``client``
+        (a boto3 DynamoDB client) to the process-wide one. The operator CLI passes its own
+        session's client: one status layer for handlers and CLI (SPEC DX2)."""
         self.table_name = table_name or os.environ["TABLE_NAME"]
+        self._client = client
 
     # -- helpers -------------------------------------------------------------------------
+    def _ddb(self) -> Any:
+        return self._client if self._client is not None else clients.dynamodb()
+
     @staticmethod
     def _key(file_id: str, chunk_id: str) -> dict[str, Any]:
         return {"file_id": {"S": file_id}, "chunk_id": {"S": chunk_id}}
 
     def _get(self, file_id: str, chunk_id: str) -> dict[str, Any] | None:
         with transient_errors(f"GetItem {file_id}/{chunk_id}"):
-            resp = clients.dynamodb().get_item(
+            resp = self._ddb().get_item(
                 TableName=self.table_name, Key=self._key(file_id, chunk_id), ConsistentRead=True
             )
         item = resp.get("Item")
@@ -204,7 +211,7 @@ class StatusRepository:
         """Run a conditional update; ``(True, new item)`` or ``(False, current item or {})``."""
         try:
             with transient_errors(f"UpdateItem {file_id}/{chunk_id}"):
-                resp = clients.dynamodb().update_item(
+                resp = self._ddb().update_item(
                     TableName=self.table_name,
                     Key=self._key(file_id, chunk_id),
                     UpdateExpression=upd.expression(),
@@ -351,7 +358,7 @@ class StatusRepository:
         items: list[dict[str, Any]] = []
         with transient_errors(f"Query {self.table_name}/{OPEN_INDEX}"):
             for page in (
-                clients.dynamodb()
+                self._ddb()
                 .get_paginator("query")
                 .paginate(
                     TableName=self.table_name,
@@ -367,7 +374,7 @@ class StatusRepository:
     def latest_registration(self, partner: str) -> str | None:
         """``created_at`` of the partner's most recently registered file, or None."""
         with transient_errors(f"Query {self.table_name}/{PARTNER_INDEX}"):
-            resp = clients.dynamodb().query(
+            resp = self._ddb().query(
                 TableName=self.table_name,
                 IndexName=PARTNER_INDEX,
                 KeyConditionExpression="#p = :p",
@@ -389,7 +396,7 @@ class StatusRepository:
         """Conditional PutItem: True if written, False if an item with this key exists."""
         try:
             with transient_errors(f"PutItem {item['file_id']}/{item['chunk_id']}"):
-                clients.dynamodb().put_item(
+                self._ddb().put_item(
                     TableName=self.table_name,
                     Item=_item_to_dynamo(item),
                     ConditionExpression="attribute_not_exists(#pk)",
@@ -422,7 +429,7 @@ class StatusRepository:
         items: list[dict[str, Any]] = []
         with transient_errors(f"Scan {self.table_name}"):
             for page in (
-                clients.dynamodb()
+                self._ddb()
                 .get_paginator("scan")
                 .paginate(
                     TableName=self.table_name,
@@ -465,7 +472,7 @@ class StatusRepository:
             pending = {self.table_name: requests[i : i + 25]}
             for attempt in range(_BATCH_WRITE_ATTEMPTS):
                 with transient_errors(f"BatchWriteItem {self.table_name}"):
-                    resp = clients.dynamodb().batch_write_item(RequestItems=pending)
+                    resp = self._ddb().batch_write_item(RequestItems=pending)
                 pending = resp.get("UnprocessedItems") or {}
                 if not pending:
                     break
@@ -546,7 +553,7 @@ class StatusRepository:
         items: list[dict[str, Any]] = []
         with transient_errors(f"Query {file_id}"):
             for page in (
-                clients.dynamodb()
+                self._ddb()
                 .get_paginator("query")
                 .paginate(
                     TableName=self.table_name,
