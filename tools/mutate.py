@@ -81,23 +81,30 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "conservation-process-finish",
         "etl/core/process.py",
-        "if rows_valid + len(rejects) != n_records:",
-        "if False:",
+        'check_conservation(f"chunk at line {first_line}", n_records, rows_valid, len(rejects))',
+        "pass",
         (CHECKS + "::test_RUN4_process_finish_refuses_inconsistent_counts",),
     ),
     Mutation(
         "conservation-chunk-handler",
         "etl/handlers/process_chunk.py",
-        "if result.rows_in != result.rows_valid + result.rows_rejected:",
-        "if False:",
+        "check_conservation(cid, result.rows_in, result.rows_valid, result.rows_rejected)",
+        "pass",
         (CHECKS + "::test_RUN4_chunk_handler_refuses_an_inconsistent_result",),
     ),
     Mutation(
         "conservation-finalize-check-chunks",
         "etl/handlers/finalize.py",
-        "if r_in != r_ok + r_bad:",
-        "if False:",
+        'check_conservation(str(c["chunk_id"]), r_in, r_ok, r_bad)',
+        "pass",
         (CHECKS + "::test_RUN4_finalize_check_chunks_refuses_a_chunk_that_loses_rows",),
+    ),
+    Mutation(
+        "conservation-shared-check",
+        "etl/core/counts.py",
+        "if rows_in != rows_valid + rows_rejected:",
+        "if False:",
+        ("tests/unit/test_counts.py",),
     ),
     # INF5/RUN8: what the state machine retries.
     Mutation(

@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from etl.core.counts import check_conservation
 from etl.core.schema import Schema
-from etl.errors import ConservationViolation
 
 MANIFEST_VERSION = 1
 
@@ -70,8 +70,7 @@ def build_manifest(
         r_in = _int(c.get("rows_in"), cid + ".rows_in")
         r_ok = _int(c.get("rows_valid"), cid + ".rows_valid")
         r_bad = _int(c.get("rows_rejected"), cid + ".rows_rejected")
-        if r_in != r_ok + r_bad:
-            raise ConservationViolation(f"{cid}: rows_in {r_in} != rows_valid {r_ok} + rows_rejected {r_bad}")
+        check_conservation(cid, r_in, r_ok, r_bad)
         total, valid, rejected = total + r_in, valid + r_ok, rejected + r_bad
         index = c.get("index")
         if index is None and cid.startswith("CHUNK#"):
@@ -96,8 +95,7 @@ def build_manifest(
             }
         )
     out_chunks.sort(key=lambda ch: (ch["index"] is None, ch["index"] or 0, ch["chunk_id"]))
-    if total != valid + rejected:  # cannot happen when every chunk holds; the file's own rule
-        raise ConservationViolation(f"file: {total} rows != {valid} valid + {rejected} rejected")
+    check_conservation("file", total, valid, rejected)  # the file's own rule
     return {
         "manifest_version": MANIFEST_VERSION,
         "file_id": file.get("file_id"),

@@ -39,6 +39,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from etl.core import duplicates
+from etl.core.counts import check_conservation
 from etl.core.schema import Field, Schema
 from etl.errors import ConservationViolation, InvalidEncoding, MalformedCsv, SchemaMismatch
 
@@ -287,11 +288,7 @@ def _finish(
     """Conservation check, then the output bytes."""
     rejects.sort(key=lambda r: r[0])
     rows_valid = out.num_rows
-    if rows_valid + len(rejects) != n_records:
-        raise ConservationViolation(
-            f"chunk at line {first_line}: rows_in={n_records} != "
-            f"rows_valid={rows_valid} + rows_rejected={len(rejects)}"
-        )
+    check_conservation(f"chunk at line {first_line}", n_records, rows_valid, len(rejects))
     if len(valid_lines) != rows_valid:
         raise ConservationViolation(
             f"chunk at line {first_line}: {len(valid_lines)} line numbers for {rows_valid} rows"

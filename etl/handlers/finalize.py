@@ -36,6 +36,7 @@ from etl import observability as obs
 from etl.aws import catalog, s3
 from etl.aws.status import PLANNED, PROCESSING, SUCCEEDED, StatusRepository, utc_now
 from etl.core import dataset
+from etl.core.counts import check_conservation
 from etl.core.manifest import build_manifest, manifest_json
 from etl.core.schema import load_schema
 from etl.errors import ConservationViolation, InvalidFileState, TooManyRejects
@@ -65,13 +66,9 @@ def check_chunks(file_id: str, expected: int, chunks: list[dict[str, Any]]) -> t
     total = valid = rejected = 0
     for c in chunks:
         r_in, r_ok, r_bad = int(c["rows_in"]), int(c["rows_valid"]), int(c["rows_rejected"])
-        if r_in != r_ok + r_bad:
-            raise ConservationViolation(
-                f"{c['chunk_id']}: rows_in {r_in} != rows_valid {r_ok} + rows_rejected {r_bad}"
-            )
+        check_conservation(str(c["chunk_id"]), r_in, r_ok, r_bad)
         total, valid, rejected = total + r_in, valid + r_ok, rejected + r_bad
-    if total != valid + rejected:  # cannot happen if every chunk holds; kept as the file's rule
-        raise ConservationViolation(f"file {file_id}: {total} rows != {valid} valid + {rejected} rejected")
+    check_conservation(f"file {file_id}", total, valid, rejected)  # the file's own rule
     return total, valid, rejected
 
 

@@ -22,9 +22,10 @@ from etl import observability as obs
 from etl.aws import s3
 from etl.aws.status import PLANNED, PROCESSING, StatusRepository
 from etl.core import dataset, duplicates
+from etl.core.counts import check_conservation
 from etl.core.process import ChunkResult, process_chunk
 from etl.core.schema import load_schema
-from etl.errors import ConservationViolation, InvalidFileState
+from etl.errors import InvalidFileState
 from etl.handlers import dedupe
 from etl.handlers.common import output_key, rejects_key, require, source_version, table_name
 
@@ -87,11 +88,7 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
             )
         data = read_chunk_bytes(file, int(header["header_bytes"]), chunk)
         result = process_chunk(data, schema, int(chunk["first_line"]))
-        if result.rows_in != result.rows_valid + result.rows_rejected:
-            raise ConservationViolation(
-                f"{cid}: rows_in {result.rows_in} != valid {result.rows_valid} + "
-                f"rejected {result.rows_rejected}"
-            )
+        check_conservation(cid, result.rows_in, result.rows_valid, result.rows_rejected)
         meta = {"file-id": file_id, "chunk-id": cid, "schema-version": str(schema.version)}
         out_key = output_key(schema.dataset, file["partner"], file_id, index)
         s3.put_bytes(file["bucket"], out_key, result.parquet, PARQUET_CONTENT_TYPE, meta)

@@ -95,7 +95,9 @@ def test_RUN4_finalize_check_chunks_refuses_a_chunk_that_loses_rows() -> None:
 def test_RUN4_process_finish_refuses_inconsistent_counts() -> None:
     schema = load_schema("default")
     table = pa.table({"x": [1, 2]})
-    with pytest.raises(ConservationViolation, match=r"rows_in=4 != rows_valid=2 \+ rows_rejected=1"):
+    with pytest.raises(
+        ConservationViolation, match=r"chunk at line 2: rows_in 4 != rows_valid 2 \+ rows_rejected 1"
+    ):
         process._finish(b"", schema, 2, 4, table, [(3, "amount", "type", "r", "x", None)], np.array([1, 2]))
 
 
@@ -112,7 +114,7 @@ def test_RUN4_chunk_handler_refuses_an_inconsistent_result(chain, etl_aws, monke
     monkeypatch.setattr(handler_module, "process_chunk", lossy)
     run = chain.upload_and_run("incoming/default/tx.csv", chain.make_csv(20))
     assert isinstance(run.error, ConservationViolation), run.error
-    assert "rows_in 21 != valid 20 + rejected 0" in str(run.error)
+    assert "CHUNK#00001: rows_in 21 != rows_valid 20 + rows_rejected 0" in str(run.error)
     fid = run.state["file"]["file_id"]
     chunks = etl_aws.repo.list_chunks(fid)
     assert [c["status"] for c in chunks] == ["FAILED"]
