@@ -66,11 +66,11 @@ test-runtimes: install ## etl/'s unit + property tests on Python 3.9 (oldest run
 	UV_PROJECT_ENVIRONMENT=.venv-py313 python3 -m uv sync -q --frozen --python $(PY313)
 	.venv-py313/bin/python -m pytest tests/unit tests/property -q -n 2 -p no:cacheprovider
 
-lint: install ## ruff (incl. C901 complexity <= 15), mypy (--strict on etl/), the Python 3.9 floor of etl/
+lint: install ## ruff (incl. C901 complexity <= 15), mypy (--strict on etl/ and etl_cli/), the Python 3.9 floor of etl/
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	.venv/bin/mypy --strict etl
-	.venv/bin/mypy infra etl_local etl_cli benchmarks app.py
+	.venv/bin/mypy --strict etl etl_cli
+	.venv/bin/mypy infra etl_local benchmarks app.py
 	.venv/bin/vermin -t=3.9- --no-tips --violations etl
 
 # DX3 gate: ruff's C901 (mccabe, max-complexity 15 in pyproject.toml) runs in `ruff check`, so

@@ -22,6 +22,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from etl.payloads import ChunkItem, FileItem
 from etl_cli.render import chunk_duration, fmt_bytes, fmt_seconds, parse_time
 
 SAMPLE_REJECTS = 50
@@ -67,8 +68,8 @@ class Reject:
 
 @dataclass
 class ReportData:
-    file: dict[str, Any]
-    chunks: list[dict[str, Any]]
+    file: FileItem
+    chunks: list[ChunkItem]
     report: dict[str, Any]  # FileReport.to_json()
     rejects_total: int = 0
     by_rule: Counter[str] = field(default_factory=Counter)
@@ -219,7 +220,7 @@ def bar_chart(counts: list[tuple[str, int]], title: str, colour: str = "#cf222e"
     return "".join(parts)
 
 
-def timeline_chart(chunks: list[dict[str, Any]]) -> str:
+def timeline_chart(chunks: list[ChunkItem]) -> str:
     """Per-chunk timings as an inline SVG Gantt chart: one bar per chunk, from its start."""
     spans = []
     for c in chunks:

@@ -436,7 +436,8 @@ def _read_back(
     title: str,
 ) -> None:
     """A SUCCEEDED file's rows in the table (``published_rows``), and the demo's closing query."""
-    from etl_cli.dataset import emulator_catalog, rows_of_file
+    from etl_cli.dataset import rows_of_file
+    from etl_local.catalog import emulator_catalog
 
     cat = emulator_catalog(endpoint, pipe.outputs.region)
     rep.published_rows = rows_of_file(cat, database, file_id).num_rows
@@ -537,7 +538,8 @@ TIMEOUT_S = click.FloatRange(min=1)
 
 def query_local_sql(sql: str, endpoint: str, pipe: Pipeline) -> Any:
     """``sql`` over the emulator's tables (DuckDB over pyiceberg scans)."""
-    from etl_cli.dataset import emulator_catalog, query_local
+    from etl_cli.dataset import query_local
+    from etl_local.catalog import emulator_catalog
 
     if not pipe.outputs.glue_database:
         raise PipelineError("the local stack has no Glue database (deploy predates the dataset)")

@@ -20,6 +20,7 @@ from typing import Any
 from etl import contracts
 from etl.aws.status import DUPLICATE_CONTENT, SUCCEEDED, TERMINAL_FILE_STATUSES, StatusRepository
 from etl.core.identity import file_id_for, partner_from_key
+from etl.payloads import ChunkItem, FileItem
 from etl.stack_outputs import MissingStackOutputs, Outputs
 
 TERMINAL_FILE_STATES = set(TERMINAL_FILE_STATUSES)
@@ -148,10 +149,10 @@ class Pipeline:
             self._status = StatusRepository(self.outputs.table, client=self.client("dynamodb"))
         return self._status
 
-    def get_file(self, file_id: str) -> dict[str, Any] | None:
+    def get_file(self, file_id: str) -> FileItem | None:
         return self.status.get_file(file_id)
 
-    def list_chunks(self, file_id: str) -> list[dict[str, Any]]:
+    def list_chunks(self, file_id: str) -> list[ChunkItem]:
         return self.status.list_chunks(file_id)
 
     def resolve_file_id(self, file_id_or_key: str) -> str:
@@ -171,7 +172,7 @@ class Pipeline:
         matches.sort(key=lambda f: str(f.get("created_at", "")))
         return str(matches[-1]["file_id"])
 
-    def list_files(self, status: str | None = None, since: datetime | None = None) -> list[dict[str, Any]]:
+    def list_files(self, status: str | None = None, since: datetime | None = None) -> list[FileItem]:
         """File items, oldest first (a scan: fine for operators; see StatusRepository.list_files)."""
         since_iso = None
         if since is not None:
@@ -236,7 +237,7 @@ class Pipeline:
         *,
         timeout: float = 1800,
         poll: float = 0.5,
-        on_progress: Callable[[dict[str, Any] | None, list[dict[str, Any]]], None] | None = None,
+        on_progress: Callable[[FileItem | None, list[ChunkItem]], None] | None = None,
         execution_arn: str | None = None,
     ) -> FileReport:
         """Poll until the file is terminal *and* its execution has stopped.

@@ -16,6 +16,8 @@ from typing import Any
 
 import click
 
+from etl.payloads import ChunkItem, FileItem
+
 STATUS_COLOURS = {"SUCCEEDED": "green", "FAILED": "red", "DUPLICATE_CONTENT": "cyan"}
 REASON_WIDTH = 60
 
@@ -164,13 +166,13 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequ
 FILE_COLUMNS = ("FILE ID", "STATUS", "PARTNER", "SIZE", "ROWS", "REJECTED", "DURATION", "CREATED", "REASON")
 
 
-def file_duration(item: dict[str, Any]) -> float | None:
+def file_duration(item: FileItem) -> float | None:
     """Seconds from registration to the end (or to the last update while still running)."""
     end = item.get("finished_at") or item.get("updated_at")
     return seconds_between(item.get("created_at"), end)
 
 
-def file_row(item: dict[str, Any]) -> list[str]:
+def file_row(item: FileItem) -> list[str]:
     total, rejected = item.get("rows_total"), item.get("rows_rejected")
     share = "-"
     if isinstance(total, (int, float)) and isinstance(rejected, (int, float)):
@@ -190,19 +192,19 @@ def file_row(item: dict[str, Any]) -> list[str]:
     ]
 
 
-def render_file_list(files: list[dict[str, Any]]) -> str:
+def render_file_list(files: list[FileItem]) -> str:
     return text_table(FILE_COLUMNS, [file_row(f) for f in files], right=(3, 4, 5, 6))
 
 
 CHUNK_COLUMNS = ("CHUNK", "STATUS", "BYTES", "ROWS", "REJECTED", "ATTEMPTS", "DURATION", "ERROR")
 
 
-def chunk_duration(chunk: dict[str, Any]) -> float | None:
+def chunk_duration(chunk: ChunkItem) -> float | None:
     """Seconds of the chunk's last attempt (``started_at`` to ``finished_at``)."""
     return seconds_between(chunk.get("started_at"), chunk.get("finished_at"))
 
 
-def chunk_row(chunk: dict[str, Any]) -> list[str]:
+def chunk_row(chunk: ChunkItem) -> list[str]:
     start, end = chunk.get("start"), chunk.get("end")
     span = f"{start}-{end}" if start is not None and end is not None else "-"
     rows_in = chunk.get("rows_in")
@@ -218,7 +220,7 @@ def chunk_row(chunk: dict[str, Any]) -> list[str]:
     ]
 
 
-def render_chunks(chunks: list[dict[str, Any]]) -> str:
+def render_chunks(chunks: list[ChunkItem]) -> str:
     ordered = sorted(chunks, key=lambda c: str(c.get("chunk_id")))
     return text_table(CHUNK_COLUMNS, [chunk_row(c) for c in ordered], right=(3, 4, 5, 6))
 
@@ -254,14 +256,14 @@ def upload_progress(total: int, label: str, enabled: bool) -> Iterator[Callable[
         yield lambda n: progress.advance(task, n)
 
 
-def chunks_done(chunks: list[dict[str, Any]]) -> int:
+def chunks_done(chunks: list[ChunkItem]) -> int:
     return sum(1 for c in chunks if c.get("status") == "SUCCEEDED")
 
 
 @contextlib.contextmanager
 def chunk_progress(
     enabled: bool, console: Any = None
-) -> Iterator[Callable[[dict[str, Any] | None, list[dict[str, Any]]], None] | None]:
+) -> Iterator[Callable[[FileItem | None, list[ChunkItem]], None] | None]:
     """A chunks-done/total bar for a wait; yields ``Pipeline.wait_for_file``'s ``on_progress``.
 
     In a log (not a terminal) it prints one plain line at the end instead of a bar.
@@ -271,7 +273,7 @@ def chunk_progress(
         return
     last: dict[str, Any] = {}
 
-    def remember(item: dict[str, Any] | None, chunks: list[dict[str, Any]]) -> None:
+    def remember(item: FileItem | None, chunks: list[ChunkItem]) -> None:
         if item:
             last.update(status=item.get("status", "?"), total=item.get("chunk_count"))
             last["done"] = chunks_done(chunks)
@@ -293,7 +295,7 @@ def chunk_progress(
     ) as progress:
         task = progress.add_task("waiting for the workflow", total=None)
 
-        def update(item: dict[str, Any] | None, chunks: list[dict[str, Any]]) -> None:
+        def update(item: FileItem | None, chunks: list[ChunkItem]) -> None:
             remember(item, chunks)
             if item:
                 progress.update(

@@ -37,6 +37,7 @@ from etl.contracts import (
     PARTNER_INDEX,
 )
 from etl.errors import InvalidFileState, TransientError
+from etl.payloads import ChunkItem, FileItem
 
 # File statuses (docs/contracts.md "Status table").
 REGISTERED = "REGISTERED"
@@ -244,13 +245,13 @@ class StatusRepository:
             raise ValueError("register_file needs a file_id")
         return self._put_once(full)
 
-    def get_file(self, file_id: str) -> dict[str, Any] | None:
+    def get_file(self, file_id: str) -> FileItem | None:
         """The file item (strongly consistent read), or None."""
-        return self._get(file_id, FILE_ITEM)
+        return cast("FileItem | None", self._get(file_id, FILE_ITEM))
 
     def claim_reprocess(
         self, file_id: str, execution_arn: str, allowed_from: Iterable[str] = (FAILED,), **attrs: Any
-    ) -> dict[str, Any]:
+    ) -> FileItem:
         """FAILED (or another of ``allowed_from``: DUPLICATE_CONTENT for a forced reprocess)
         -> REGISTERED for a new execution; ``attempts`` += 1. Extra ``attrs`` are set
         (``None`` removes). Returns the new item; raises InvalidFileState otherwise."""
@@ -270,11 +271,11 @@ class StatusRepository:
                     file_id, item.get("status", "<no file item>"), "/".join(allowed)
                 )
             )
-        return item
+        return cast(FileItem, item)
 
     def transition_file(
         self, file_id: str, allowed_from: Iterable[str], to_status: str, **attrs: Any
-    ) -> dict[str, Any]:
+    ) -> FileItem:
         """Set the file's status to ``to_status`` if it is currently one of ``allowed_from``;
         also set ``attrs`` (``None`` removes the attribute). Returns the new item.
 
@@ -294,13 +295,13 @@ class StatusRepository:
                     file_id, item.get("status", "<no file item>"), to_status, "/".join(allowed)
                 )
             )
-        return item
+        return cast(FileItem, item)
 
     # docs/internal-api.md calls it update_file_status.
     update_file_status = transition_file
 
     # -- outbox (OPS4) -------------------------------------------------------------------
-    def claim_notify_attempt(self, file_id: str) -> dict[str, Any]:
+    def claim_notify_attempt(self, file_id: str) -> FileItem:
         """Count a re-send of a SUCCEEDED file's result (``notify_attempts`` += 1) and return
         the item; the count makes each deliberate re-send's FIFO dedup id unique."""
         upd = _Update()
@@ -313,9 +314,9 @@ class StatusRepository:
                     file_id, item.get("status", "<no file item>")
                 )
             )
-        return item
+        return cast(FileItem, item)
 
-    def mark_notified(self, file_id: str, dedup_id: str) -> dict[str, Any]:
+    def mark_notified(self, file_id: str, dedup_id: str) -> FileItem:
         """The result message was sent: ``notified`` true, off the open-files index."""
         upd = _Update()
         now = utc_now()
@@ -332,7 +333,7 @@ class StatusRepository:
         ok, item = self._update(file_id, FILE_ITEM, upd, upd.status_in([SUCCEEDED]))
         if not ok:
             raise InvalidFileState(f"file {file_id} is {item.get('status')}; not marked notified")
-        return item
+        return cast(FileItem, item)
 
     def mark_not_notified(self, file_id: str, error: str) -> bool:
         """A send failed: ``notified`` false with the error (stays on the open-files index)."""
@@ -344,7 +345,7 @@ class StatusRepository:
         return ok
 
     # -- indexes (OPS1, OPS3) ------------------------------------------------------------
-    def list_open(self, open_state: str, older_than: str | None = None) -> list[dict[str, Any]]:
+    def list_open(self, open_state: str, older_than: str | None = None) -> list[FileItem]:
         """File items on the sparse open-files index in ``open_state`` (IN_FLIGHT or
         NOT_NOTIFIED), optionally only those open since before ``older_than`` (ISO 8601).
         Eventually consistent (a GSI): callers re-read the item before acting."""
@@ -355,7 +356,7 @@ class StatusRepository:
             names["#since"] = OPEN_SINCE
             values[":before"] = {"S": older_than}
             condition += " AND #since < :before"
-        items: list[dict[str, Any]] = []
+        items: list[Any] = []
         with transient_errors(f"Query {self.table_name}/{OPEN_INDEX}"):
             for page in (
                 self._ddb()
@@ -408,7 +409,7 @@ class StatusRepository:
             raise
         return True
 
-    def list_files(self, status: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
+    def list_files(self, status: str | None = None, since: str | None = None) -> list[FileItem]:
         """File items, optionally only one status and/or ``created_at >= since`` (ISO 8601).
 
         A paginated Scan with a filter: fine for an operator CLI on a table of thousands of
@@ -426,7 +427,7 @@ class StatusRepository:
             names["#ca"] = "created_at"
             values[":since"] = {"S": since}
             filters.append("#ca >= :since")
-        items: list[dict[str, Any]] = []
+        items: list[Any] = []
         with transient_errors(f"Scan {self.table_name}"):
             for page in (
                 self._ddb()
@@ -484,7 +485,7 @@ class StatusRepository:
                     f"after {_BATCH_WRITE_ATTEMPTS} attempts"
                 )
 
-    def start_chunk(self, file_id: str, chunk_id: str) -> dict[str, Any]:
+    def start_chunk(self, file_id: str, chunk_id: str) -> ChunkItem:
         """Mark a chunk RUNNING (from any chunk status, SUCCEEDED included: a re-run writes
         identical objects) and count the attempt. Returns the item, which still carries the
         previous run's output keys. Raises InvalidFileState if the chunk was never planned."""
@@ -497,7 +498,7 @@ class StatusRepository:
         ok, _ = self._update(file_id, chunk_id, upd, upd.status_in(CHUNK_STATUSES))
         if not ok:
             raise InvalidFileState(f"chunk {chunk_id} of file {file_id} was never planned")
-        return _
+        return cast(ChunkItem, _)
 
     def complete_chunk(
         self,
@@ -509,7 +510,7 @@ class StatusRepository:
         output_key: str | None,
         rejects_key: str | None,
         **attrs: Any,
-    ) -> dict[str, Any]:
+    ) -> ChunkItem:
         """RUNNING (or SUCCEEDED, a concurrent identical re-run) -> SUCCEEDED with counts and
         output keys; ``rejects_key=None`` removes a key left by an earlier run."""
         now = utc_now()
@@ -531,7 +532,7 @@ class StatusRepository:
                     chunk_id, file_id, item.get("status", "<no chunk item>")
                 )
             )
-        return item
+        return cast(ChunkItem, item)
 
     def fail_chunk(self, file_id: str, chunk_id: str, error: str) -> bool:
         """Record a chunk failure (any status but SUCCEEDED); False if nothing changed."""
@@ -544,13 +545,13 @@ class StatusRepository:
         ok, _ = self._update(file_id, chunk_id, upd, upd.status_in([PENDING, RUNNING, FAILED]))
         return ok
 
-    def get_chunk(self, file_id: str, chunk_id: str) -> dict[str, Any] | None:
+    def get_chunk(self, file_id: str, chunk_id: str) -> ChunkItem | None:
         """One chunk item (strongly consistent), or None."""
-        return self._get(file_id, chunk_id)
+        return cast("ChunkItem | None", self._get(file_id, chunk_id))
 
-    def list_chunks(self, file_id: str) -> list[dict[str, Any]]:
+    def list_chunks(self, file_id: str) -> list[ChunkItem]:
         """All chunk items of a file in chunk order (Query, paginated, strongly consistent)."""
-        items: list[dict[str, Any]] = []
+        items: list[Any] = []
         with transient_errors(f"Query {file_id}"):
             for page in (
                 self._ddb()

@@ -18,6 +18,7 @@ from typing import Any
 
 from etl.core.counts import check_conservation
 from etl.core.schema import Schema
+from etl.payloads import ChunkItem, FileAttrs, Manifest, ManifestChunk, ManifestObject
 
 MANIFEST_VERSION = 1
 
@@ -36,21 +37,21 @@ def _opt_int(value: Any, name: str) -> int | None:
     return None if value is None else _int(value, name)
 
 
-def _object(key: Any, sha256: Any, size: Any, name: str) -> dict[str, Any] | None:
+def _object(key: Any, sha256: Any, size: Any, name: str) -> ManifestObject | None:
     if not key:
         return None
     return {"key": str(key), "sha256": None if sha256 is None else str(sha256), "bytes": _opt_int(size, name)}
 
 
 def build_manifest(
-    file: Mapping[str, Any],
-    chunks: Sequence[Mapping[str, Any]],
+    file: FileAttrs,
+    chunks: Sequence[ChunkItem],
     schema: Schema,
     execution_arn: str | None,
     created_at: str,
     checksums: Mapping[str, str] | None = None,
     processed_key: str | None = None,
-) -> dict[str, Any]:
+) -> Manifest:
     """The manifest document of one successfully processed file.
 
     ``file``: ``file_id``, ``bucket``, ``key`` / ``original_key``, ``version_id``, ``etag``,
@@ -63,7 +64,7 @@ def build_manifest(
     the file's counts do not add up.
     """
     sums = dict(checksums or {})
-    out_chunks = []
+    out_chunks: list[ManifestChunk] = []
     total = valid = rejected = 0
     for c in chunks:
         cid = str(c.get("chunk_id", ""))

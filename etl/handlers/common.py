@@ -10,7 +10,7 @@ import hashlib
 import os
 import posixpath
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from etl.contracts import (
     DEFAULT_CHUNK_SIZE_BYTES,
@@ -23,6 +23,7 @@ from etl.contracts import (
     SCRATCH_PREFIX,
 )
 from etl.errors import InvalidEvent
+from etl.payloads import ChunkEntry, FileRef, HeaderInfo, Plan
 
 # How much of the object ValidateHeader reads: the header line must end within it.
 HEAD_BYTES = 64 * 1024
@@ -98,6 +99,28 @@ def require(event: Any, name: str) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise InvalidEvent(f"the handler input has no {name!r} object (see docs/contracts.md)")
     return dict(value)
+
+
+# The workflow state's parts, typed (etl/payloads.py): the state machine built them from the
+# previous steps' results, so only their presence is checked here.
+def file_of(event: Any) -> FileRef:
+    """``$.file``."""
+    return cast(FileRef, require(event, "file"))
+
+
+def header_of(event: Any) -> HeaderInfo:
+    """``$.header``."""
+    return cast(HeaderInfo, require(event, "header"))
+
+
+def plan_of(event: Any) -> Plan:
+    """``$.plan``."""
+    return cast(Plan, require(event, "plan"))
+
+
+def chunk_of(event: Any) -> ChunkEntry:
+    """The Map item (one of ``$.plan.chunks``)."""
+    return cast(ChunkEntry, require(event, "chunk"))
 
 
 def source_version(file: Mapping[str, Any]) -> str | None:

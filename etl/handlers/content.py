@@ -22,6 +22,7 @@ from etl.aws.errors import error_code, transient_errors
 from etl.aws.status import DUPLICATE_CONTENT, SUCCEEDED, StatusRepository, utc_now
 from etl.core.content import CONTENT_DIGEST_ALGORITHM
 from etl.handlers.common import processed_key, scratch_prefix, source_version
+from etl.payloads import FileResult
 
 CONTENT_ITEM = "CONTENT"
 
@@ -84,7 +85,7 @@ def register(repo: StatusRepository, file: Mapping[str, Any], digest: str, key: 
 
 def finish_duplicate(
     repo: StatusRepository, file: Mapping[str, Any], digest: str, duplicate_of: str, allowed_from: set[str]
-) -> dict[str, Any]:
+) -> FileResult:
     """End the file as DUPLICATE_CONTENT: source to processed/, scratch removed, status set;
     returns the result message (NotifyResult sends it). Idempotent (a retry finds the status
     already set and the source already moved)."""

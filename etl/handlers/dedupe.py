@@ -40,6 +40,7 @@ from etl.core.process import REJECT_COLUMNS, rejects_to_csv, table_to_parquet
 from etl.core.schema import Schema
 from etl.errors import ConservationViolation
 from etl.handlers.common import rejects_key, scratch_prefix
+from etl.payloads import ChunkItem
 
 pc: Any = _pc
 PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
@@ -112,7 +113,7 @@ def _merge_rejects(
 
 
 def dedupe_across_chunks(
-    repo: StatusRepository, file: Mapping[str, Any], schema: Schema, chunks: list[dict[str, Any]]
+    repo: StatusRepository, file: Mapping[str, Any], schema: Schema, chunks: list[ChunkItem]
 ) -> int:
     """Reject rows whose transaction id appeared on an earlier line in another chunk; rewrite
     those chunks (outputs, rejects, chunk items). Returns the number of rows moved to rejects."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from etl import observability as obs
 from etl.aws import catalog, s3
@@ -29,10 +29,11 @@ from etl.aws.status import (
     utc_now,
 )
 from etl.core import alerts
-from etl.core.identity import decode_event_key, file_id_for, partner_from_key
+from etl.core.identity import decode_event_key, file_id_for
 from etl.core.schema import load_schema
 from etl.errors import EtlError, InvalidFileState
 from etl.handlers.common import failed_key, output_prefix, rejected_prefix, scratch_prefix, source_name
+from etl.payloads import Alert, ChunkItem, FileAttrs, FileItem, new_file
 
 REASON_MAX = 2000
 
@@ -83,7 +84,7 @@ def s3_event_of(execution_input: Any) -> Mapping[str, Any] | None:
 
 def adopt_from_s3_event(
     event: Mapping[str, Any], repo: StatusRepository, failed_attrs: Mapping[str, Any]
-) -> tuple[dict[str, Any] | None, bool]:
+) -> tuple[FileAttrs | FileItem | None, bool]:
     """RegisterFile never completed: (the file the S3 event names, whether the caller may act
     on it). It may act when it registers the file as FAILED itself (no item existed), never
     when another execution registered it."""
@@ -105,19 +106,8 @@ def adopt_from_s3_event(
         info = s3.head(bucket, key, version)
     except SourceMissing:
         return None, False
-    version = version or info.version_id
     etag = str(obj.get("etag") or info.etag).strip('"')
-    file = {
-        "file_id": file_id_for(bucket, key, version, etag),
-        "bucket": bucket,
-        "key": key,
-        "original_key": key,
-        "version_id": version,
-        "size": info.size,
-        "etag": etag,
-        "partner": partner_from_key(key),
-        "compression": "gzip" if key.lower().endswith(".gz") else "none",
-    }
+    file = new_file(bucket, key, version or info.version_id, etag, info.size)
     if repo.register_file({**file, **failed_attrs, "status": FAILED, "finished_at": utc_now()}):
         return file, True
     existing = repo.get_file(file["file_id"]) or {}
@@ -156,8 +146,8 @@ def delete_unpublished_data(file: Mapping[str, Any], item: Mapping[str, Any] | N
 class Failure:
     """What failing a file did."""
 
-    file: dict[str, Any]
-    item: dict[str, Any] | None
+    file: Mapping[str, Any]
+    item: FileItem | None
     failed_key: str | None
     chunk_statuses: list[str] = field(default_factory=list)
     changed: bool = False  # this call moved the file item to FAILED
@@ -165,7 +155,7 @@ class Failure:
     counts: dict[str, int] = field(default_factory=dict)  # rows of the chunks that finished
 
 
-def _chunk_counts(chunks: list[dict[str, Any]]) -> dict[str, int]:
+def _chunk_counts(chunks: list[ChunkItem]) -> dict[str, int]:
     done = [c for c in chunks if c.get("status") == SUCCEEDED]
     if not done:
         return {}
@@ -182,7 +172,7 @@ FINISHED = frozenset({SUCCEEDED, DUPLICATE_CONTENT})
 
 def fail_file(
     repo: StatusRepository,
-    file: dict[str, Any],
+    file: Mapping[str, Any],
     reason: str,
     error_type: str,
     *,
@@ -239,27 +229,30 @@ def alert_for(
     detected_by: str,
     execution_arn: str | None = None,
     counts: Mapping[str, int] | None = None,
-) -> dict[str, Any]:
+) -> Alert:
     """The person-readable alert (subject, body, attributes) for a failed file; counts come
     from the file item, else from the chunks that had finished (``counts``)."""
     file = file or {}
     item = {**(counts or {}), **{k: v for k, v in (item or {}).items() if v is not None}}
-    return alerts.failure_alert(
-        {
-            "file_id": file.get("file_id"),
-            "partner": file.get("partner"),
-            "name": source_name(file) if file.get("original_key") or file.get("key") else None,
-            "error_type": error_type,
-            "reason": reason,
-            "failed_step": failed_step,
-            "detected_by": detected_by,
-            "bucket": file.get("bucket"),
-            "original_key": file.get("original_key"),
-            "failed_key": failed_key,
-            "rows_total": item.get("rows_total"),
-            "rows_valid": item.get("rows_valid"),
-            "rows_rejected": item.get("rows_rejected"),
-            "attempts": item.get("attempts"),
-            "execution_arn": execution_arn or item.get("execution_arn"),
-        }
+    return cast(
+        Alert,
+        alerts.failure_alert(
+            {
+                "file_id": file.get("file_id"),
+                "partner": file.get("partner"),
+                "name": source_name(file) if file.get("original_key") or file.get("key") else None,
+                "error_type": error_type,
+                "reason": reason,
+                "failed_step": failed_step,
+                "detected_by": detected_by,
+                "bucket": file.get("bucket"),
+                "original_key": file.get("original_key"),
+                "failed_key": failed_key,
+                "rows_total": item.get("rows_total"),
+                "rows_valid": item.get("rows_valid"),
+                "rows_rejected": item.get("rows_rejected"),
+                "attempts": item.get("attempts"),
+                "execution_arn": execution_arn or item.get("execution_arn"),
+            }
+        ),
     )

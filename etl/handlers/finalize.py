@@ -42,19 +42,22 @@ from etl.core.schema import load_schema
 from etl.errors import ConservationViolation, InvalidFileState, TooManyRejects
 from etl.handlers import content, dedupe
 from etl.handlers.common import (
+    file_of,
+    header_of,
     manifest_key,
     output_prefix,
+    plan_of,
     processed_key,
     rejected_prefix,
-    require,
     scratch_prefix,
     source_version,
     table_name,
 )
 from etl.handlers.failure import delete_unpublished_data
+from etl.payloads import ChunkItem, FileRef, FileResult
 
 
-def check_chunks(file_id: str, expected: int, chunks: list[dict[str, Any]]) -> tuple[int, int, int]:
+def check_chunks(file_id: str, expected: int, chunks: list[ChunkItem]) -> tuple[int, int, int]:
     """(rows_total, rows_valid, rows_rejected) after checking every chunk succeeded and
     conservation holds per chunk and in total."""
     not_done = [f"{c['chunk_id']}={c.get('status')}" for c in chunks if c.get("status") != SUCCEEDED]
@@ -84,8 +87,8 @@ def check_threshold(rows_total: int, rows_rejected: int, threshold: float) -> No
 
 def publish_file(
     repo: StatusRepository,
-    file: dict[str, Any],
-    chunks: list[dict[str, Any]],
+    file: FileRef,
+    chunks: list[ChunkItem],
     manifest_key: str,
     execution_arn: str | None,
     status: str = PROCESSING,
@@ -147,11 +150,11 @@ def publish_file(
 
 
 @obs.lambda_handler("Finalize")
-def handler(event: Any, context: Any = None) -> dict[str, Any]:
+def handler(event: Any, context: Any = None) -> FileResult:
     """Check and total the chunks, write the manifest, move the source, file SUCCEEDED."""
-    file = require(event, "file")
-    require(event, "header")
-    plan = require(event, "plan")
+    file = file_of(event)
+    header_of(event)
+    plan = plan_of(event)
     file_id, partner, bucket = file["file_id"], file["partner"], file["bucket"]
     repo = StatusRepository(table_name())
     digest = str(plan.get("content_digest") or "")
@@ -206,7 +209,7 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     s3.move_object(bucket, str(file["key"]), done_key, source_version(file))
     # The result message NotifyResult sends; kept on the file item so the outbox (reconcile,
     # `etl notify`) can re-send it (OPS4).
-    result = {
+    result: FileResult = {
         "status": SUCCEEDED,
         "file_id": file_id,
         "partner": partner,

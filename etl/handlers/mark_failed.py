@@ -38,6 +38,7 @@ from etl.handlers.failure import (
     reason_text,
     s3_event_of,
 )
+from etl.payloads import FailureResult, FileItem
 
 __all__ = ["SUBJECT_MAX", "handler", "parse_error", "sns_subject"]
 
@@ -58,14 +59,14 @@ def _stage(state: Mapping[str, Any], chunk_statuses: list[str]) -> str:
 
 
 @obs.lambda_handler("MarkFailed")
-def handler(event: Any, context: Any = None) -> dict[str, Any]:
+def handler(event: Any, context: Any = None) -> FailureResult:
     """Mark the file FAILED with a reason, move it to failed/, return the alert."""
     state: Mapping[str, Any] = event if isinstance(event, Mapping) else {}
     error_type, error_message = parse_error(state.get("error"))
     reason = reason_text(error_type, error_message)
     repo = StatusRepository(table_name())
 
-    file: dict[str, Any] | None = dict(state["file"]) if isinstance(state.get("file"), Mapping) else None
+    file: Mapping[str, Any] | None = state["file"] if isinstance(state.get("file"), Mapping) else None
     may_act = file is not None
     if file is None:
         s3_event = s3_event_of(state)
@@ -77,7 +78,7 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
                 obs.logger.warning("RegisterFile failed and another execution owns this file: not touched")
     chunk_statuses: list[str] = []
     target: str | None = None
-    item: dict[str, Any] | None = None
+    item: FileItem | None = None
     counts: dict[str, int] = {}
     if file is not None and may_act:
         failure = fail_file(repo, file, reason, error_type)

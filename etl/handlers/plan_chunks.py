@@ -49,6 +49,7 @@ from etl.handlers.common import (
     source_version,
     table_name,
 )
+from etl.payloads import Plan
 
 BLOCK_SIZE = 8 * 1024 * 1024
 READ_WORKERS = 8
@@ -177,7 +178,7 @@ def _remove_stale(repo: StatusRepository, file: dict[str, Any], new_ids: set[str
 
 
 @obs.lambda_handler("PlanChunks")
-def handler(event: Any, context: Any = None) -> dict[str, Any]:
+def handler(event: Any, context: Any = None) -> Plan:
     """Plan the chunks, write PENDING chunk items, file status PLANNED."""
     file = require(event, "file")
     header = require(event, "header")
@@ -238,7 +239,7 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
         file["file_id"], {VALIDATING, PLANNED}, PLANNED, chunk_count=len(chunks), content_digest=digest
     )
     obs.logger.info("planned %d chunks", len(chunks), extra={"chunk_count": len(chunks)})
-    plan: dict[str, Any] = {
+    plan: dict[str, Any] = {  # a Plan (chunk entries built as dicts: see _chunk_entry)
         "chunk_count": len(chunks),
         "chunks": chunks,
         "chunk_size_bytes": chunk_size,
@@ -247,4 +248,4 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     }
     if chunk_size != configured:
         plan["chunk_size_grown_from"] = configured  # above the state-size bound (SPEC OPS6)
-    return plan
+    return cast(Plan, plan)

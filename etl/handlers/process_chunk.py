@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -27,12 +28,21 @@ from etl.core.process import ChunkResult, process_chunk
 from etl.core.schema import load_schema
 from etl.errors import InvalidFileState
 from etl.handlers import dedupe
-from etl.handlers.common import output_key, rejects_key, require, source_version, table_name
+from etl.handlers.common import (
+    chunk_of,
+    file_of,
+    header_of,
+    output_key,
+    rejects_key,
+    source_version,
+    table_name,
+)
+from etl.payloads import ChunkCounts
 
 PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
 
 
-def read_chunk_bytes(file: dict[str, Any], header_bytes: int, chunk: dict[str, Any]) -> bytes:
+def read_chunk_bytes(file: Mapping[str, Any], header_bytes: int, chunk: Mapping[str, Any]) -> bytes:
     """The header line followed by exactly the chunk's records ``[start, end)``."""
     key, start, end = str(chunk["key"]), int(chunk["start"]), int(chunk["end"])
     # The source object is read at its registered version; scratch objects are ours.
@@ -44,7 +54,7 @@ def read_chunk_bytes(file: dict[str, Any], header_bytes: int, chunk: dict[str, A
 
 
 def write_data_files(
-    bucket: str, file: dict[str, Any], index: int, result: ChunkResult
+    bucket: str, file: Mapping[str, Any], index: int, result: ChunkResult
 ) -> tuple[list[str], str | None]:
     """The chunk's unpublished Iceberg data files (SPEC DATA2): one Parquet file per
     transaction_date under ``tables/transactions/data/file_id=<id>/`` and, when there are
@@ -67,11 +77,11 @@ def write_data_files(
 
 
 @obs.lambda_handler("ProcessChunk")
-def handler(event: Any, context: Any = None) -> dict[str, Any]:
+def handler(event: Any, context: Any = None) -> ChunkCounts:
     """Process one chunk; chunk item RUNNING -> SUCCEEDED (FAILED with the error if it raises)."""
-    file = require(event, "file")
-    header = require(event, "header")
-    chunk = require(event, "chunk")
+    file = file_of(event)
+    header = header_of(event)
+    chunk = chunk_of(event)
     file_id, cid, index = file["file_id"], chunk["chunk_id"], int(chunk["index"])
     repo = StatusRepository(table_name())
     started = time.monotonic()

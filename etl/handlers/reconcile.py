@@ -46,6 +46,7 @@ from etl.handlers.failure import (
     reason_text,
     s3_event_of,
 )
+from etl.payloads import FileItem
 
 STATUS_CHANGE = "Step Functions Execution Status Change"
 # The Fail state of infra/workflow.py when the result was sent but `notified` not recorded.
@@ -302,19 +303,17 @@ def sweep(repo: StatusRepository, now: datetime.datetime | None = None) -> dict[
     """Reconcile stale in-flight files and re-send unsent results; emit the two gauges."""
     now = now or _now()
     cutoff = _iso(now - datetime.timedelta(seconds=contracts.STALE_AFTER_SECONDS))
-    stale: list[dict[str, Any]] = []
+    stale: list[tuple[FileItem, str | None]] = []  # (item, its execution's status)
     for candidate in repo.list_open(contracts.OPEN_IN_FLIGHT, older_than=cutoff):
         item = repo.get_file(str(candidate["file_id"]))  # the index is eventually consistent
         if item is None or item.get("status") in TERMINAL_STATUSES:
             continue
         is_stale, execution = _is_stale(item, now)
         if is_stale:
-            item["_execution_status"] = execution
-            stale.append(item)
+            stale.append((item, execution))
     obs.add_metric(contracts.METRIC_STALE_FILES, len(stale))
     reconciled = []
-    for item in stale:
-        execution = item.pop("_execution_status")
+    for item, execution in stale:
         message = "non-terminal ({}) since {}; its execution {} is {}".format(
             item.get("status"),
             item.get(contracts.OPEN_SINCE),
@@ -345,7 +344,7 @@ def sweep(repo: StatusRepository, now: datetime.datetime | None = None) -> dict[
             obs.logger.error("re-send of %s failed: %s", item["file_id"], exc)
             unsent.append(item["file_id"])
     return {
-        "stale": [i["file_id"] for i in stale],
+        "stale": [i["file_id"] for i, _ in stale],
         "reconciled": reconciled,
         "resent": resent,
         "unsent": unsent,

@@ -11,37 +11,16 @@ Shipped to Lambda: Python 3.9 compatible.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from etl import observability as obs
 from etl.aws import s3
 from etl.aws.status import DUPLICATE_CONTENT, FAILED, REGISTERED, StatusRepository
 from etl.contracts import INCOMING_PREFIX
-from etl.core.identity import decode_event_key, file_id_for, partner_from_key
+from etl.core.identity import decode_event_key, file_id_for
 from etl.errors import InvalidEvent, InvalidFileState
 from etl.handlers.common import table_name
-
-
-def _compression(key: str) -> str:
-    return "gzip" if key.lower().endswith(".gz") else "none"
-
-
-def _file_output(item: Mapping[str, Any], duplicate: bool, force: bool = False) -> dict[str, Any]:
-    """The ``$.file`` shape: only the documented keys. ``force``: a reprocess that loads the
-    content even if another file already loaded it (DATA4(a), ``etl reprocess --force``)."""
-    return {
-        "file_id": item["file_id"],
-        "bucket": item["bucket"],
-        "key": item["key"],
-        "original_key": item.get("original_key", item["key"]),
-        "version_id": item.get("version_id"),
-        "size": int(item.get("size", 0)),
-        "etag": item.get("etag"),
-        "partner": item["partner"],
-        "compression": item.get("compression") or _compression(str(item["key"])),
-        "duplicate": duplicate,
-        "force": force,
-    }
+from etl.payloads import FileAttrs, FileItem, FileRef, file_ref, new_file
 
 
 def _split_input(event: Any) -> tuple[Mapping[str, Any], str | None]:
@@ -54,7 +33,7 @@ def _split_input(event: Any) -> tuple[Mapping[str, Any], str | None]:
     return event, event.get("execution_arn")
 
 
-def _register_s3_event(event: Mapping[str, Any], execution_arn: str | None) -> dict[str, Any]:
+def _register_s3_event(event: Mapping[str, Any], execution_arn: str | None) -> FileRef:
     if event.get("source") != "aws.s3" or event.get("detail-type") != "Object Created":
         raise InvalidEvent(
             "execution input is neither an S3 'Object Created' event nor a reprocess request: "
@@ -85,26 +64,14 @@ def _register_s3_event(event: Mapping[str, Any], execution_arn: str | None) -> d
     version_id = version_id or info.version_id
     etag = str(obj.get("etag") or info.etag).strip('"')
     size = int(obj["size"]) if obj.get("size") is not None else info.size
-    file_id = file_id_for(bucket, key, version_id, etag)
+    file = new_file(bucket, key, version_id, etag, size)
+    file_id = file["file_id"]
     obs.bind(file_id=file_id)
-
-    item = {
-        "file_id": file_id,
-        "bucket": bucket,
-        "key": key,
-        "original_key": key,
-        "version_id": version_id,
-        "size": size,
-        "etag": etag,
-        "partner": partner_from_key(key),
-        "compression": _compression(key),
-        "execution_arn": execution_arn,
-        "status": REGISTERED,
-    }
-    if repo.register_file(item):
-        obs.logger.info("registered %s", key, extra={"size": size, "partner": item["partner"]})
-        return _file_output(item, duplicate=False)
-    return _existing({**item, **(repo.get_file(file_id) or {})}, execution_arn)
+    if repo.register_file({**file, "execution_arn": execution_arn, "status": REGISTERED}):
+        obs.logger.info("registered %s", key, extra={"size": size, "partner": file["partner"]})
+        return file_ref(file, duplicate=False)
+    # Another registration won: the stored item (ours filled in where it lacks a key).
+    return _existing(cast(FileItem, {**file, **(repo.get_file(file_id) or {})}), execution_arn)
 
 
 def _head_event_key(bucket: str, decoded: str, raw: str, version_id: str | None) -> tuple[str, s3.ObjectInfo]:
@@ -123,13 +90,13 @@ def _head_event_key(bucket: str, decoded: str, raw: str, version_id: str | None)
         raise
 
 
-def _existing(existing: Mapping[str, Any], execution_arn: str | None) -> dict[str, Any]:
+def _existing(existing: FileAttrs | FileItem, execution_arn: str | None) -> FileRef:
     """The answer for an object version that already has a file item."""
     obs.bind(file_id=existing["file_id"])
     if execution_arn and existing.get("execution_arn") == execution_arn:
         # Our own earlier attempt registered it (its response was lost): carry on.
         obs.logger.info("file already registered by this execution; continuing")
-        return _file_output(existing, duplicate=False)
+        return file_ref(existing, duplicate=False)
     obs.logger.info(
         "duplicate event ignored",
         extra={
@@ -137,10 +104,10 @@ def _existing(existing: Mapping[str, Any], execution_arn: str | None) -> dict[st
             "existing_execution": existing.get("execution_arn"),
         },
     )
-    return _file_output(existing, duplicate=True)
+    return file_ref(existing, duplicate=True)
 
 
-def _reprocess(request: Mapping[str, Any], execution_arn: str | None) -> dict[str, Any]:
+def _reprocess(request: Mapping[str, Any], execution_arn: str | None) -> FileRef:
     file_id = request.get("file_id")
     if not isinstance(file_id, str) or not file_id:
         raise InvalidEvent("a reprocess request needs {'reprocess': {'file_id': '<id>'}}")
@@ -151,7 +118,7 @@ def _reprocess(request: Mapping[str, Any], execution_arn: str | None) -> dict[st
     if item is None:
         raise InvalidFileState(f"cannot reprocess file {file_id}: no such file in the status table")
     if item.get("status") == REGISTERED and execution_arn and item.get("execution_arn") == execution_arn:
-        return _file_output(item, duplicate=False, force=force)  # a retry of our own claim
+        return file_ref(item, duplicate=False, force=force)  # a retry of our own claim
     # DUPLICATE_CONTENT only when forced: without force it would end DUPLICATE_CONTENT again.
     allowed = (FAILED, DUPLICATE_CONTENT) if force else (FAILED,)
     if item.get("status") not in allowed:
@@ -177,11 +144,11 @@ def _reprocess(request: Mapping[str, Any], execution_arn: str | None) -> dict[st
     obs.logger.info(
         "reprocess claimed", extra={"key": current, "attempts": item.get("attempts"), "force": force}
     )
-    return _file_output(item, duplicate=False, force=force)
+    return file_ref(item, duplicate=False, force=force)
 
 
 @obs.lambda_handler("RegisterFile")
-def handler(event: Any, context: Any = None) -> dict[str, Any]:
+def handler(event: Any, context: Any = None) -> FileRef:
     """Register the file (conditional put) or claim a FAILED file for reprocessing."""
     execution_input, execution_arn = _split_input(event)
     request = execution_input.get("reprocess")

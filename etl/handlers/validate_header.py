@@ -20,7 +20,8 @@ from etl.aws.status import REGISTERED, VALIDATING, StatusRepository
 from etl.core.header import parse_header
 from etl.core.schema import load_schema
 from etl.errors import CorruptGzip, EmptyFile
-from etl.handlers.common import HEAD_BYTES, require, source_version, table_name
+from etl.handlers.common import HEAD_BYTES, file_of, source_version, table_name
+from etl.payloads import HeaderInfo
 
 
 def read_gzip_head(bucket: str, key: str, version_id: str | None, limit: int) -> tuple[bytes, bool]:
@@ -40,9 +41,9 @@ def read_gzip_head(bucket: str, key: str, version_id: str | None, limit: int) ->
 
 
 @obs.lambda_handler("ValidateHeader")
-def handler(event: Any, context: Any = None) -> dict[str, Any]:
+def handler(event: Any, context: Any = None) -> HeaderInfo:
     """Validate the header line; file status VALIDATING with the schema id/version."""
-    file = require(event, "file")
+    file = file_of(event)
     schema = load_schema(file["partner"])
     repo = StatusRepository(table_name())
     # REGISTERED -> VALIDATING (VALIDATING again on a retry of this step).
