@@ -106,6 +106,21 @@ MUTATIONS: tuple[Mutation, ...] = (
         "if False:",
         ("tests/unit/test_counts.py",),
     ),
+    # DX1/DX2: the one file-item builder and the typed $.file.
+    Mutation(
+        "file-builder-compression",
+        "etl/payloads.py",
+        '"compression": compression_of(key),',
+        '"compression": "none",',
+        ("tests/unit/test_payloads.py",),
+    ),
+    Mutation(
+        "file-ref-drops-force",
+        "etl/payloads.py",
+        '"force": force,',
+        "",
+        ("tests/unit/handlers/test_payload_shapes.py",),
+    ),
     # INF5/RUN8: what the state machine retries.
     Mutation(
         "5xx-not-transient",
