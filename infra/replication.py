@@ -41,6 +41,7 @@ from constructs import Construct
 
 from etl import contracts
 from infra.config import DR_REGION, PRIMARY_REGION, EtlConfig
+from infra.guardrails import drop_redundant_role_dependency
 from infra.nag import acknowledge
 
 FORWARD_PREFIXES = (
@@ -280,6 +281,7 @@ class Replication(Construct):
         assert isinstance(role, iam.Role)
         function = role.node.scope
         assert function is not None
+        drop_redundant_role_dependency(function, role)  # cfn-lint W3005: GetAtt already orders it
         acknowledge(
             role,
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",

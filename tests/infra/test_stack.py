@@ -515,6 +515,8 @@ def test_INF6_environment_matches_the_contract(primary: dict[str, Any]) -> None:
             "POWERTOOLS_LOG_LEVEL",
             "ARROW_DEFAULT_MEMORY_POOL",
             "GLUE_DATABASE",
+            "REGION_ROLE_PARAMETER",  # SPEC DR3: the region-role switch and its default
+            "DEFAULT_REGION_ROLE",
         }, step
         assert env["GLUE_DATABASE"] == contracts.glue_database(SUFFIX)  # SPEC DATA1
         assert env["ARROW_DEFAULT_MEMORY_POOL"] == "system"  # PERF2 peak memory
