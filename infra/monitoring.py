@@ -182,6 +182,7 @@ class Monitoring(Construct):
             OLDEST_MESSAGE_ALARM_SECONDS,
             f"A file has waited {OLDEST_MESSAGE_ALARM_SECONDS // 60} minutes or more in the admission buffer",
         )
+
         # DR1: replication out of this region's bucket (S3 publishes a rule's metrics in its
         # source region). Latency past the RTC threshold means the other region's copy is more
         # than 15 minutes behind (the RPO is at risk); a failed operation is an object S3 will
@@ -214,16 +215,13 @@ class Monitoring(Construct):
             )
 
         replication_latency = across_rules(
-            "latency",
-            "ReplicationLatency", "Maximum", "MAX", "Replication latency, slowest rule (s)"
+            "latency", "ReplicationLatency", "Maximum", "MAX", "Replication latency, slowest rule (s)"
         )
         replication_failed = across_rules(
-            "failed",
-            "OperationsFailedReplication", "Sum", "SUM", "Objects that failed to replicate"
+            "failed", "OperationsFailedReplication", "Sum", "SUM", "Objects that failed to replicate"
         )
         replication_pending = across_rules(
-            "pending",
-            "OperationsPendingReplication", "Maximum", "SUM", "Objects pending replication"
+            "pending", "OperationsPendingReplication", "Maximum", "SUM", "Objects pending replication"
         )
         alarm(
             "ReplicationLatency",

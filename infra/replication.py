@@ -164,8 +164,7 @@ def replication_role(scope: Construct, construct_id: str, link: ReplicationLink)
     role = iam.Role(
         scope,
         construct_id,
-        description=f"S3 replication {link.source_region} -> other region, "
-        + ", ".join(link.prefixes),
+        description=f"S3 replication {link.source_region} -> other region, " + ", ".join(link.prefixes),
         # Confused-deputy guard: only S3 acting for this account's source bucket.
         assumed_by=iam.ServicePrincipal("s3.amazonaws.com").with_conditions(
             {
@@ -260,7 +259,9 @@ class Replication(Construct):
             policy=cr.AwsCustomResourcePolicy.from_statements(
                 [
                     # Put and delete of a replication configuration are both this action.
-                    iam.PolicyStatement(actions=["s3:PutReplicationConfiguration"], resources=[dr_bucket_arn]),
+                    iam.PolicyStatement(
+                        actions=["s3:PutReplicationConfiguration"], resources=[dr_bucket_arn]
+                    ),
                     iam.PolicyStatement(
                         actions=["iam:PassRole"],
                         resources=[self.reverse_role.role_arn],

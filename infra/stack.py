@@ -147,7 +147,9 @@ class EtlPipelineStack(Stack):
         }
         if role == "primary":
             replication = Replication(self, "Replication", config=config, primary_bucket=storage.bucket)
-            access_point = UploadAccessPoint(self, "UploadAccessPoint", config=config, primary_bucket=storage.bucket)
+            access_point = UploadAccessPoint(
+                self, "UploadAccessPoint", config=config, primary_bucket=storage.bucket
+            )
             dr_outputs[out.UPLOAD_ACCESS_POINT_ALIAS] = access_point.alias
             dr_outputs[out.UPLOAD_ACCESS_POINT_ARN] = access_point.arn
             dr_outputs[out.REPLICATION_ROLE_ARN] = replication.forward_role.role_arn

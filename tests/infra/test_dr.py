@@ -98,7 +98,11 @@ def reverse_call(primary: dict[str, Any], phase: str) -> dict[str, Any]:
 def test_DR1_reverse_rules_put_incoming_and_announced_back_from_eu_west_1(primary: dict[str, Any]) -> None:
     for phase in ("Create", "Update"):
         call = reverse_call(primary, phase)
-        assert (call["service"], call["action"], call["region"]) == ("S3", "putBucketReplication", "eu-west-1")
+        assert (call["service"], call["action"], call["region"]) == (
+            "S3",
+            "putBucketReplication",
+            "eu-west-1",
+        )
         assert call["parameters"]["Bucket"] == DR_BUCKET
         rules = call["parameters"]["ReplicationConfiguration"]["Rules"]
         assert sorted(check_rule(rule, PRIMARY_BUCKET) for rule in rules) == sorted(REVERSE_PREFIXES)
@@ -133,7 +137,10 @@ def test_DR1_dr_stack_never_touches_replication_and_primary_deploys_after_it(
 # ---- DR1: the replication roles ----------------------------------------------------------------
 def allow_statements(role: dict[str, Any]) -> list[dict[str, Any]]:
     return [
-        s for p in props(role).get("Policies", []) for s in p["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"
+        s
+        for p in props(role).get("Policies", [])
+        for s in p["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Allow"
     ]
 
 
@@ -163,14 +170,18 @@ def test_DR1_INF11_replication_role_is_least_privilege_with_the_deny(
         for a in ("s3:GetObjectVersionForReplication", "s3:GetObjectVersionAcl", "s3:GetObjectVersionTagging")
         for p in prefixes
     }
-    expected |= {(a, arn(destination, p + "*")) for a in ("s3:ReplicateObject", "s3:ReplicateTags") for p in prefixes}
+    expected |= {
+        (a, arn(destination, p + "*")) for a in ("s3:ReplicateObject", "s3:ReplicateTags") for p in prefixes
+    }
     # Exactly these: any widened action, resource or condition-free extra statement fails here.
     assert grants(allow_statements(role)) == expected
     assert all("Condition" not in s for s in allow_statements(role))
     # Nothing else grants to the role: no managed policies, no separate AWS::IAM::Policy.
     assert not props(role).get("ManagedPolicyArns")
     attached = [
-        p for p in resources(primary, "AWS::IAM::Policy").values() if {"Ref": role_id} in props(p).get("Roles", [])
+        p
+        for p in resources(primary, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in props(p).get("Roles", [])
     ]
     assert attached == []
     # Only S3, for this account's source bucket, may assume it.
@@ -180,7 +191,9 @@ def test_DR1_INF11_replication_role_is_least_privilege_with_the_deny(
         "StringEquals": {"aws:SourceAccount": ACCOUNT},
         "ArnLike": {"aws:SourceArn": arn(source)},
     }
-    denies = [s for p in props(role)["Policies"] for s in p["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+    denies = [
+        s for p in props(role)["Policies"] for s in p["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"
+    ]
     assert any(set(as_list(d["Action"])) >= INF11_DENY and d["Resource"] == "*" for d in denies)
 
 
@@ -205,7 +218,10 @@ def test_DR1_reverse_rule_writer_may_only_put_that_configuration_and_pass_that_r
     assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "s3.amazonaws.com"}}
     writer_role = resources(primary)[writer_role_id]
     denies = [
-        s for p in props(writer_role)["Policies"] for s in p["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"
+        s
+        for p in props(writer_role)["Policies"]
+        for s in p["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Deny"
     ]
     assert any(set(as_list(d["Action"])) >= INF11_DENY for d in denies)
 
@@ -222,7 +238,10 @@ def alarm(template: dict[str, Any], what: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     ("stack", "source", "destination", "prefixes"),
-    [(PRIMARY, PRIMARY_BUCKET, DR_BUCKET, FORWARD_PREFIXES), (DR, DR_BUCKET, PRIMARY_BUCKET, REVERSE_PREFIXES)],
+    [
+        (PRIMARY, PRIMARY_BUCKET, DR_BUCKET, FORWARD_PREFIXES),
+        (DR, DR_BUCKET, PRIMARY_BUCKET, REVERSE_PREFIXES),
+    ],
 )
 def test_DR1_replication_lag_and_failures_alarm_to_the_alert_topic_in_the_source_region(
     templates: dict[str, Any], stack: str, source: str, destination: str, prefixes: set[str]
@@ -244,23 +263,31 @@ def test_DR1_replication_lag_and_failures_alarm_to_the_alert_topic_in_the_source
         )
         rules = set()
         for s in stats:
-            assert (s["Metric"]["Namespace"], s["Metric"]["MetricName"], s["Stat"]) == ("AWS/S3", metric_name, stat)
+            assert (s["Metric"]["Namespace"], s["Metric"]["MetricName"], s["Stat"]) == (
+                "AWS/S3",
+                metric_name,
+                stat,
+            )
             dims = {d["Name"]: text(d["Value"]) for d in s["Metric"]["Dimensions"]}
             assert (dims["SourceBucket"], dims["DestinationBucket"]) == (source, destination)
             rules.add(dims["RuleId"])
         assert rules == {"replicate-" + p.rstrip("/") for p in prefixes}
-    dashboard = json.dumps(text(props(next(iter(resources(template, "AWS::CloudWatch::Dashboard").values())))))
+    dashboard = json.dumps(
+        text(props(next(iter(resources(template, "AWS::CloudWatch::Dashboard").values()))))
+    )
     for metric_name in ("ReplicationLatency", "OperationsPendingReplication", "OperationsFailedReplication"):
         assert metric_name in dashboard
 
 
 # ---- DR3: the upload access point --------------------------------------------------------------
 def test_DR3_one_multi_region_access_point_over_both_buckets(primary: dict[str, Any]) -> None:
-    (mrap_id, mrap), *others = resources(primary, "AWS::S3::MultiRegionAccessPoint").items()
-    assert others == []
+    (mrap,) = resources(primary, "AWS::S3::MultiRegionAccessPoint").values()
     p = props(mrap)
     assert p["Name"] == f"etl-uploads-{SUFFIX}"
-    assert p["Regions"] == [{"Bucket": {"Ref": data_bucket_id(primary)}}, {"Bucket": p["Regions"][1]["Bucket"]}]
+    assert p["Regions"] == [
+        {"Bucket": {"Ref": data_bucket_id(primary)}},
+        {"Bucket": p["Regions"][1]["Bucket"]},
+    ]
     assert text(p["Regions"][1]["Bucket"]) == DR_BUCKET
     assert p["PublicAccessBlockConfiguration"] == dict.fromkeys(
         ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"), True
@@ -283,7 +310,9 @@ def test_DR3_access_point_policy_allows_uploads_under_incoming_only(primary: dic
 
 
 @pytest.mark.parametrize("stack", [PRIMARY, DR])
-def test_DR3_outputs_give_the_cli_the_switch_peer_and_access_point(templates: dict[str, Any], stack: str) -> None:
+def test_DR3_outputs_give_the_cli_the_switch_peer_and_access_point(
+    templates: dict[str, Any], stack: str
+) -> None:
     outputs = {k: text(v["Value"]) for k, v in templates[stack]["Outputs"].items()}
     is_primary = stack == PRIMARY
     assert outputs[out.REGION_ROLE_PARAMETER] == out.region_role_parameter_name(SUFFIX)
@@ -302,14 +331,19 @@ def test_DR3_outputs_give_the_cli_the_switch_peer_and_access_point(templates: di
 
 # ---- DR3: the region-role switch is not CloudFormation's --------------------------------------
 @pytest.mark.parametrize("stack", [PRIMARY, DR])
-def test_DR3_region_role_parameter_is_not_owned_by_cloudformation(templates: dict[str, Any], stack: str) -> None:
+def test_DR3_region_role_parameter_is_not_owned_by_cloudformation(
+    templates: dict[str, Any], stack: str
+) -> None:
     """No SSM parameter and no custom resource sets the switch: a routine deploy cannot flip it.
     Functions get its name and their region's default (used while the parameter is absent)."""
     template = templates[stack]
     name = out.region_role_parameter_name(SUFFIX)
     assert not resources(template, "AWS::SSM::Parameter")
     for lid, resource in resources(template).items():
-        if resource["Type"].startswith("Custom::") or resource["Type"] == "AWS::CloudFormation::CustomResource":
+        if (
+            resource["Type"].startswith("Custom::")
+            or resource["Type"] == "AWS::CloudFormation::CustomResource"
+        ):
             assert name not in json.dumps(resource), lid
     functions = [
         r
