@@ -503,7 +503,7 @@ def test_INF6_environment_matches_the_contract(primary: dict[str, Any]) -> None:
         env = props(fn)["Environment"]["Variables"]
         own = {
             "StartFiles": {"BUFFER_QUEUE_URL", "STATE_MACHINE_ARN", "MAX_FILES_IN_FLIGHT"},
-            "Reconcile": {"ALERT_TOPIC_ARN", "RESULT_QUEUE_URL"},
+            "Reconcile": {"ALERT_TOPIC_ARN", "RESULT_QUEUE_URL", "STALE_AFTER_SECONDS"},
         }
         assert set(env) - own.get(step, set()) == {
             "BUCKET_NAME",
