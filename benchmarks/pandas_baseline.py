@@ -115,6 +115,13 @@ def process_chunk_pandas(data: bytes, schema: Schema, first_line: int) -> Baseli
         reasons[newly] = f.source_name + ": " + s[newly].astype(str) + " is not valid"
         out[f.name] = values
     valid = first_fail == ""
+    # DATA4(c): a transaction id seen on an earlier valid row of the chunk is a reject.
+    if "transaction_id" in schema.target_columns:
+        src = schema.get_field("transaction_id").source_name
+        dup = valid & df[src].where(valid, None).duplicated(keep="first")
+        first_fail[dup] = src
+        reasons[dup] = src + ": duplicate transaction id"
+        valid = first_fail == ""
     typed = pd.DataFrame({k: v[valid] for k, v in out.items()})
     arrow_schema = pa.schema([pa.field(f.name, arrow_type(f)) for f in schema.fields])
     buf = io.BytesIO()
