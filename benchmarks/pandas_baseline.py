@@ -23,8 +23,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from etl.core.arrow_init import restore_pandas
 from etl.core.process import arrow_type  # the same target types, not the same checks
 from etl.core.schema import Schema
+
+# Loading a schema keeps pandas out of pyarrow's view (PERF4); this module does use pandas.
+restore_pandas()
 
 DATE_RE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
 TS_RE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:?[0-9]{2})"
