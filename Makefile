@@ -97,6 +97,7 @@ demo: install ## The main job: generate a realistic file and run it through the 
 bench: install ## Benchmarks (PERF1-5): scan, chunk vs peers (DuckDB/Polars/pandas), init; results go to docs/benchmarks.md by hand
 	$(PY) benchmarks/bench_scan.py
 	$(PY) benchmarks/bench_peers.py
+	$(PY) benchmarks/bench_init.py
 	$(PY) benchmarks/bench_process.py
 
 clean: ## Remove build outputs and local emulator state
