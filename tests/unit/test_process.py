@@ -302,7 +302,7 @@ def test_bare_cr_is_malformed():
 
 
 def test_header_mismatch():
-    with pytest.raises(SchemaMismatch, match="missing amount"):
+    with pytest.raises(SchemaMismatch, match="missing columns: 'amount'"):
         process_chunk(chunk(row(), header=HEADER.replace("amount", "amt")), SCHEMA, 2)
     swapped = HEADER.replace("account_id,transaction_date", "transaction_date,account_id")
     with pytest.raises(SchemaMismatch, match="out of order"):
@@ -479,11 +479,11 @@ def test_concurrent_calls_give_the_serial_results():
 
 
 def test_parallel_and_serial_validation_agree(monkeypatch):
-    from etl.core import process as proc
+    from etl.core import rules
 
     data, _ = generate_bytes(rows=3000, seed=17, bad_row_share=0.03)
-    monkeypatch.setattr(proc, "PARALLEL_MIN_ROWS", 10**12)
+    monkeypatch.setattr(rules, "PARALLEL_MIN_ROWS", 10**12)
     serial = run(data)
-    monkeypatch.setattr(proc, "PARALLEL_MIN_ROWS", 0)
+    monkeypatch.setattr(rules, "PARALLEL_MIN_ROWS", 0)
     parallel = run(data)
     assert (serial.parquet, serial.rejects_csv) == (parallel.parquet, parallel.rejects_csv)
