@@ -37,7 +37,7 @@ from etl.core.output import (
     rejects_to_csv,
     table_to_parquet,
 )
-from etl.core.parse import parse_strings
+from etl.core.parse import parse_records, parse_strings
 from etl.core.records import (
     MAX_ENCODING_ERRORS,
     Records,
@@ -148,7 +148,7 @@ def _parse_chunk(
 ) -> tuple[bytes, pa.Table, list[tuple[str, int]], np.ndarray]:
     """(text parsed, string table, ragged rows, records rejected for invalid UTF-8)."""
     try:
-        table, ragged = parse_strings(data, base, schema, parse_block_size(recs))
+        table, ragged = parse_records(data, base, schema, recs, parse_block_size(recs))
         return data, table, ragged, np.zeros(0, dtype=np.int64)
     except pa.ArrowInvalid as exc:
         # pyarrow reports invalid UTF-8 as a conversion error, or, inside a row with a wrong
