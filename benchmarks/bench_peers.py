@@ -48,6 +48,11 @@ TARGET_PANDAS = 2.0
 TARGET_PEAK_X = 7.0
 
 
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def worker(impl: str, path: str, threads: int, out_dir: str, rules_path: str) -> dict[str, Any]:
     """Runs in the fresh subprocess; thread limits are set before any library is imported."""
     t_start = time.perf_counter()
@@ -66,7 +71,7 @@ def worker(impl: str, path: str, threads: int, out_dir: str, rules_path: str) ->
         pa.set_cpu_count(threads)
         schema = load_schema(rules["schema"])
         t_imports = time.perf_counter() - t_start
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu()
         with open(path, "rb") as fh:
             data = fh.read()
         res = process_chunk(data, schema, 2)
@@ -85,7 +90,7 @@ def worker(impl: str, path: str, threads: int, out_dir: str, rules_path: str) ->
         pa.set_cpu_count(threads)
         schema = load_schema(rules["schema"])
         t_imports = time.perf_counter() - t_start
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu()
         with open(path, "rb") as fh:
             data = fh.read()
         old = process_chunk_pandas(data, schema, 2)
@@ -109,10 +114,12 @@ def worker(impl: str, path: str, threads: int, out_dir: str, rules_path: str) ->
         from peers import PEERS
 
         t_imports = time.perf_counter() - t_start
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu()
         counts = PEERS[impl](path, rules, threads, out_dir)
     seconds = time.perf_counter() - t0
+    cpu_seconds = _cpu() - c0
     return {
+        "cpu_seconds": cpu_seconds,
         "impl": impl,
         "threads": threads,
         "seconds": seconds,
@@ -251,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{threads} thread(s):")
         print(
             f"  {'impl':13s} {'median s':>9s} {'min-max s':>13s} {'MiB/s':>7s} {'peak RSS':>9s} "
-            f"{'x chunk':>8s}  "
+            f"{'x chunk':>8s} {'CPU s':>6s}  "
             "project's speed-up (median of per-round ratios, min-max)"
         )
         rows = [x for x in results if x["threads"] == threads]
@@ -266,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
                 ratio = _fmt_pair([x["seconds"] / proj[x["round"]] for x in mine if x["round"] in proj])
             print(
                 f"  {impl:13s} {med:9.3f} {min(times):6.3f}-{max(times):6.3f} {mib / med:7.1f} "
-                f"{peak / 2**20:8.0f}M {peak / size:8.2f}  {ratio}"
+                f"{peak / 2**20:8.0f}M {peak / size:8.2f} "
+                f"{statistics.median(x['cpu_seconds'] for x in mine):6.2f}  {ratio}"
             )
         if not proj:
             continue
