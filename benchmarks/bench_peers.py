@@ -148,6 +148,7 @@ def run_worker(impl: str, path: str, threads: int, rules_path: str) -> dict[str,
             raise RuntimeError(f"{impl} worker failed:\n{proc.stderr[-3000:]}")
         res = json.loads(proc.stdout.strip().splitlines()[-1])
         res["digest"] = _output_digest(os.path.join(out_dir, "valid.parquet"))
+        res["parquet_bytes"] = os.path.getsize(os.path.join(out_dir, "valid.parquet"))
     return res
 
 
@@ -305,6 +306,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{'HOLDS' if held else 'NOT MET'} ({peak_x:.2f}x)"
         )
     print(f"\nPERF2 peers: {'PASS' if ok else 'FAIL'}")
+    proj_runs = [x for x in results if x["impl"] == "project" and x["threads"] == max(thread_counts)]
+    if proj_runs:
+        # PERF3 from this run: the project's median at the Lambda's thread count, its Parquet size.
+        from cost import Workload, estimate, format_report
+
+        per_50 = statistics.median(x["seconds"] for x in proj_runs) * (50 * 2**20) / size
+        share = statistics.median(x["parquet_bytes"] for x in proj_runs) / size
+        print()
+        print(format_report(estimate(Workload(process_seconds_per_chunk=per_50, parquet_share=share))))
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(

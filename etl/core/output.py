@@ -42,17 +42,14 @@ def parquet_column_options(schema: Schema) -> tuple[list[str], list[str]]:
 
 
 def parquet_compression(schema: Schema) -> dict[str, str]:
-    """Codec per column: none where snappy buys (almost) nothing, snappy elsewhere (PERF2).
+    """Codec per column: none where snappy buys nothing, snappy elsewhere (PERF2).
 
-    The ``primaryKey`` columns hold unique, random-looking ids: snappy took ~40 ms of a 50 MiB
-    chunk's ~130 ms Parquet write (10x the uncompressed write) to save 10 % of the column.
     Enum columns are dictionary-encoded with a handful of values: their pages are bit-packed
-    indices that snappy does not shrink (same size within 1 %). Measured in docs/benchmarks.md."""
-    unique = set(schema.primary_key)
-    return {
-        f.name: "none" if f.name in unique or (f.type == "string" and f.enum is not None) else "snappy"
-        for f in schema.fields
-    }
+    indices that snappy does not shrink (same size within 1 %), so they are written as they are.
+    The ``primaryKey`` (random transaction ids) stays snappy although compressing it is ~40 ms
+    of a 50 MiB chunk: it saves 10 % of the column, and by the cost model (PERF3,
+    docs/benchmarks.md) the storage that saves outweighs the one-off compute within weeks."""
+    return {f.name: "none" if f.type == "string" and f.enum is not None else "snappy" for f in schema.fields}
 
 
 def table_to_parquet(table: pa.Table, schema: Schema) -> bytes:
