@@ -358,16 +358,21 @@ def _finish(
         raise ConservationViolation(
             f"chunk at line {first_line}: {len(valid_lines)} line numbers for {rows_valid} rows"
         )
+    # The Parquet writer (releases the GIL) on a worker while this thread words the rejects.
+    parquet: Future[bytes] | None = None
+    if rows_valid >= rules.PARALLEL_MIN_ROWS and workers.parallel():
+        parquet = workers.pool().submit(table_to_parquet, out, schema)
     by_col: dict[str, int] = {}
     for r in rejects:
         by_col[r[1]] = by_col.get(r[1], 0) + 1
     plain = [(r[0], r[1], r[2], r[3]) for r in rejects]
+    rejects_csv = rejects_to_csv(plain)
     return ChunkResult(
         rows_in=n_records,
         rows_valid=rows_valid,
         rows_rejected=len(rejects),
-        parquet=table_to_parquet(out, schema),
-        rejects_csv=rejects_to_csv(plain),
+        parquet=parquet.result() if parquet is not None else table_to_parquet(out, schema),
+        rejects_csv=rejects_csv,
         valid_table=out,
         rejects_by_column=by_col,
         rejects=plain,
