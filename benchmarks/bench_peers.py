@@ -154,20 +154,31 @@ def run_worker(impl: str, path: str, threads: int, rules_path: str) -> dict[str,
 
 def _output_digest(parquet_path: str) -> str:
     """Digest of the valid rows' (transaction_id, amount, transaction_date, posted_at) sorted by
-    id: equal digests = the same rows with the same typed values, whatever the row order."""
+    id: equal digests = the same rows with the same typed values, whatever the row order or the
+    writer's chunking (each column is made one canonical array and its buffers hashed)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     t = pq.read_table(parquet_path, columns=["transaction_id", "amount", "transaction_date", "posted_at"])
     t = t.take(pc.sort_indices(t, sort_keys=[("transaction_id", "ascending")]))  # type: ignore[attr-defined]
+    canonical = {
+        "transaction_id": pa.string(),
+        "amount": pa.string(),  # decimal -> its exact text
+        "transaction_date": pa.int32(),
+        "posted_at": pa.int64(),  # microseconds since the epoch, UTC
+    }
     h = hashlib.sha256()
-    for name in t.column_names:
+    for name, typ in canonical.items():
         col = t.column(name)
         if name == "posted_at":
             col = col.cast(pa.timestamp("us", tz="UTC"))
+        arr = col.cast(typ).combine_chunks()
+        arr = pc.fill_null(arr, "" if typ == pa.string() else -1)  # type: ignore[attr-defined]
         h.update(name.encode())
-        h.update(str(col.to_pylist()).encode())
+        for buf in arr.buffers()[1:]:
+            if buf is not None:
+                h.update(buf)
     return h.hexdigest()[:16]
 
 
