@@ -1,0 +1,128 @@
+"""Properties of SPEC RUN9 (never a silent mis-split) and RUN12 (chunks bounded in lines).
+
+RUN9: for any RFC 4180 file the whole pipeline (plan with the quote check, then every chunk
+through process_chunk) succeeds with the csv module's row count; for any file with a quote
+inserted at a random place, the outcome is never success with a count different from csv's.
+RUN12: every chunk is cut at the first record boundary where it reaches the chunk size OR the
+line cap, so blank lines and tiny rows count toward it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from etl.core.boundaries import plan_chunks
+from etl.core.process import process_chunk
+from etl.core.schema import parse_schema
+from etl.errors import EmptyFile, MalformedCsv, RecordTooLarge
+
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SCHEMA = parse_schema(
+    {
+        "x-etl-schema-id": "p3",
+        "x-etl-version": "1",
+        "x-etl-dataset": "p3",
+        "fields": [{"name": n, "type": "string"} for n in ("a", "b", "c")],
+    }
+)
+HEADER = b"a,b,c\n"
+PLAIN = st.sampled_from(["x", "y", " ", "é", "'", ";", "0"])
+QUOTED = st.sampled_from(["x", ",", '""', "\n", "\r\n", " ", "é"])
+
+
+@st.composite
+def field(draw: st.DrawFn) -> str:
+    if draw(st.booleans()):
+        return '"' + "".join(draw(st.lists(QUOTED, max_size=5))) + '"'
+    return "".join(draw(st.lists(PLAIN, max_size=4)))
+
+
+@st.composite
+def rfc4180_body(draw: st.DrawFn) -> bytes:
+    rows = draw(st.lists(st.lists(field(), min_size=3, max_size=3), min_size=1, max_size=10))
+    terms = [draw(st.sampled_from(["\n", "\r\n"])) for _ in rows]
+    body = "".join(",".join(r) + t for r, t in zip(rows, terms))
+    blank = "\n" * draw(st.integers(0, 3))
+    return (body + blank).encode()
+
+
+def csv_count(data: bytes) -> int:
+    # csv reads a row of only empty fields from "" lines; blank lines are no rows for either.
+    return sum(1 for r in csv.reader(io.StringIO(data.decode("utf-8"), newline="")) if r) - 1
+
+
+def pipeline(data: bytes, chunk_size: int, block: int) -> int | None:
+    """Rows of a SUCCEEDED run, or None when the file fails (any typed error)."""
+    blocks = [data[i : i + block] for i in range(0, len(data), block)]
+    try:
+        plan = plan_chunks(blocks, len(HEADER), len(data), chunk_size, 1 << 20)
+        return sum(process_chunk(HEADER + data[c.start : c.end], SCHEMA, c.first_line).rows_in for c in plan)
+    except (MalformedCsv, EmptyFile, RecordTooLarge):
+        return None
+
+
+@SETTINGS
+@given(body=rfc4180_body(), chunk_size=st.integers(1, 64), block=st.integers(1, 64))
+def test_RUN9_rfc4180_input_succeeds_with_the_csv_count(body: bytes, chunk_size: int, block: int) -> None:
+    data = HEADER + body
+    assume(body.strip(b"\r\n"))
+    assert pipeline(data, chunk_size, block) == csv_count(data)
+
+
+@SETTINGS
+@given(
+    body=rfc4180_body(),
+    where=st.lists(st.integers(0, 10_000), min_size=1, max_size=3),
+    chunk_size=st.integers(1, 64),
+    block=st.integers(1, 64),
+)
+def test_RUN9_a_misplaced_quote_never_succeeds_with_another_count(
+    body: bytes, where: list[int], chunk_size: int, block: int
+) -> None:
+    for w in sorted(where, reverse=True):
+        at = w % (len(body) + 1)
+        body = body[:at] + b'"' + body[at:]
+    data = HEADER + body
+    assume(body.strip(b"\r\n"))
+    rows = pipeline(data, chunk_size, block)
+    assert rows is None or rows == csv_count(data)
+
+
+@SETTINGS
+@given(
+    lines=st.lists(
+        st.sampled_from([b"\n", b"\r\n", b"a,b,c\n", b"x\n", b'"q\n",,\n']), min_size=1, max_size=60
+    ),
+    chunk_size=st.integers(1, 200),
+    max_lines=st.integers(1, 8),
+    block=st.integers(1, 64),
+)
+def test_RUN12_each_chunk_ends_at_the_first_boundary_reaching_bytes_or_lines(
+    lines: list[bytes], chunk_size: int, max_lines: int, block: int
+) -> None:
+    data = HEADER + b"".join(lines)
+    assume(data[len(HEADER) :].strip(b"\r\n"))
+    blocks = [data[i : i + block] for i in range(0, len(data), block)]
+    chunks = plan_chunks(blocks, len(HEADER), len(data), chunk_size, 1 << 20, max_lines=max_lines)
+    ends = {len(HEADER)}
+    pos = len(HEADER)
+    for line in lines:
+        pos += len(line)
+        ends.add(pos)
+    for c in chunks:
+        body = data[c.start : c.end]
+        assert c.end in ends
+        # Every record boundary strictly inside the chunk had reached neither limit yet, except
+        # in the last chunk before a blank tail shorter than both limits (it joins that chunk).
+        for e in sorted(x for x in ends if c.start < x < c.end):
+            if e - c.start >= chunk_size or data[c.start : e].count(b"\n") >= max_lines:
+                tail = data[e : c.end]
+                assert c.index == len(chunks) and not tail.strip(b"\r\n")
+                assert len(tail) < chunk_size or tail.count(b"\n") < max_lines
+                break
+        if c.index < len(chunks):  # not the last: it reached one of the limits
+            assert len(body) >= chunk_size or body.count(b"\n") >= max_lines
