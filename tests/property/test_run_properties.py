@@ -10,6 +10,7 @@ line cap, so blank lines and tiny rows count toward it.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 
 from hypothesis import HealthCheck, assume, given, settings
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 
 from etl.core.boundaries import plan_chunks
 from etl.core.process import process_chunk
-from etl.core.schema import parse_schema
+from etl.core.schema import load_schema, parse_schema
 from etl.errors import EmptyFile, MalformedCsv, RecordTooLarge
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -126,3 +127,41 @@ def test_RUN12_each_chunk_ends_at_the_first_boundary_reaching_bytes_or_lines(
                 break
         if c.index < len(chunks):  # not the last: it reached one of the limits
             assert len(body) >= chunk_size or body.count(b"\n") >= max_lines
+
+
+DEFAULT = load_schema("default")
+
+
+@SETTINGS
+@given(
+    when=st.datetimes(
+        min_value=dt.datetime(1, 1, 1),
+        max_value=dt.datetime(9999, 12, 31, 23, 59, 59),
+    ),
+    offset_min=st.integers(-23 * 60 - 59, 23 * 60 + 59),
+    year_zero=st.booleans(),
+)
+def test_RUN11_a_timestamp_is_kept_iff_python_can_hold_it_in_utc(
+    when: object, offset_min: int, year_zero: bool
+) -> None:
+    assert isinstance(when, dt.datetime)
+    sign = "+" if offset_min >= 0 else "-"
+    off = f"{sign}{abs(offset_min) // 60:02d}:{abs(offset_min) % 60:02d}"
+    text = when.strftime("%Y-%m-%dT%H:%M:%S").rjust(19, "0") + off
+    if year_zero:
+        text = "0000" + text[4:]
+        if text[5:10] == "02-29":
+            text = text[:5] + "02-28" + text[10:]
+    try:
+        local = dt.datetime.fromisoformat(text)
+        in_utc = local.astimezone(dt.timezone.utc)  # OverflowError outside 1..9999
+        readable = True
+    except (ValueError, OverflowError):
+        readable = False
+    data = (",".join(DEFAULT.source_columns) + f"\nT1,A,2024-01-01,{text},1.00,EUR,DEBIT,,,\n").encode()
+    r = process_chunk(data, DEFAULT, 2)
+    assert r.rows_valid == (1 if readable else 0)
+    if readable:
+        assert r.valid_table.column("posted_at")[0].as_py() == in_utc
+    else:
+        assert [e[2] for e in r.reject_entries] == ["range"]
