@@ -155,15 +155,18 @@ def _parse_chunk(
     data: bytes, base: int, schema: Schema, recs: Records, first_line: int, rejects: list[_Reject]
 ) -> tuple[bytes, pa.Table, list[tuple[str, int]], np.ndarray]:
     """(text parsed, string table, ragged rows, records rejected for invalid UTF-8)."""
-    try:
-        table, ragged = parse_strings(data, base, schema, parse_block_size(recs))
-        return data, table, ragged, np.zeros(0, dtype=np.int64)
-    except pa.ArrowInvalid as exc:
-        # pyarrow reports invalid UTF-8 as a conversion error, or, inside a row with a wrong
-        # field count, as a parse error of that row (its handler cannot decode the text).
-        if not has_invalid_utf8(data, base):
-            raise MalformedCsv(f"CSV parse error near line {first_line}: {exc}") from None
-    # Slow path, only for chunks holding invalid UTF-8: blank the bad bytes to '?' (same
+    # RUN10: a NUL byte is valid UTF-8 but no text: its row is a reject, like invalid UTF-8
+    # (the same outcome wherever it is in the file).
+    if data.find(b"\0", base) < 0:
+        try:
+            table, ragged = parse_strings(data, base, schema, parse_block_size(recs))
+            return data, table, ragged, np.zeros(0, dtype=np.int64)
+        except pa.ArrowInvalid as exc:
+            # pyarrow reports invalid UTF-8 as a conversion error, or, inside a row with a wrong
+            # field count, as a parse error of that row (its handler cannot decode the text).
+            if not has_invalid_utf8(data, base):
+                raise MalformedCsv(f"CSV parse error near line {first_line}: {exc}") from None
+    # Slow path, only for chunks holding invalid UTF-8 or NUL: blank the bad bytes to '?' (same
     # length, never a delimiter/quote/newline, so the record structure is unchanged), parse
     # that, and reject the affected records.
     text, bad_utf8_rows, positions = mask_invalid_utf8(data, base, recs)
@@ -171,10 +174,11 @@ def _parse_chunk(
     for rec in np.unique(bad_utf8_rows):
         first_bad = int(positions[bad_utf8_rows == rec][0])
         record = record_text(data, recs, int(rec))
-        reason = (
-            f"invalid UTF-8 (byte 0x{data[first_bad]:02x} at offset "
-            f"{first_bad - int(recs.starts[rec])} of the record)"
-        )
+        offset = first_bad - int(recs.starts[rec])
+        if data[first_bad] == 0:
+            reason = f"NUL byte at offset {offset} of the record (a control character, not text)"
+        else:
+            reason = f"invalid UTF-8 (byte 0x{data[first_bad]:02x} at offset {offset} of the record)"
         rejects.append((int(recs.lines[rec]), RECORD_COLUMN, reason, record, "encoding", record))
     return text, table, ragged, np.unique(bad_utf8_rows)
 

@@ -17,9 +17,12 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from etl.core.boundaries import plan_chunks
+from etl.core.header import parse_header
 from etl.core.process import process_chunk
+from etl.core.records import scan_records
 from etl.core.schema import load_schema, parse_schema
-from etl.errors import EmptyFile, MalformedCsv, RecordTooLarge
+from etl.errors import EmptyFile, EtlError, MalformedCsv, RecordTooLarge
+from etl_local.datagen import generate_bytes
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SCHEMA = parse_schema(
@@ -165,3 +168,42 @@ def test_RUN11_a_timestamp_is_kept_iff_python_can_hold_it_in_utc(
         assert r.valid_table.column("posted_at")[0].as_py() == in_utc
     else:
         assert [e[2] for e in r.reject_entries] == ["range"]
+
+
+HEAD_BYTES = 64 * 1024  # what ValidateHeader reads (etl/handlers/common.py)
+_TX, _ = generate_bytes(rows=700, seed=5, bad_row_share=0.0)  # ~93 KB: rows before and after 64 KiB
+_TX_STARTS = scan_records(_TX, 0, 2).starts
+
+
+def file_outcome(data: bytes) -> tuple[object, ...]:
+    """What the pipeline's pure steps make of a file: the error type, or the valid count and the
+    (column, rule, reason) of every reject (line numbers left out)."""
+    try:
+        info = parse_header(data[:HEAD_BYTES], DEFAULT, len(data))
+        plan = plan_chunks([data], info.header_bytes, len(data), 40_000, 1 << 20)
+        head = data[: info.header_bytes]
+        results = [process_chunk(head + data[c.start : c.end], DEFAULT, c.first_line) for c in plan]
+    except EtlError as exc:
+        return (type(exc).__name__,)
+    return (
+        sum(r.rows_valid for r in results),
+        [(e[1], e[2], e[4]) for r in results for e in r.reject_entries],
+    )
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    bad=st.sampled_from([b"\x00", b"\xff", b"\xe9", b"\xc3", b"\xed\xa0\x80"]),
+    first=st.integers(0, 40),
+    second=st.integers(600, len(_TX_STARTS) - 1),
+)
+def test_RUN10_the_same_bad_byte_gets_the_same_outcome_anywhere(bad: bytes, first: int, second: int) -> None:
+    assert _TX_STARTS[first] < HEAD_BYTES < _TX_STARTS[second]  # one in the head, one beyond it
+
+    def with_bad(row: int) -> bytes:
+        at = int(_TX_STARTS[row]) + 1  # inside the transaction id
+        return _TX[:at] + bad + _TX[at:]
+
+    early, late = file_outcome(with_bad(first)), file_outcome(with_bad(second))
+    assert early == late
+    assert early[0] == 699 and [r[:2] for r in early[1]] == [("*", "encoding")]  # type: ignore[index]
