@@ -68,7 +68,7 @@ DEFAULT_BLOCK_SIZE = 8 * 1024 * 1024
 # boundary after that), so blank-line floods and millions of tiny rows are split like big rows:
 # per-line costs (a reject is a few hundred bytes of Python objects) stay bounded by the chunk.
 # Rows of the usual width (~130 bytes) reach the byte target first; see docs/splitting.md.
-LINE_BYTES = 128
+LINE_BYTES = 96
 
 
 def line_cap(chunk_size: int) -> int:
