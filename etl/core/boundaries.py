@@ -130,6 +130,11 @@ class _Scanner:
         if max_lines is not None and max_lines < 1:
             raise ValueError(f"max_lines must be >= 1 or None, got {max_lines}")
         self.delim = ord(delimiter)
+        # RUN9: the bytes allowed before an opening quote and after a closing one.
+        self._allowed = np.zeros(256, dtype=bool)
+        self._allowed[[self.delim, _LF, _QUOTE]] = True
+        self._q = np.zeros(0, dtype=np.int64)  # the block's quote positions from _q_lo on
+        self._q_lo = 0
         self.max_lines = _NO_LINE_CAP if max_lines is None else max_lines
         # RUN12: a chunk is also cut once it holds max_lines lines: the LF count (nl) at which
         # the current chunk reaches it.
@@ -329,18 +334,17 @@ class _Scanner:
         arr, n = self._arr, len(self._buf)
         bad: list[tuple[int, str]] = []
         lo = self._check_tail(lo, bad)
-        par = self.par
-        for s in range(lo, n, _QUOTE_CHECK_SLICE):
-            e = min(n, s + _QUOTE_CHECK_SLICE)
-            q = np.flatnonzero(arr[s:e] == _QUOTE) + s
-            if q.size == 0:
-                continue
-            closing = ((np.arange(q.size) + par) & 1).astype(bool)
-            par = (par + q.size) & 1
-            self._check_opening(q[~closing], bad)
-            self._check_closing(q[closing], bad)
-            if len(bad) >= _MAX_REPORTED_QUOTES:
-                break
+        parts = [
+            np.flatnonzero(arr[s : s + _QUOTE_CHECK_SLICE] == _QUOTE) + s
+            for s in range(lo, n, _QUOTE_CHECK_SLICE)
+        ]
+        # Kept for the block: quote counts become binary searches (_count), no second pass.
+        self._q = q = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        self._q_lo = lo
+        if q.size:
+            # Quote k has parity (par + k) & 1 before it: even ones open, odd ones close.
+            self._check_opening(q[self.par :: 2], bad)
+            self._check_closing(q[1 - self.par :: 2], bad)
         if bad:
             self._misplaced(bad)
 
@@ -369,13 +373,12 @@ class _Scanner:
     def _check_opening(self, q: np.ndarray, bad: list[tuple[int, str]]) -> None:
         if q.size == 0:
             return
-        arr = self._arr
-        prev = np.empty(q.size, dtype=np.uint8)
-        inner = q > 0
-        prev[inner] = arr[q[inner] - 1]
-        prev[~inner] = self.prev_byte
-        ok = (prev == self.delim) | (prev == _LF) | (prev == _QUOTE)
-        for p in q[~ok][:_MAX_REPORTED_QUOTES].tolist():
+        if q[0] == 0:  # the byte before is the previous block's last
+            if not self._allowed[self.prev_byte]:
+                bad.append((0, "a quote inside an unquoted field"))
+            q = q[1:]
+        wrong = q[~self._allowed[self._arr[q - 1]]]
+        for p in wrong[:_MAX_REPORTED_QUOTES].tolist():
             bad.append((p, "a quote inside an unquoted field"))
 
     def _check_closing(self, q: np.ndarray, bad: list[tuple[int, str]]) -> None:
@@ -388,21 +391,15 @@ class _Scanner:
             q = q[:-1]
             if q.size == 0:
                 return
-        nxt = arr[q + 1]
-        ok = (nxt == self.delim) | (nxt == _LF) | (nxt == _QUOTE)
-        cr = nxt == _CR
-        if cr.any():
-            qc = q[cr]
-            at_end = qc + 2 >= n
-            if at_end.any():  # quote + CR at the end of the block: the LF is in the next one
-                self.tail_state = 2
-            inside = qc[~at_end]
-            ok_cr = np.zeros(qc.size, dtype=bool)
-            ok_cr[at_end] = True
-            ok_cr[~at_end] = arr[inside + 2] == _LF
-            ok[cr] = ok_cr
-        for p in q[~ok][:_MAX_REPORTED_QUOTES].tolist():
-            bad.append((p, _after_closing(int(arr[p + 1]))))
+        # Delimiter, LF or quote after it: fine (a lookup table, one pass over the quotes).
+        others = q[~self._allowed[arr[q + 1]]]
+        for p in others.tolist():  # CR (then LF must follow) or a misplaced quote: few
+            if arr[p + 1] == _CR and p + 2 >= n:
+                self.tail_state = 2  # quote + CR end the block: the LF is in the next one
+            elif arr[p + 1] != _CR or arr[p + 2] != _LF:
+                bad.append((p, _after_closing(int(arr[p + 1]))))
+                if len(bad) >= _MAX_REPORTED_QUOTES:
+                    break
 
     def _misplaced(self, bad: list[tuple[int, str]]) -> None:
         """Raise MalformedCsv naming the line and byte of each misplaced quote."""
@@ -434,6 +431,9 @@ class _Scanner:
         self.pending_content = None
 
     def _count(self, lo: int, hi: int, byte: int) -> int:
+        if byte == _QUOTE and lo >= self._q_lo:
+            q = self._q
+            return int(np.searchsorted(q, hi)) - int(np.searchsorted(q, lo))
         if hi - lo < _NUMPY_MIN:
             return self._buf.count(b'"' if byte == _QUOTE else b"\n", lo, hi)
         # The comparison makes a temporary bool array: bound it when a caller passes huge blocks.

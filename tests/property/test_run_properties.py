@@ -153,13 +153,15 @@ def test_RUN11_a_timestamp_is_kept_iff_python_can_hold_it_in_utc(
     text = when.strftime("%Y-%m-%dT%H:%M:%S").rjust(19, "0") + off
     if year_zero:
         text = "0000" + text[4:]
-        if text[5:10] == "02-29":
-            text = text[:5] + "02-28" + text[10:]
+    # The oracle: Python's datetime after conversion to UTC. Year 0 is not a Python year: parse
+    # it as 2000 (the same leap rules) and shift the result back.
+    shift = 2000 if year_zero else 0
     try:
-        local = dt.datetime.fromisoformat(text)
-        in_utc = local.astimezone(dt.timezone.utc)  # OverflowError outside 1..9999
-        readable = True
-    except (ValueError, OverflowError):
+        local = dt.datetime.fromisoformat(f"{int(text[:4]) + shift:04d}" + text[4:])
+        utc = local.astimezone(dt.timezone.utc)  # OverflowError past 9999
+        readable = 1 <= utc.year - shift <= 9999
+        in_utc = utc.replace(year=utc.year - shift) if readable else None
+    except OverflowError:
         readable = False
     data = (",".join(DEFAULT.source_columns) + f"\nT1,A,2024-01-01,{text},1.00,EUR,DEBIT,,,\n").encode()
     r = process_chunk(data, DEFAULT, 2)
