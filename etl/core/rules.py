@@ -186,6 +186,45 @@ def validate(table: pa.Table, schema: Schema) -> tuple[dict[str, Any], list[np.n
     return typed, [ok for _, ok in results]
 
 
+def _string_checks(col: pa.ChunkedArray, f: Field) -> list[Any]:
+    """Arrow boolean arrays (True = ok for non-empty values) of a string field's rules."""
+    checks: list[Any] = []
+    if f.pattern is not None:
+        checks.append(pc.match_substring_regex(col, f.anchored_pattern))
+    if f.enum is not None:
+        checks.append(pc.is_in(col, value_set=pa.array(f.enum, pa.string())))
+    if f.min_length is not None or f.max_length is not None:
+        length = pc.utf8_length(col)
+        if f.min_length is not None:
+            checks.append(pc.greater_equal(length, f.min_length))
+        if f.max_length is not None:
+            checks.append(pc.less_equal(length, f.max_length))
+    return checks
+
+
+def _typed_checks(col: pa.ChunkedArray, f: Field, typ: pa.DataType) -> tuple[Any, list[Any]]:
+    """(typed values, checks) of a number/integer/date/datetime field."""
+    if f.type == "number":
+        regex = _decimal_regex(f)
+    elif f.type == "integer":
+        regex = _INT_RE
+    elif f.type == "date":
+        regex = "^" + DATE_RE + "$"
+    else:  # datetime
+        regex = "^" + TIMESTAMP_RE + "$"
+    # The shape regex leaves only values the cast accepts exactly (no rounding, no
+    # exponent, no impossible dates); a value it still refuses (e.g. 5.12 in
+    # decimal(2,2)) is caught by _cast_rows and rejected, never fails the chunk.
+    shape = pc.match_substring_regex(col, regex)
+    checks: list[Any] = [shape]
+    values, failed = _cast_rows(pc.if_else(shape, col, pa.scalar(None, pa.string())), typ)
+    if failed.any():
+        checks.append(pa.array(~failed))
+    if f.type in ("date", "datetime"):
+        checks.append(_in_range(values, f.type))
+    return values, checks
+
+
 def _check_field(col: pa.ChunkedArray, f: Field, n: int) -> tuple[Any, np.ndarray]:
     """(typed values, ok mask) of one column. Values of failing rows are unspecified: those
     rows are filtered out."""
@@ -194,38 +233,11 @@ def _check_field(col: pa.ChunkedArray, f: Field, n: int) -> tuple[Any, np.ndarra
         return pa.array([], typ), np.zeros(0, dtype=bool)
     empty = pc.equal(pc.binary_length(col), 0)
     present = pc.invert(empty)
-    checks: list[Any] = []  # arrow boolean arrays: True = ok for non-empty values
     if f.type == "string":
-        if f.pattern is not None:
-            checks.append(pc.match_substring_regex(col, f.anchored_pattern))
-        if f.enum is not None:
-            checks.append(pc.is_in(col, value_set=pa.array(f.enum, pa.string())))
-        if f.min_length is not None or f.max_length is not None:
-            length = pc.utf8_length(col)
-            if f.min_length is not None:
-                checks.append(pc.greater_equal(length, f.min_length))
-            if f.max_length is not None:
-                checks.append(pc.less_equal(length, f.max_length))
+        checks = _string_checks(col, f)
         values = col if f.required else null_if_empty(col, present)
     else:
-        if f.type == "number":
-            regex = _decimal_regex(f)
-        elif f.type == "integer":
-            regex = _INT_RE
-        elif f.type == "date":
-            regex = "^" + DATE_RE + "$"
-        else:  # datetime
-            regex = "^" + TIMESTAMP_RE + "$"
-        # The shape regex leaves only values the cast accepts exactly (no rounding, no
-        # exponent, no impossible dates); a value it still refuses (e.g. 5.12 in
-        # decimal(2,2)) is caught by _cast_rows and rejected, never fails the chunk.
-        shape = pc.match_substring_regex(col, regex)
-        checks.append(shape)
-        values, failed = _cast_rows(pc.if_else(shape, col, pa.scalar(None, pa.string())), typ)
-        if failed.any():
-            checks.append(pa.array(~failed))
-        if f.type in ("date", "datetime"):
-            checks.append(_in_range(values, f.type))
+        values, checks = _typed_checks(col, f, typ)
     if checks:
         ok_present = checks[0]
         for c in checks[1:]:
