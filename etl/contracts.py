@@ -16,6 +16,9 @@ OUTPUT_PREFIX = "output/"
 REJECTED_PREFIX = "rejected/"
 MANIFEST_PREFIX = "manifests/"
 SCRATCH_PREFIX = "scratch/"
+# The announcement ledger (SPEC DR3): one object per file announced downstream, replicated both
+# ways so a newly active region never re-announces what the other one announced.
+ANNOUNCED_PREFIX = "announced/"
 # The Iceberg warehouse (SPEC DATA1): every table lives under s3://<bucket>/tables/<table>/.
 TABLES_PREFIX = "tables/"
 # Athena query results (the workgroup's output location; expired by a lifecycle rule).

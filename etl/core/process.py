@@ -22,13 +22,14 @@ See docs/validation.md. Shipped to Lambda: Python 3.9 compatible.
 from __future__ import annotations
 
 import functools
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from etl.core import duplicates
+from etl.core import duplicates, rules, workers
 from etl.core.header import check_header_line
 from etl.core.output import (
     FORMULA_TRIGGERS,
@@ -38,7 +39,7 @@ from etl.core.output import (
     rejects_to_csv,
     table_to_parquet,
 )
-from etl.core.parse import parse_strings
+from etl.core.parse import parse_records, parse_strings
 from etl.core.records import (
     MAX_ENCODING_ERRORS,
     Records,
@@ -50,7 +51,16 @@ from etl.core.records import (
     record_text,
     scan_records,
 )
-from etl.core.rules import DATE_RE, RULES, TIMESTAMP_RE, arrow_schema, arrow_type, pc, rule_of, validate
+from etl.core.rules import (
+    DATE_RE,
+    RULES,
+    TIMESTAMP_RE,
+    arrow_schema,
+    arrow_type,
+    pc,
+    rule_of,
+    validate,
+)
 from etl.core.rules import reason as _reason
 from etl.core.schema import Schema
 from etl.errors import ConservationViolation, MalformedCsv
@@ -137,11 +147,16 @@ def process_chunk(data: bytes, schema: Schema, first_line: int) -> ChunkResult:
 
     # Return the parser's block buffers to the OS before validation allocates (see below).
     pa.default_memory_pool().release_unused()
+    # The ids' codes for DATA4(c) on a worker, side by side with the validation (both release
+    # the GIL); only valid rows take part, selected afterwards.
+    id_codes = _start_id_codes(table, schema)
     typed, ok_masks = validate(table, schema)
     valid = _rule_rejects(data, schema, recs, table, row_records, keep, ok_masks, rejects)
     del ok_masks
     # DATA4(c): a transaction id already seen on an earlier line of this chunk (valid rows only).
-    rejects.extend(_reject_duplicates(typed, valid, recs.lines[row_records], data, recs, row_records))
+    rejects.extend(
+        _reject_duplicates(typed, valid, recs.lines[row_records], data, recs, row_records, id_codes)
+    )
     out = _valid_table(schema, table, typed, valid)
     del table
     valid_lines = np.asarray(recs.lines[row_records[valid]], dtype=np.int64)
@@ -159,7 +174,7 @@ def _parse_chunk(
     # (the same outcome wherever it is in the file).
     if data.find(b"\0", base) < 0:
         try:
-            table, ragged = parse_strings(data, base, schema, parse_block_size(recs))
+            table, ragged = parse_records(data, base, schema, recs, parse_block_size(recs))
             return data, table, ragged, np.zeros(0, dtype=np.int64)
         except pa.ArrowInvalid as exc:
             # pyarrow reports invalid UTF-8 as a conversion error, or, inside a row with a wrong
@@ -284,6 +299,14 @@ def _valid_table(schema: Schema, table: pa.Table, typed: dict[str, Any], valid: 
     return pa.Table.from_arrays(out_cols, schema=arrow_schema(schema))
 
 
+def _start_id_codes(table: pa.Table, schema: Schema) -> Future[np.ndarray] | None:
+    """Codes of the raw id column, computed on a worker (None: no id column, or one CPU)."""
+    src = next((f.source_name for f in schema.fields if f.name == duplicates.ID_COLUMN), None)
+    if src is None or table.num_rows < rules.PARALLEL_MIN_ROWS or not workers.parallel():
+        return None
+    return workers.pool().submit(duplicates.codes_of, table.column(src))
+
+
 def _reject_duplicates(
     typed: dict[str, Any],
     valid: np.ndarray,
@@ -291,14 +314,21 @@ def _reject_duplicates(
     data: bytes,
     recs: Records,
     row_records: np.ndarray,
+    id_codes: Future[np.ndarray] | None = None,
 ) -> list[_Reject]:
     """Reject later occurrences of a transaction id among the valid rows (clears them in
-    ``valid``); one vectorised pass, Python only per rejected row."""
+    ``valid``); one vectorised pass, Python only per rejected row. ``id_codes``: the codes of
+    every row's id, computed beforehand (:func:`_start_id_codes`)."""
     ids = typed.get(duplicates.ID_COLUMN)
     if ids is None or not valid.any():
+        if id_codes is not None:
+            id_codes.result()
         return []
     rows = np.flatnonzero(valid)
-    later, first_lines = duplicates.find_duplicates(pc.take(ids, pa.array(rows)), row_lines[rows])
+    if id_codes is not None:
+        later, first_lines = duplicates.later_occurrences(id_codes.result()[rows], row_lines[rows])
+    else:
+        later, first_lines = duplicates.find_duplicates(pc.take(ids, pa.array(rows)), row_lines[rows])
     if later.size == 0:
         return []
     dup_rows = rows[later]
@@ -346,6 +376,10 @@ def _finish(
         raise ConservationViolation(
             f"chunk at line {first_line}: {len(valid_lines)} line numbers for {rows_valid} rows"
         )
+    # The Parquet writer (releases the GIL) on a worker while this thread words the rejects.
+    parquet: Future[bytes] | None = None
+    if rows_valid >= rules.PARALLEL_MIN_ROWS and workers.parallel():
+        parquet = workers.pool().submit(table_to_parquet, out, schema)
     by_col: dict[str, int] = {}
     for r in rejects:
         by_col[r[1]] = by_col.get(r[1], 0) + 1
@@ -357,7 +391,7 @@ def _finish(
         rows_in=n_records,
         rows_valid=rows_valid,
         rows_rejected=len(entries),
-        parquet=table_to_parquet(out, schema),
+        parquet=parquet.result() if parquet is not None else table_to_parquet(out, schema),
         rejects_csv=rejects_csv,
         valid_table=out,
         rejects_by_column=by_col,

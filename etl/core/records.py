@@ -15,11 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from etl.core import workers
 from etl.errors import InvalidEncoding, MalformedCsv
 
 # More invalid UTF-8 sequences than this in one chunk: it is not text, fail the chunk.
 MAX_ENCODING_ERRORS = 10_000
 _QUOTE, _LF, _CR = 34, 10, 13
+# Chunks from this size on are scanned on two threads (quotes and line feeds side by side).
+PARALLEL_MIN_BYTES = 4 << 20
 
 
 @dataclass
@@ -30,13 +33,21 @@ class Records:
     ends: np.ndarray  # exclusive, before the line terminator (\r\n or \n)
     lines: np.ndarray  # 1-based physical line number of each record's first line
     header_end: int  # offset just past the header's terminator
+    # Offsets of every '"' in the chunk (sparse; lets the parser check quote placement cheaply).
+    quotes: np.ndarray | None = None
 
 
 def scan_records(data: bytes, base: int, first_line: int) -> Records:
     """Record byte ranges and physical line numbers by RFC 4180 quote parity (numpy, no loop)."""
     buf = np.frombuffer(data, dtype=np.uint8)
-    quotes = byte_positions(buf, _QUOTE)
-    newlines = byte_positions(buf, _LF)
+    if len(buf) >= PARALLEL_MIN_BYTES and workers.parallel():
+        # numpy's comparisons release the GIL: quotes on a worker while this thread finds LFs.
+        pending = workers.pool().submit(byte_positions, buf, _QUOTE)
+        newlines = byte_positions(buf, _LF)
+        quotes = pending.result()
+    else:
+        quotes = byte_positions(buf, _QUOTE)
+        newlines = byte_positions(buf, _LF)
     if quotes.size % 2:
         # The last quote opens a field that never closes: report the line it starts on
         # (the header is one line; records start at first_line).
@@ -66,7 +77,7 @@ def scan_records(data: bytes, base: int, first_line: int) -> Records:
     # Drop empty records (blank lines, the nothing after the final newline): pyarrow skips
     # blank lines too, and they carry no data.
     nonempty = ends > starts
-    return Records(starts[nonempty], ends[nonempty], lines[nonempty], header_end)
+    return Records(starts[nonempty], ends[nonempty], lines[nonempty], header_end, quotes)
 
 
 _SCAN_BLOCK = 4 << 20

@@ -11,16 +11,14 @@ Shipped to Lambda: Python 3.9 compatible.
 
 from __future__ import annotations
 
-import os
 import re
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as _pc
 
+from etl.core import workers
 from etl.core.schema import Field, Schema
 
 # pyarrow.compute's functions are generated at import time; its stubs do not list them.
@@ -157,29 +155,17 @@ def _cast_rows(values: pa.ChunkedArray, typ: pa.DataType) -> tuple[pa.Array, np.
     return pa.concat_arrays(pieces), failed
 
 
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
 # Below this many rows a chunk is validated on the calling thread (threads cost more than
 # they save); above it the columns are checked in parallel: pyarrow.compute releases the GIL.
 PARALLEL_MIN_ROWS = 20_000
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(
-                max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="etl-validate"
-            )
-        return _POOL
 
 
 def validate(table: pa.Table, schema: Schema) -> tuple[dict[str, Any], list[np.ndarray]]:
     """Typed column per target field and, per field, a numpy ``ok`` mask (True = passes)."""
     n = table.num_rows
     cols = [table.column(f.source_name) for f in schema.fields]
-    if n >= PARALLEL_MIN_ROWS and (os.cpu_count() or 1) > 1:
-        results = list(_pool().map(_check_field, cols, schema.fields, [n] * len(cols)))
+    if n >= PARALLEL_MIN_ROWS and workers.parallel():
+        results = list(workers.pool().map(_check_field, cols, schema.fields, [n] * len(cols)))
     else:
         results = [_check_field(c, f, n) for c, f in zip(cols, schema.fields)]
     typed = {f.name: values for f, (values, _) in zip(schema.fields, results)}

@@ -154,6 +154,10 @@ def _check_pattern(path: str, where: str, pattern: Any) -> str:
     import pyarrow as pa  # local import: schema loading stays cheap for callers not validating
     import pyarrow.compute as pc
 
+    from etl.core.arrow_init import prime
+
+    prime()  # before the first pa.array: keeps pandas out of the process (PERF4)
+
     try:
         pc.match_substring_regex(pa.array([""], pa.string()), f"^(?:{pattern})$")  # type: ignore[attr-defined]
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
