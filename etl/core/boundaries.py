@@ -41,6 +41,13 @@ from etl.errors import CorruptGzip, EmptyFile, MalformedCsv, RecordTooLarge
 
 _QUOTE = 0x22
 _LF = 0x0A
+_CR = 0x0D
+# Quote positions are checked (RUN9) in slices of this many bytes: bounded temporaries.
+_QUOTE_CHECK_SLICE = 1 << 20
+# At most this many misplaced quotes are named in the error.
+_MAX_REPORTED_QUOTES = 5
+# No line cap (plan_chunks' max_lines=None).
+_NO_LINE_CAP = 1 << 62
 # Below this many bytes bytes.count wins over numpy's per-call overhead; above, numpy's SIMD
 # compare + count_nonzero is ~3x faster than bytes.count (measured: 9 vs 3.4 GB/s).
 _NUMPY_MIN = 1 << 16
@@ -57,6 +64,17 @@ _SPARSE_QUOTES = 1024
 _CONTENT = re.compile(rb"[^\r\n]")
 
 DEFAULT_BLOCK_SIZE = 8 * 1024 * 1024
+# RUN12: a chunk also ends once it holds chunk_size / LINE_BYTES lines (the first record
+# boundary after that), so blank-line floods and millions of tiny rows are split like big rows:
+# per-line costs (a reject is a few hundred bytes of Python objects) stay bounded by the chunk.
+# Rows of the usual width (~130 bytes) reach the byte target first; see docs/splitting.md.
+LINE_BYTES = 96
+
+
+def line_cap(chunk_size: int) -> int:
+    """The most lines a chunk of ``chunk_size`` bytes may start to hold (RUN12)."""
+    return max(1, chunk_size // LINE_BYTES)
+
 
 # Blocks may be any bytes-like object (S3 bodies give bytes; a benchmark may give mmap slices).
 BytesLike = Union[bytes, bytearray, memoryview]
@@ -91,13 +109,42 @@ class _Scanner:
     number) that became final; :meth:`finish` validates the end of input and returns the last.
     """
 
-    def __init__(self, data_start: int, chunk_size: int, max_record_bytes: int) -> None:
+    def __init__(
+        self,
+        data_start: int,
+        chunk_size: int,
+        max_record_bytes: int,
+        delimiter: str = ",",
+        max_lines: int | None = None,
+    ) -> None:
         if data_start < 0:
             raise ValueError(f"data_start must be >= 0, got {data_start}")
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         if max_record_bytes < 1:
             raise ValueError(f"max_record_bytes must be >= 1, got {max_record_bytes}")
+        if len(delimiter) != 1 or ord(delimiter) > 127 or delimiter in '"\r\n':
+            raise ValueError(
+                f"delimiter must be one ASCII character other than a quote or newline, got {delimiter!r}"
+            )
+        if max_lines is not None and max_lines < 1:
+            raise ValueError(f"max_lines must be >= 1 or None, got {max_lines}")
+        self.delim = ord(delimiter)
+        # RUN9: the bytes allowed before an opening quote and after a closing one.
+        self._allowed = np.zeros(256, dtype=bool)
+        self._allowed[[self.delim, _LF, _QUOTE]] = True
+        self._q = np.zeros(0, dtype=np.int64)  # the block's quote positions from _q_lo on
+        self._q_lo = 0
+        self.max_lines = _NO_LINE_CAP if max_lines is None else max_lines
+        # RUN12: a chunk is also cut once it holds max_lines lines: the LF count (nl) at which
+        # the current chunk reaches it.
+        self.line_target = _NO_LINE_CAP
+        # RUN9 state across blocks: the byte before the block, and a closing quote at the end of
+        # the previous block whose following byte(s) are still unseen (1: the quote was the last
+        # byte; 2: quote + CR were the last bytes), with its offset and line.
+        self.prev_byte = _LF
+        self.tail_state = 0
+        self._last_content: int | None = None  # local offset past the block's last non-blank byte
         self.data_start = data_start
         self.chunk_size = chunk_size
         self.max_record = max_record_bytes
@@ -132,6 +179,7 @@ class _Scanner:
         if n == 0:
             return []
         self._buf = block
+        self._last_content = None
         self._arr = np.frombuffer(block, dtype=np.uint8)
         self._base = base
         self._cur = 0
@@ -144,8 +192,13 @@ class _Scanner:
             self._cur = lo
             if base + lo == self.data_start:
                 self.data_line = self.rec_line = self.nl + 1
+                self.line_target = self.nl + self.max_lines
             if lo == n:
+                self.prev_byte = block[-1]
                 return []
+        elif base == self.data_start == 0:
+            self.line_target = self.max_lines
+        self._check_quotes(lo)
         if not self.seen_content or (self.pending is not None and self.pending_content is None):
             m = _CONTENT.search(block, lo)
             if m is not None:
@@ -163,6 +216,7 @@ class _Scanner:
             seg_end = min(n, seg + self.max_record)
             self._scan_segment(seg, seg_end)
             seg = seg_end
+        self.prev_byte = block[-1]
         out, self._out = self._out, []
         return out
 
@@ -180,6 +234,7 @@ class _Scanner:
             )
         if not self.seen_content:
             raise EmptyFile("no data rows after the header")
+        self.tail_state = 0  # a closing quote (+ CR) at the end of the file is fine
         out, self._out = self._out, []
         return out
 
@@ -196,9 +251,9 @@ class _Scanner:
             self._too_large()
         b = x
         while True:
-            if base + b + 1 >= self.target:
+            if base + b + 1 >= self.target or self.nl >= self.line_target:
                 self._cut(b + 1)
-            t = self.target - 1 - base  # the LF ending a chunk is at or after target - 1
+            t = self._search_from(e)
             if t >= e:
                 break
             b2 = self._find_forward(max(t, self._cur), e)
@@ -223,22 +278,151 @@ class _Scanner:
     def _cut(self, c: int) -> None:
         """A record boundary at local offset ``c`` reached the chunk target."""
         cut = self._base + c
-        if self.first_content is None or self.first_content >= cut:
-            # Only blank lines so far: keep them in the first chunk instead of a chunk of their own.
-            self.target = cut + self.chunk_size
-            return
         if self.pending is not None:
-            if self.pending_content is not None and self.pending_content < cut:
-                self._confirm()
-            else:
-                self.pending = None  # [pending, cut) is blank: merge it into the previous chunk
+            # RUN12: blank lines count like any bytes (and lines): a run of them that reaches
+            # the chunk size (or line cap) is a chunk of its own, never merged into a neighbour
+            # (memory stays bounded by the chunk). Only a blank tail shorter than a chunk at
+            # the end of the file joins the last chunk (finish).
+            self._confirm()
         self.pending = (cut, self.nl + 1)
         self.target = cut + self.chunk_size
-        m = _CONTENT.search(self._buf, c)
-        self.pending_content = None if m is None else self._base + m.start()
+        self.line_target = self.nl + self.max_lines
+        # Content before the next target confirms the cut at once; the search stops there, so
+        # a flood of blank lines is searched once, not once per cut.
+        n = len(self._buf)
+        m = _CONTENT.search(self._buf, c, min(n, max(c, self.target - self._base)))
+        if m is not None:
+            self.pending_content = self._base + m.start()
+        elif self._content_end() > c:
+            self.pending_content = self._base + self._content_end() - 1  # somewhere after the target
+        else:
+            self.pending_content = None
         # The next cut is >= target, so content before target means this chunk has a record.
         if self.pending_content is not None and self.pending_content < self.target:
             self._confirm()
+
+    def _search_from(self, e: int) -> int:
+        """Local offset from which the boundary ending the current chunk is searched: the byte
+        target, or (RUN12) the LF completing ``max_lines`` lines if that comes first in ``[cursor,
+        e)``. Counting up to the byte target is work the search does anyway; only when the line
+        cap falls inside it are the LFs located (a line-dense stretch) and the cursor recounted."""
+        t = self.target - 1 - self._base  # the LF ending a chunk is at or after target - 1
+        if self.line_target >= _NO_LINE_CAP:
+            return t
+        cur, par, nl = self._cur, self.par, self.nl
+        stop = min(t, e)
+        if stop <= cur:
+            return t
+        self._advance(stop)
+        if self.nl < self.line_target:
+            return t
+        lfs = np.flatnonzero(self._arr[cur:stop] == _LF)
+        x = cur + int(lfs[self.line_target - nl - 1])
+        self._cur, self.par, self.nl = cur, par, nl
+        self._advance(x)
+        return x
+
+    def _check_quotes(self, lo: int) -> None:
+        """RUN9: every quote of the block (from local ``lo``) at a position RFC 4180 allows.
+
+        With quote parity counted from the data start, a quote at even parity opens a quoted
+        field: the byte before it must be the delimiter, an LF (record start) or a quote (the
+        second of a doubled pair); a quote at odd parity closes one (or is the first of a pair):
+        the byte after it must be the delimiter, LF, CR LF, a quote, or the end of the file.
+        Vectorised over the quote positions (sparse in real data); slices keep temporaries
+        bounded. Raises :class:`MalformedCsv` naming the lines of the first misplaced quotes."""
+        arr, n = self._arr, len(self._buf)
+        bad: list[tuple[int, str]] = []
+        lo = self._check_tail(lo, bad)
+        parts = [
+            np.flatnonzero(arr[s : s + _QUOTE_CHECK_SLICE] == _QUOTE) + s
+            for s in range(lo, n, _QUOTE_CHECK_SLICE)
+        ]
+        # Kept for the block: quote counts become binary searches (_count), no second pass.
+        self._q = q = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        self._q_lo = lo
+        if q.size:
+            # Quote k has parity (par + k) & 1 before it: even ones open, odd ones close.
+            self._check_opening(q[self.par :: 2], bad)
+            self._check_closing(q[1 - self.par :: 2], bad)
+        if bad:
+            self._misplaced(bad)
+
+    def _check_tail(self, lo: int, bad: list[tuple[int, str]]) -> int:
+        """Settle a closing quote left at the end of the previous block; returns ``lo``."""
+        buf, n = self._buf, len(self._buf)
+        if self.tail_state == 0 or lo >= n:
+            return lo
+        # The quote is the last byte of the previous block (state 1) or the one before (2: a CR
+        # followed it): local offset -1 or -2.
+        state, self.tail_state = self.tail_state, 0
+        b0 = buf[lo]
+        if state == 1 and b0 in (self.delim, _LF, _QUOTE):
+            return lo
+        if state == 1 and b0 == _CR:
+            if lo + 1 >= n:
+                self.tail_state = 2  # the LF that must follow is in the next block
+            elif buf[lo + 1] != _LF:
+                bad.append((-1, "a closing quote followed by a bare CR"))
+            return lo
+        if state == 2 and b0 == _LF:
+            return lo
+        bad.append((-state, _after_closing(b0 if state == 1 else _CR)))
+        return lo
+
+    def _check_opening(self, q: np.ndarray, bad: list[tuple[int, str]]) -> None:
+        if q.size == 0:
+            return
+        if q[0] == 0:  # the byte before is the previous block's last
+            if not self._allowed[self.prev_byte]:
+                bad.append((0, "a quote inside an unquoted field"))
+            q = q[1:]
+        wrong = q[~self._allowed[self._arr[q - 1]]]
+        for p in wrong[:_MAX_REPORTED_QUOTES].tolist():
+            bad.append((p, "a quote inside an unquoted field"))
+
+    def _check_closing(self, q: np.ndarray, bad: list[tuple[int, str]]) -> None:
+        if q.size == 0:
+            return
+        arr, n = self._arr, len(self._buf)
+        last = int(q[-1])
+        if last == n - 1:  # the byte after it is in the next block (or the end of the file)
+            self.tail_state = 1
+            q = q[:-1]
+            if q.size == 0:
+                return
+        # Delimiter, LF or quote after it: fine (a lookup table, one pass over the quotes).
+        others = q[~self._allowed[arr[q + 1]]]
+        for p in others.tolist():  # CR (then LF must follow) or a misplaced quote: few
+            if arr[p + 1] == _CR and p + 2 >= n:
+                self.tail_state = 2  # quote + CR end the block: the LF is in the next one
+            elif arr[p + 1] != _CR or arr[p + 2] != _LF:
+                bad.append((p, _after_closing(int(arr[p + 1]))))
+                if len(bad) >= _MAX_REPORTED_QUOTES:
+                    break
+
+    def _misplaced(self, bad: list[tuple[int, str]]) -> None:
+        """Raise MalformedCsv naming the line and byte of each misplaced quote."""
+        buf, base = self._buf, self._base
+        bad.sort()
+        where = []
+        for p, what in bad[:_MAX_REPORTED_QUOTES]:
+            # The cursor is at the start of the checked bytes; a quote of the previous block
+            # (p < 0) has no LF after it.
+            line = self.nl + (buf.count(b"\n", self._cur, p) if p >= 0 else 0) + 1
+            where.append(f"line {line} (byte {base + p}): {what}")
+        raise MalformedCsv(
+            "quote at a position RFC 4180 does not allow, found before any row was processed: "
+            + "; ".join(where)
+            + ". A field holding quotes must be quoted as a whole, its quotes doubled "
+            '(a"b -> "a""b"); a closing quote must be followed by the delimiter or the line end'
+        )
+
+    def _content_end(self) -> int:
+        """Local offset just past the block's last non-blank byte (0 if none); computed once."""
+        if self._last_content is None:
+            self._last_content = len(self._buf.rstrip(b"\r\n"))
+        return self._last_content
 
     def _confirm(self) -> None:
         assert self.pending is not None
@@ -247,6 +431,9 @@ class _Scanner:
         self.pending_content = None
 
     def _count(self, lo: int, hi: int, byte: int) -> int:
+        if byte == _QUOTE and lo >= self._q_lo:
+            q = self._q
+            return int(np.searchsorted(q, hi)) - int(np.searchsorted(q, lo))
         if hi - lo < _NUMPY_MIN:
             return self._buf.count(b'"' if byte == _QUOTE else b"\n", lo, hi)
         # The comparison makes a temporary bool array: bound it when a caller passes huge blocks.
@@ -361,12 +548,21 @@ class _Scanner:
         return -1
 
 
+def _after_closing(byte: int) -> str:
+    if byte == _CR:
+        return "a closing quote followed by a bare CR"
+    return f"a closing quote followed by {bytes([byte])!r} instead of the delimiter or the line end"
+
+
 def plan_chunks(
     blocks: Iterable[BytesLike],
     data_start: int,
     total_size: int,
     chunk_size: int,
     max_record_bytes: int,
+    *,
+    delimiter: str = ",",
+    max_lines: int | None = None,
 ) -> list[ChunkRange]:
     """Plan record-aligned chunks of an object that is read once, block by block.
 
@@ -382,7 +578,7 @@ def plan_chunks(
     """
     if not 0 <= data_start <= total_size:
         raise ValueError(f"data_start {data_start} outside [0, total_size={total_size}]")
-    scanner = _Scanner(data_start, chunk_size, max_record_bytes)
+    scanner = _Scanner(data_start, chunk_size, max_record_bytes, delimiter, max_lines)
     cuts: list[tuple[int, int]] = []
     for block in blocks:
         cuts.extend(scanner.feed(block))
@@ -430,6 +626,9 @@ def split_stream(
     chunk_size: int,
     max_record_bytes: int,
     block_size: int = DEFAULT_BLOCK_SIZE,
+    *,
+    delimiter: str = ",",
+    max_lines: int | None = None,
 ) -> Iterator[tuple[ChunkRange, bytes]]:
     """Split a (decompressed gzip) stream into self-contained chunk bodies, reading it once.
 
@@ -446,7 +645,7 @@ def split_stream(
     if block_size < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size}")
     hlen = len(header)
-    scanner = _Scanner(hlen, chunk_size, max_record_bytes)
+    scanner = _Scanner(hlen, chunk_size, max_record_bytes, delimiter, max_lines)
     pieces: list[memoryview] = []  # the bytes of [chunk_start, scanner.pos)
     chunk_start, chunk_line = hlen, 1
     index = 0

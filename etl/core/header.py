@@ -71,9 +71,12 @@ def parse_header(head: bytes, schema: Any, object_size: int) -> HeaderInfo:
     whole = len(head) >= object_size
     if whole and pos >= object_size:
         raise EmptyFile("the object holds only a UTF-8 byte order mark")
-    _check_text(head, whole)
+    _check_signature(head)
 
     end = _header_end(head, pos)
+    # RUN10: only the header line decides the file's fate here; a bad byte in a data row is a
+    # row-level reject wherever it is (ProcessChunk), so the first 64 KiB are not special.
+    _check_text(head[: end if end >= 0 else len(head)], whole or end >= 0)
     if end < 0:
         if not whole and head.find(b"\n", pos) >= 0:
             # LFs exist, but every one of them is inside quotes: a quote is never closed.
@@ -103,10 +106,8 @@ def check_header_line(line: bytes, schema: Any) -> list[str]:
     """Check one header line (BOM excluded, terminator optional) against ``schema``: the same
     name comparison as :func:`parse_header`, for callers that hold the line already (a chunk's
     first line in :func:`etl.core.process.process_chunk`). Returns the column names."""
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidEncoding("the header line is not valid UTF-8") from None
+    _check_text(line, True)
+    text = line.decode("utf-8")
     if text.endswith("\n"):
         text = text[:-2] if text.endswith("\r\n") else text[:-1]
     columns = _split_columns(text, schema.delimiter) if text else []
@@ -114,11 +115,53 @@ def check_header_line(line: bytes, schema: Any) -> list[str]:
     return columns
 
 
+# RUN10: what a file that is not UTF-8 CSV text usually is, by its first bytes.
+_SIGNATURES = (
+    (b"\x00\x00\xfe\xff", "a UTF-32 (big-endian) byte order mark: the file is UTF-32 text; save it as UTF-8"),
+    (
+        b"\xff\xfe\x00\x00",
+        "a UTF-32 (little-endian) byte order mark: the file is UTF-32 text; save it as UTF-8",
+    ),
+    (b"\xfe\xff", "a UTF-16 (big-endian) byte order mark: the file is UTF-16 text; save it as UTF-8"),
+    (b"\xff\xfe", "a UTF-16 (little-endian) byte order mark: the file is UTF-16 text; save it as UTF-8"),
+    (
+        b"\x1f\x8b",
+        "the gzip magic bytes 1f 8b: compressed data under a name without .gz (a .tgz is a gzip'd "
+        "tar archive, not a CSV); upload a .csv, or a gzip'd CSV named .csv.gz",
+    ),
+    (b"PK\x03\x04", "the zip magic bytes PK: a zip archive (or an .xlsx workbook), not a CSV"),
+    (b"PK\x05\x06", "the zip magic bytes PK: an empty zip archive, not a CSV"),
+    (b"BZh", "the bzip2 magic bytes BZh: bzip2-compressed data, not a CSV (only gzip, as .csv.gz)"),
+    (b"\xfd7zXZ\x00", "the xz magic bytes: xz-compressed data, not a CSV (only gzip, as .csv.gz)"),
+    (b"\x28\xb5\x2f\xfd", "the zstd magic bytes: zstd-compressed data, not a CSV (only gzip, as .csv.gz)"),
+    (b"7z\xbc\xaf\x27\x1c", "the 7-Zip magic bytes: a 7z archive, not a CSV"),
+    (b"PAR1", "the Parquet magic bytes PAR1: a Parquet file, not a CSV"),
+    (b"%PDF", "the PDF magic bytes: a PDF document, not a CSV"),
+)
+
+
+def _check_signature(head: bytes) -> None:
+    """RUN10: name the likely cause when the object is compressed, an archive or UTF-16/32."""
+    for magic, what in _SIGNATURES:
+        if head.startswith(magic) and (magic != b"BZh" or head[3:4].isdigit()):
+            raise InvalidEncoding(f"the file starts with {what}")
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        raise InvalidEncoding("the file is a tar archive ('ustar' at offset 257), not a CSV")
+    sample = head[:512]
+    if len(sample) >= 4 and sample.count(b"\0") * 3 >= len(sample):
+        # Text in UTF-16 without a byte order mark: every other byte of ASCII is NUL.
+        even_nul = sample[0::2].count(0) > len(sample) // 4
+        raise InvalidEncoding(
+            "the file looks like UTF-16 text without a byte order mark "
+            f"({'big' if even_nul else 'little'}-endian: every other byte is NUL); save it as UTF-8"
+        )
+
+
 def _check_text(head: bytes, whole: bool) -> None:
     """Reject non-UTF-8 and NUL bytes; a head cut inside a multi-byte character is fine."""
     nul = head.find(b"\0")
     if nul >= 0:
-        raise InvalidEncoding(f"NUL byte at offset {nul}: this is not a text CSV file")
+        raise InvalidEncoding(f"NUL byte at offset {nul} of the header line: this is not a text CSV file")
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
     try:
         decoder.decode(head, final=whole)

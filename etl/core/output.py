@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from typing import Any, cast
 
 import pyarrow as pa
@@ -20,6 +21,7 @@ import pyarrow.parquet as pq
 from etl.core.schema import Schema
 
 REJECT_COLUMNS = ("line", "column", "reason", "record")
+_CSV_BATCH = 10_000
 # Parquet writer settings: snappy because the AWS SDK for pandas layer's pyarrow has no zstd;
 # statistics on (readers prune on dates/amounts); no wall-clock anywhere, so bytes are stable.
 PARQUET_OPTIONS: dict[str, Any] = {
@@ -82,17 +84,22 @@ def neutralise_cell(value: str) -> str:
     return "'" + value if value.startswith(FORMULA_TRIGGERS) else value
 
 
-def rejects_to_csv(rejects: list[tuple[int, str, str, str]]) -> bytes:
-    """RFC 4180 CSV with header ``line,column,reason,record`` (records keep their newlines).
+def rejects_to_csv(rejects: Sequence[tuple[Any, ...]]) -> bytes:
+    """RFC 4180 CSV with header ``line,column,reason,record`` (records keep their newlines) from
+    tuples starting ``(line, column, reason, record, ...)``.
 
     Text cells are neutralised (:func:`neutralise_cell`) and always quoted (with ``\n`` as the
     line terminator, minimal quoting would leave a bare CR unquoted, which readers take for a
     line end); the line number is an unquoted integer."""
-    out = io.StringIO()
-    out.write(",".join(REJECT_COLUMNS) + "\n")
-    w = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
-    w.writerows(
-        (line, neutralise_cell(col), neutralise_cell(reason), neutralise_cell(record))
-        for line, col, reason, record in rejects
-    )
-    return out.getvalue().encode("utf-8")
+    parts = [(",".join(REJECT_COLUMNS) + "\n").encode("utf-8")]
+    # Encoded in batches: the text of one batch at a time, not of every reject (RUN12: a chunk
+    # of many short rejected rows must not hold its rejects CSV three times).
+    for lo in range(0, len(rejects), _CSV_BATCH):
+        out = io.StringIO()
+        w = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+        w.writerows(
+            (r[0], neutralise_cell(r[1]), neutralise_cell(r[2]), neutralise_cell(r[3]))
+            for r in rejects[lo : lo + _CSV_BATCH]
+        )
+        parts.append(out.getvalue().encode("utf-8"))
+    return b"".join(parts)

@@ -21,6 +21,7 @@ See docs/validation.md. Shipped to Lambda: Python 3.9 compatible.
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,13 +105,19 @@ class ChunkResult:
     valid_table: pa.Table
     # Rejected rows by (source) column name, "*" for whole-record problems: for metrics.
     rejects_by_column: dict[str, int] = field(default_factory=dict)
-    # (line, column, reason, record) of every reject, in line order (tests, small reports).
-    rejects: list[tuple[int, str, str, str]] = field(default_factory=list)
     # Physical line number of each row of valid_table (the dataset's ``line`` column).
     valid_lines: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     # (line, column, rule, value, reason) of every reject, in line order: the rows of the
     # transaction_rejects table (SPEC DATA5). ``rule`` is a stable code (see RULES).
     reject_entries: list[tuple[int, str, str, str | None, str]] = field(default_factory=list)
+    # The raw record text of every reject, in line order (the rejects CSV's last column).
+    reject_records: list[str] = field(default_factory=list)
+
+    @property
+    def rejects(self) -> list[tuple[int, str, str, str]]:
+        """(line, column, reason, record) of every reject, in line order (tests, small reports);
+        built on demand, so a chunk of many rejects does not hold them twice (RUN12)."""
+        return [(e[0], e[1], e[4], r) for e, r in zip(self.reject_entries, self.reject_records)]
 
 
 def process_chunk(data: bytes, schema: Schema, first_line: int) -> ChunkResult:
@@ -133,6 +140,7 @@ def process_chunk(data: bytes, schema: Schema, first_line: int) -> ChunkResult:
     rejects: list[_Reject] = []
     text, table, ragged, bad_utf8_rows = _parse_chunk(data, base, schema, recs, first_line, rejects)
     row_records = _map_rows(text, base, schema, recs, first_line, table, ragged, bad_utf8_rows, rejects)
+    del ragged, text  # the skipped rows' text (one Python string each) is not needed any more
     # Drop rows whose UTF-8 was repaired: they are rejected already.
     keep = np.ones(table.num_rows, dtype=bool)
     if bad_utf8_rows.size:
@@ -163,15 +171,18 @@ def _parse_chunk(
     data: bytes, base: int, schema: Schema, recs: Records, first_line: int, rejects: list[_Reject]
 ) -> tuple[bytes, pa.Table, list[tuple[str, int]], np.ndarray]:
     """(text parsed, string table, ragged rows, records rejected for invalid UTF-8)."""
-    try:
-        table, ragged = parse_records(data, base, schema, recs, parse_block_size(recs))
-        return data, table, ragged, np.zeros(0, dtype=np.int64)
-    except pa.ArrowInvalid as exc:
-        # pyarrow reports invalid UTF-8 as a conversion error, or, inside a row with a wrong
-        # field count, as a parse error of that row (its handler cannot decode the text).
-        if not has_invalid_utf8(data, base):
-            raise MalformedCsv(f"CSV parse error near line {first_line}: {exc}") from None
-    # Slow path, only for chunks holding invalid UTF-8: blank the bad bytes to '?' (same
+    # RUN10: a NUL byte is valid UTF-8 but no text: its row is a reject, like invalid UTF-8
+    # (the same outcome wherever it is in the file).
+    if data.find(b"\0", base) < 0:
+        try:
+            table, ragged = parse_records(data, base, schema, recs, parse_block_size(recs))
+            return data, table, ragged, np.zeros(0, dtype=np.int64)
+        except pa.ArrowInvalid as exc:
+            # pyarrow reports invalid UTF-8 as a conversion error, or, inside a row with a wrong
+            # field count, as a parse error of that row (its handler cannot decode the text).
+            if not has_invalid_utf8(data, base):
+                raise MalformedCsv(f"CSV parse error near line {first_line}: {exc}") from None
+    # Slow path, only for chunks holding invalid UTF-8 or NUL: blank the bad bytes to '?' (same
     # length, never a delimiter/quote/newline, so the record structure is unchanged), parse
     # that, and reject the affected records.
     text, bad_utf8_rows, positions = mask_invalid_utf8(data, base, recs)
@@ -179,10 +190,11 @@ def _parse_chunk(
     for rec in np.unique(bad_utf8_rows):
         first_bad = int(positions[bad_utf8_rows == rec][0])
         record = record_text(data, recs, int(rec))
-        reason = (
-            f"invalid UTF-8 (byte 0x{data[first_bad]:02x} at offset "
-            f"{first_bad - int(recs.starts[rec])} of the record)"
-        )
+        offset = first_bad - int(recs.starts[rec])
+        if data[first_bad] == 0:
+            reason = f"NUL byte at offset {offset} of the record (a control character, not text)"
+        else:
+            reason = f"invalid UTF-8 (byte 0x{data[first_bad]:02x} at offset {offset} of the record)"
         rejects.append((int(recs.lines[rec]), RECORD_COLUMN, reason, record, "encoding", record))
     return text, table, ragged, np.unique(bad_utf8_rows)
 
@@ -214,7 +226,7 @@ def _map_rows(
             (
                 int(recs.lines[rec]),
                 RECORD_COLUMN,
-                f"expected {len(schema.source_columns)} fields, found {n_fields}",
+                _fields_reason(len(schema.source_columns), n_fields),
                 record,
                 "fields",
                 record,
@@ -233,6 +245,12 @@ def _map_rows(
             "(a quote inside an unquoted field?)"
         )
     return np.flatnonzero(parsed_mask)  # table row i is record row_records[i]
+
+
+@functools.lru_cache(maxsize=256)
+def _fields_reason(expected: int, found: int) -> str:
+    """One string per (expected, found): a chunk of many ragged rows shares it."""
+    return f"expected {expected} fields, found {found}"
 
 
 def _rule_rejects(
@@ -362,17 +380,19 @@ def _finish(
     by_col: dict[str, int] = {}
     for r in rejects:
         by_col[r[1]] = by_col.get(r[1], 0) + 1
-    plain = [(r[0], r[1], r[2], r[3]) for r in rejects]
-    rejects_csv = rejects_to_csv(plain)
+    rejects_csv = rejects_to_csv(rejects)
+    entries = [(r[0], r[1], r[4], r[5], r[2]) for r in rejects]
+    records = [r[3] for r in rejects]
+    del rejects[:]
     return ChunkResult(
         rows_in=n_records,
         rows_valid=rows_valid,
-        rows_rejected=len(rejects),
+        rows_rejected=len(entries),
         parquet=parquet.result() if parquet is not None else table_to_parquet(out, schema),
         rejects_csv=rejects_csv,
         valid_table=out,
         rejects_by_column=by_col,
-        rejects=plain,
         valid_lines=valid_lines,
-        reject_entries=[(r[0], r[1], r[4], r[5], r[2]) for r in rejects],
+        reject_entries=entries,
+        reject_records=records,
     )

@@ -113,7 +113,9 @@ def check_bare_cr(data: bytes, base: int, first_line: int) -> None:
 
 
 def record_text(data: bytes, recs: Records, i: int) -> str:
-    return data[int(recs.starts[i]) : int(recs.ends[i])].decode("utf-8", errors="backslashreplace")
+    """A record's raw text for a reject: invalid bytes shown as ``\\xff``, NUL as ``\\x00``."""
+    text = data[int(recs.starts[i]) : int(recs.ends[i])].decode("utf-8", errors="backslashreplace")
+    return text.replace("\0", "\\x00") if "\0" in text else text
 
 
 def locate_rows(text: bytes, recs: Records, row_texts: list[str]) -> np.ndarray:
@@ -152,7 +154,8 @@ def locate_rows(text: bytes, recs: Records, row_texts: list[str]) -> np.ndarray:
 
 
 def mask_invalid_utf8(data: bytes, base: int, recs: Records) -> tuple[bytes, np.ndarray, np.ndarray]:
-    """Replace invalid UTF-8 bytes by '?'; return the text, the record of each, their offsets."""
+    """Replace invalid UTF-8 bytes and NUL bytes (valid UTF-8, but no text: RUN10) by '?';
+    return the text, the record of each, their offsets (sorted)."""
     fixed = bytearray(data)
     positions: list[int] = []
     pos = base
@@ -171,7 +174,15 @@ def mask_invalid_utf8(data: bytes, base: int, recs: Records) -> tuple[bytes, np.
                     f"more than {MAX_ENCODING_ERRORS} invalid UTF-8 sequences in the chunk: not UTF-8 text"
                 ) from None
             pos = end
-    pos_arr = np.asarray(positions, dtype=np.int64)
+    nul = np.flatnonzero(np.frombuffer(data, dtype=np.uint8)[base:] == 0) + base
+    if nul.size + len(positions) > MAX_ENCODING_ERRORS:
+        raise InvalidEncoding(
+            f"more than {MAX_ENCODING_ERRORS} NUL bytes or invalid UTF-8 sequences in the chunk: "
+            "not UTF-8 text"
+        )
+    for p in nul.tolist():
+        fixed[p] = 0x3F
+    pos_arr = np.sort(np.concatenate([np.asarray(positions, dtype=np.int64), nul.astype(np.int64)]))
     if pos_arr.size and pos_arr[0] < recs.header_end:
         raise InvalidEncoding("the header line is not valid UTF-8")
     rec_of = np.searchsorted(recs.starts, pos_arr, side="right") - 1

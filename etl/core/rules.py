@@ -106,6 +106,22 @@ TIMESTAMP_RE = (
 )
 
 
+# SPEC RUN11: dates and timestamps every reader can read (Python's datetime, pandas via
+# to_pydatetime): 0001-01-01 .. 9999-12-31, timestamps after conversion to UTC. The calendar
+# regex accepts year 0000 (proleptic Gregorian) and an offset can push a value past either end,
+# so the range is checked on the cast values (rule ``range``).
+RANGE_TEXT = "0001-01-01..9999-12-31"
+_DATE_RANGE = (-719_162, 2_932_896)  # days since 1970-01-01 of 0001-01-01 and 9999-12-31
+_TIMESTAMP_RANGE = (-62_135_596_800_000_000, 253_402_300_799_999_999)  # microseconds, UTC
+
+
+def _in_range(values: Any, ftype: str) -> Any:
+    """True where a cast date/timestamp lies in RANGE_TEXT (or is null: failed elsewhere)."""
+    lo, hi = _DATE_RANGE if ftype == "date" else _TIMESTAMP_RANGE
+    ints = pc.cast(values, pa.int32() if ftype == "date" else pa.int64())
+    return pc.fill_null(pc.and_(pc.greater_equal(ints, lo), pc.less_equal(ints, hi)), True)
+
+
 def _cast_rows(values: pa.ChunkedArray, typ: pa.DataType) -> tuple[pa.Array, np.ndarray]:
     """Cast ``values`` (nulls = skip); rows that still fail become null and are reported.
 
@@ -156,6 +172,45 @@ def validate(table: pa.Table, schema: Schema) -> tuple[dict[str, Any], list[np.n
     return typed, [ok for _, ok in results]
 
 
+def _string_checks(col: pa.ChunkedArray, f: Field) -> list[Any]:
+    """Arrow boolean arrays (True = ok for non-empty values) of a string field's rules."""
+    checks: list[Any] = []
+    if f.pattern is not None:
+        checks.append(pc.match_substring_regex(col, f.anchored_pattern))
+    if f.enum is not None:
+        checks.append(pc.is_in(col, value_set=pa.array(f.enum, pa.string())))
+    if f.min_length is not None or f.max_length is not None:
+        length = pc.utf8_length(col)
+        if f.min_length is not None:
+            checks.append(pc.greater_equal(length, f.min_length))
+        if f.max_length is not None:
+            checks.append(pc.less_equal(length, f.max_length))
+    return checks
+
+
+def _typed_checks(col: pa.ChunkedArray, f: Field, typ: pa.DataType) -> tuple[Any, list[Any]]:
+    """(typed values, checks) of a number/integer/date/datetime field."""
+    if f.type == "number":
+        regex = _decimal_regex(f)
+    elif f.type == "integer":
+        regex = _INT_RE
+    elif f.type == "date":
+        regex = "^" + DATE_RE + "$"
+    else:  # datetime
+        regex = "^" + TIMESTAMP_RE + "$"
+    # The shape regex leaves only values the cast accepts exactly (no rounding, no
+    # exponent, no impossible dates); a value it still refuses (e.g. 5.12 in
+    # decimal(2,2)) is caught by _cast_rows and rejected, never fails the chunk.
+    shape = pc.match_substring_regex(col, regex)
+    checks: list[Any] = [shape]
+    values, failed = _cast_rows(pc.if_else(shape, col, pa.scalar(None, pa.string())), typ)
+    if failed.any():
+        checks.append(pa.array(~failed))
+    if f.type in ("date", "datetime"):
+        checks.append(_in_range(values, f.type))
+    return values, checks
+
+
 def _check_field(col: pa.ChunkedArray, f: Field, n: int) -> tuple[Any, np.ndarray]:
     """(typed values, ok mask) of one column. Values of failing rows are unspecified: those
     rows are filtered out."""
@@ -164,36 +219,11 @@ def _check_field(col: pa.ChunkedArray, f: Field, n: int) -> tuple[Any, np.ndarra
         return pa.array([], typ), np.zeros(0, dtype=bool)
     empty = pc.equal(pc.binary_length(col), 0)
     present = pc.invert(empty)
-    checks: list[Any] = []  # arrow boolean arrays: True = ok for non-empty values
     if f.type == "string":
-        if f.pattern is not None:
-            checks.append(pc.match_substring_regex(col, f.anchored_pattern))
-        if f.enum is not None:
-            checks.append(pc.is_in(col, value_set=pa.array(f.enum, pa.string())))
-        if f.min_length is not None or f.max_length is not None:
-            length = pc.utf8_length(col)
-            if f.min_length is not None:
-                checks.append(pc.greater_equal(length, f.min_length))
-            if f.max_length is not None:
-                checks.append(pc.less_equal(length, f.max_length))
+        checks = _string_checks(col, f)
         values = col if f.required else null_if_empty(col, present)
     else:
-        if f.type == "number":
-            regex = _decimal_regex(f)
-        elif f.type == "integer":
-            regex = _INT_RE
-        elif f.type == "date":
-            regex = "^" + DATE_RE + "$"
-        else:  # datetime
-            regex = "^" + TIMESTAMP_RE + "$"
-        # The shape regex leaves only values the cast accepts exactly (no rounding, no
-        # exponent, no impossible dates); a value it still refuses (e.g. 5.12 in
-        # decimal(2,2)) is caught by _cast_rows and rejected, never fails the chunk.
-        shape = pc.match_substring_regex(col, regex)
-        checks.append(shape)
-        values, failed = _cast_rows(pc.if_else(shape, col, pa.scalar(None, pa.string())), typ)
-        if failed.any():
-            checks.append(pa.array(~failed))
+        values, checks = _typed_checks(col, f, typ)
     if checks:
         ok_present = checks[0]
         for c in checks[1:]:
@@ -205,6 +235,11 @@ def _check_field(col: pa.ChunkedArray, f: Field, n: int) -> tuple[Any, np.ndarra
     return values, np.ones(n, dtype=bool)
 
 
+def _shaped(f: Field, value: str) -> bool:
+    """``value`` has the date/timestamp shape (so a reject of it is about the range)."""
+    return re.fullmatch(DATE_RE if f.type == "date" else TIMESTAMP_RE, value) is not None
+
+
 def rule_of(f: Field, value: str) -> str:
     """The stable rule code (RULES) of the first rule ``value`` breaks; mirrors _reason."""
     if value == "":
@@ -212,7 +247,9 @@ def rule_of(f: Field, value: str) -> str:
     if f.type == "number":
         m = re.fullmatch(r"-?([0-9]+)(?:\.([0-9]+))?", value)
         return "range" if m else "type"
-    if f.type in ("integer", "date", "datetime"):
+    if f.type in ("date", "datetime"):
+        return "range" if _shaped(f, value) else "type"
+    if f.type == "integer":
         return "type"
     if f.pattern is not None and not re.fullmatch(f.pattern, value):
         return "pattern"
@@ -246,6 +283,9 @@ def reason(f: Field, value: str) -> str:
         )
     if f.type == "integer":
         return f"{f.source_name}: {v} is not an integer of at most 18 digits"
+    if f.type in ("date", "datetime") and _shaped(f, value):
+        after = " after conversion to UTC" if f.type == "datetime" else ""
+        return f"{f.source_name}: {v} is outside {RANGE_TEXT}{after}"
     if f.type == "date":
         if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
             return f"{f.source_name}: {v} is not a real calendar date"

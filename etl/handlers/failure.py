@@ -192,6 +192,9 @@ def fail_file(
     if item is None:
         obs.logger.error("no file item for %s; moving the source anyway", file_id)
     result.failed_key = quarantine(file)
+    # SPEC RUN13: when every planned chunk finished, the file's counts are known: keep them.
+    complete = bool(chunks) and len(chunks) == int((item or {}).get("chunk_count") or -1)
+    counts = result.counts if complete and all(c.get("status") == SUCCEEDED for c in chunks) else {}
     if item is not None:
         try:
             result.item = repo.transition_file(
@@ -205,6 +208,7 @@ def fail_file(
                 failed_key=result.failed_key,
                 key=result.failed_key or file.get("key"),
                 finished_at=utc_now(),
+                **{k: v for k, v in counts.items() if item.get(k) is None},
             )
             result.changed = item.get("status") != FAILED
         except InvalidFileState as exc:  # changed under us (deleted, succeeded): report it

@@ -170,7 +170,19 @@ def handler(event: Any, context: Any = None) -> FileResult:
     if item.get("status") != SUCCEEDED and dedupe.dedupe_across_chunks(repo, file, schema, chunks):
         chunks = repo.list_chunks(file_id)
         rows_total, rows_valid, rows_rejected = check_chunks(file_id, int(plan["chunk_count"]), chunks)
-    check_threshold(rows_total, rows_rejected, schema.reject_threshold)
+    try:
+        check_threshold(rows_total, rows_rejected, schema.reject_threshold)
+    except TooManyRejects:
+        # SPEC RUN13: the counts known at failure stay on the file item (MarkFailed keeps them).
+        repo.transition_file(
+            file_id,
+            {PROCESSING},
+            PROCESSING,
+            rows_total=rows_total,
+            rows_valid=rows_valid,
+            rows_rejected=rows_rejected,
+        )
+        raise
 
     done_key = processed_key(file)
     m_key = manifest_key(partner, file_id)

@@ -36,8 +36,9 @@ from etl.aws import s3
 from etl.aws.errors import transient_errors
 from etl.aws.status import PLANNED, VALIDATING, StatusRepository
 from etl.contracts import chunk_id
-from etl.core.boundaries import ChunkRange, plan_chunks, split_stream
+from etl.core.boundaries import LINE_BYTES, ChunkRange, line_cap, plan_chunks, split_stream
 from etl.core.content import ContentHasher, HashingReader, hashing
+from etl.core.schema import load_schema
 from etl.errors import CorruptGzip
 from etl.handlers import content
 from etl.handlers.common import (
@@ -114,13 +115,31 @@ def bounded_chunk_size(data_bytes: int, chunk_size: int, limit: int) -> int:
     return -(-data_bytes // limit)
 
 
+def regrown_chunk_size(chunks: list[dict[str, Any]], chunk_size: int, limit: int) -> int:
+    """A chunk size at which the planned data fits in ``limit`` chunks, counting lines (RUN12) as
+    well as bytes (OPS6). Every chunk but the last reached the byte target or the line cap, so
+    chunks - 1 <= bytes / size + lines / (size // LINE_BYTES); with ``lines`` bounded by the last
+    chunk's first line plus its bytes, this size makes that at most ``limit - 1``."""
+    data_bytes = sum(int(c["end"]) - int(c["start"]) for c in chunks)
+    last = chunks[-1]
+    lines = int(last["first_line"]) + int(last["end"]) - int(last["start"])
+    need = -(-(data_bytes + lines * LINE_BYTES) // max(1, limit - 1)) + LINE_BYTES
+    return max(chunk_size, need)
+
+
 def _plan_plain(
     file: dict[str, Any], header: dict[str, Any], chunk_size: int, hasher: ContentHasher
 ) -> list[dict[str, Any]]:
     bucket, key, size = file["bucket"], file["key"], int(file["size"])
     blocks = s3.iter_blocks(bucket, key, size, BLOCK_SIZE, READ_WORKERS, source_version(file))
     ranges = plan_chunks(
-        hashing(blocks, hasher), int(header["header_bytes"]), size, chunk_size, max_record_bytes()
+        hashing(blocks, hasher),
+        int(header["header_bytes"]),
+        size,
+        chunk_size,
+        max_record_bytes(),
+        delimiter=load_schema(str(file["partner"])).delimiter,  # RUN9: quote positions
+        max_lines=line_cap(chunk_size),  # RUN12
     )
     return [_chunk_entry(r, key) for r in ranges]
 
@@ -148,7 +167,13 @@ def _split_gzip(
                 raise CorruptGzip(f"the gzip stream is corrupt: {exc}") from exc
             meta = {"file-id": file_id}
             for rng, chunk_body in split_stream(
-                _Replay(head, gz), head, chunk_size, max_record_bytes(), BLOCK_SIZE
+                _Replay(head, gz),
+                head,
+                chunk_size,
+                max_record_bytes(),
+                BLOCK_SIZE,
+                delimiter=load_schema(str(file["partner"])).delimiter,  # RUN9: quote positions
+                max_lines=line_cap(chunk_size),  # RUN12
             ):
                 key = scratch_key(file_id, rng.index)
                 if len(pending) >= UPLOADS_IN_FLIGHT:
@@ -194,8 +219,7 @@ def handler(event: Any, context: Any = None) -> Plan:
             chunks = _split_gzip(file, header, chunk_size, hasher)
             digest = hasher.hexdigest()
             if len(chunks) > limit:
-                data_bytes = sum(int(c["end"]) - int(c["start"]) for c in chunks)
-                chunk_size = bounded_chunk_size(data_bytes, configured, limit)
+                chunk_size = regrown_chunk_size(chunks, configured, limit)
                 with ContentHasher() as again:
                     chunks = _split_gzip(file, header, chunk_size, again)
                     digest = again.hexdigest()
@@ -206,6 +230,13 @@ def handler(event: Any, context: Any = None) -> Plan:
             )
             chunks = _plan_plain(file, header, chunk_size, hasher)
             digest = hasher.hexdigest()
+            if len(chunks) > limit:
+                # RUN12: the line cap (millions of tiny rows) made more chunks than the state
+                # holds: grow the chunk size (and with it the cap) and plan again (second read).
+                chunk_size = regrown_chunk_size(chunks, chunk_size, limit)
+                with ContentHasher() as again:
+                    chunks = _plan_plain(file, header, chunk_size, again)
+                    digest = again.hexdigest()
     if chunk_size != configured:
         obs.logger.warning(
             "chunk size grown from %d to %d bytes: chunks of the configured size would exceed "

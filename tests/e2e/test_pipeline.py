@@ -269,6 +269,12 @@ def test_too_many_rejects_fails_with_counts(stack: Stack, tmp_path: Path) -> Non
     assert rep.execution_status == "FAILED"
     assert (rep.error or "").startswith("TooManyRejects: ")
     assert f"{stats.bad_rows} of {stats.rows} rows rejected" in rep.error
+    # SPEC RUN13: the counts known at failure are kept (status table -> CLI report and --json).
+    assert (rep.rows_total, rep.rows_valid, rep.rows_rejected) == (
+        stats.rows,
+        stats.rows - stats.bad_rows,
+        stats.bad_rows,
+    )
     assert stack.keys(contracts.MANIFEST_PREFIX) == []
     assert stack.keys(f"{contracts.FAILED_PREFIX}default/{info['file_id']}/")
 

@@ -173,10 +173,14 @@ def test_final_record_ending_in_cr_only() -> None:
     check_plan(data, HEADER, plan(data, HEADER, 1))
 
 
-def test_trailing_empty_lines_stay_in_the_last_chunk() -> None:
+def test_trailing_empty_lines_shorter_than_a_chunk_stay_in_the_last_chunk() -> None:
     data = HEADER + b"1,a,x\n2,b,y\n\n\r\n\n"
-    chunks = plan(data, HEADER, 1)
+    chunks = plan(data, HEADER, 6)
     assert [(c.start, c.end) for c in chunks] == [(13, 19), (19, len(data))]
+    check_plan(data, HEADER, chunks)
+    # RUN12: blank lines count like any bytes: a blank run reaching the chunk size is a chunk.
+    chunks = plan(data, HEADER, 1)
+    assert [(c.start, c.end) for c in chunks] == [(13, 19), (19, 25), (25, 26), (26, 28), (28, 29)]
     check_plan(data, HEADER, chunks)
 
 
@@ -364,10 +368,20 @@ def test_split_stream_memory_is_bounded_by_chunk_not_file() -> None:
     assert rng.first_line == 2 and len(body) >= len(HEADER) + 600
 
 
-def test_leading_blank_lines_stay_in_the_first_chunk() -> None:
+def test_leading_blank_lines_count_toward_the_chunk_size() -> None:
     data = HEADER + b"\n\r\n\n1,a,x\n2,b,y\n"
-    chunks = plan(data, HEADER, 1)
+    chunks = plan(data, HEADER, 10)
     assert [(c.start, c.end, c.first_line) for c in chunks] == [(13, 23, 2), (23, 29, 6)]
+    check_plan(data, HEADER, chunks)
+    # RUN12: a blank run as long as a chunk is a chunk of its own (no records, 0 rows).
+    chunks = plan(data, HEADER, 1)
+    assert [(c.start, c.end, c.first_line) for c in chunks] == [
+        (13, 14, 2),
+        (14, 16, 3),
+        (16, 17, 4),
+        (17, 23, 5),
+        (23, 29, 6),
+    ]
     check_plan(data, HEADER, chunks)
 
 

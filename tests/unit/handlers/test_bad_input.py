@@ -53,20 +53,20 @@ CASES = {
         MalformedCsv,
         "quote",
     ),
-    "invalid UTF-8 near the start": (
-        lambda c: _header(c) + _rows(c, 1, 3) + c.row(4).encode().replace(b"Shop", b"Sh\xffp") + b"\n",
+    "invalid UTF-8 in the header line": (
+        lambda c: _header(c).replace(b"currency", b"curr\xe9ncy") + _rows(c, 1, 3),
         InvalidEncoding,
         "UTF-8",
     ),
     "binary garbage": (
         lambda c: bytes(range(256)) * 40,
         InvalidEncoding,
-        "NUL byte at offset 0: this is not a text CSV file",
+        "NUL byte at offset 0 of the header line: this is not a text CSV file",
     ),
     "gzip body under a .csv name": (
         lambda c: gzip.compress(_header(c) + _rows(c, 1, 5), mtime=0),
         InvalidEncoding,
-        "this is not a text CSV file",
+        "the file starts with the gzip magic bytes 1f 8b",
     ),
     "record larger than MAX_RECORD_BYTES": (
         lambda c: _header(c) + _rows(c, 1, 30) + c.row(31, desc="x" * 5000).encode() + b"\n",
@@ -187,3 +187,15 @@ def test_record_larger_than_a_chunk_becomes_its_own_chunk(chain, etl_aws, monkey
     assert run.state["result"]["rows_total"] == 60 and run.state["result"]["rows_rejected"] == 0
     holder = [c for c in run.state["plan"]["chunks"] if b"\nT000031," in data[c["start"] - 1 : c["end"]]]
     assert len(holder) == 1 and holder[0]["end"] - holder[0]["start"] > 2048
+
+
+@pytest.mark.parametrize("bad", [b"Sh\xff\xfep", b"Sh\x00p", b"Sh\xe9p"])
+def test_RUN10_a_bad_byte_near_the_start_is_a_row_level_reject_too(chain, etl_aws, monkeypatch, bad):
+    monkeypatch.setenv("CHUNK_SIZE_BYTES", "40000")
+    data = _header(chain) + b"".join(chain.row(i).encode() + b"\n" for i in range(1, 1001))
+    first = data.index(b"Shop")
+    assert first < 64 * 1024  # in the head ValidateHeader reads
+    data = data[:first] + bad + data[first + 4 :]
+    run = chain.upload_and_run("incoming/default/tx.csv", data)
+    assert run.error is None, run.failure
+    assert run.state["result"]["rows_rejected"] == 1 and run.state["result"]["rows_total"] == 1000

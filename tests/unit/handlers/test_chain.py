@@ -109,6 +109,8 @@ def test_reject_share_over_the_threshold_fails_the_file(chain, etl_aws):
     assert etl_aws.keys("manifests/") == [] and etl_aws.keys("incoming/") == []
     item = etl_aws.repo.get_file(fid)
     assert item["status"] == "FAILED" and item["error_type"] == "TooManyRejects"
+    # SPEC RUN13: the counts known at failure stay on the file item (CLI, --json read them).
+    assert (item["rows_total"], item["rows_valid"], item["rows_rejected"]) == (200, 197, 3)
 
 
 def test_multi_chunk_file_succeeds_with_exact_counts(chain, etl_aws):

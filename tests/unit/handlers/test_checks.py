@@ -112,6 +112,7 @@ def test_RUN4_chunk_handler_refuses_an_inconsistent_result(chain, etl_aws, monke
         return result
 
     monkeypatch.setattr(handler_module, "process_chunk", lossy)
+    monkeypatch.setenv("CHUNK_SIZE_BYTES", str(64 * 1024))  # one chunk (the line cap allows 682 lines)
     run = chain.upload_and_run("incoming/default/tx.csv", chain.make_csv(20))
     assert isinstance(run.error, ConservationViolation), run.error
     assert "CHUNK#00001: rows_in 21 != rows_valid 20 + rows_rejected 0" in str(run.error)

@@ -65,3 +65,52 @@ def test_OPS6_plan_chunks_grows_the_size_and_says_so(
     assert plan["chunk_size_grown_from"] == 256 and plan["chunk_size_bytes"] > 256
     assert len(json.dumps(plan["chunks"])) <= 10 * 1024
     assert run.state["result"]["rows_total"] == 2000
+
+
+def test_RUN12_blank_floods_and_tiny_rows_are_split_by_the_line_cap() -> None:
+    from etl.core.boundaries import LINE_BYTES, line_cap
+
+    chunk = 96 * 1024
+    cap = line_cap(chunk)
+    assert cap == chunk // LINE_BYTES == 1024
+    header = b"a,b\n"
+    for body in (b"\n" * 300_000 + b"1,2\n", b"x\n" * 100_000, b"\r\n" * 50_000 + b"1,2\r\n" * 50_000):
+        data = header + body
+        ranges = plan_chunks([data], len(header), len(data), chunk, 1 << 20, max_lines=cap)
+        lines = [data.count(b"\n", r.start, r.end) for r in ranges]
+        assert max(lines) <= cap  # one-line records: the cap is exact
+        assert len(ranges) >= body.count(b"\n") // cap  # split, not merged into one chunk
+        assert all(r.end - r.start < chunk for r in ranges)  # bytes alone would not have split them
+        # Without the cap (the old planner) a blank flood or tiny rows stayed in a few huge chunks.
+        assert len(plan_chunks([data], len(header), len(data), chunk, 1 << 20)) <= -(-len(body) // chunk)
+
+
+def test_RUN12_regrown_size_keeps_a_line_capped_plan_under_the_bound() -> None:
+    from etl.core.boundaries import line_cap
+
+    header = b"a,b\n"
+    data = header + b"x\n" * 200_000  # 400 KB of tiny rows: the line cap makes the chunks
+    limit = 50
+    chunk = 16 * 1024
+    first = plan_chunks([data], len(header), len(data), chunk, 1 << 20, max_lines=line_cap(chunk))
+    entries = [pc._chunk_entry(r, "k") for r in first]
+    assert len(entries) > limit
+    grown = pc.regrown_chunk_size(entries, chunk, limit)
+    again = plan_chunks([data], len(header), len(data), grown, 1 << 20, max_lines=line_cap(grown))
+    assert len(again) <= limit
+
+
+def test_RUN12_plan_chunks_handler_splits_tiny_rows_and_stays_in_the_bound(
+    chain: Any, etl_aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pc, "PLAN_BUDGET_BYTES", 10 * 1024)  # ~60 entries
+    monkeypatch.setenv("CHUNK_SIZE_BYTES", str(4 * 1024))  # line cap 42
+    header = chain.make_csv(1).split(b"\n", 1)[0] + b"\n"
+    run = chain.upload_and_run("incoming/default/tiny.csv", header + b"a\n" * 5000)
+    plan = run.state["plan"]
+    assert 1 < plan["chunk_count"] <= pc.max_chunks(plan["chunks"][0]["key"], 10 * 1024)
+    assert plan["chunk_size_grown_from"] == 4 * 1024
+    # Every row has one field: all rejected, the file fails with its counts (RUN13).
+    assert type(run.error).__name__ == "TooManyRejects"
+    item = etl_aws.repo.get_file(run.state["file"]["file_id"])
+    assert (item["status"], item["rows_total"], item["rows_rejected"]) == ("FAILED", 5000, 5000)
