@@ -98,7 +98,7 @@ def adopt_from_s3_event(
     obj = detail.get("object") or {}
     version = obj.get("version-id") or None
     if version:
-        known = repo.get_file(file_id_for(bucket, key, version, None))
+        known = repo.get_file(file_id_for(key, version, None))
         if known is not None:  # e.g. a retry after the source was already moved
             return known, owned_by_failure_handling(known)
     try:
@@ -108,7 +108,7 @@ def adopt_from_s3_event(
     version = version or info.version_id
     etag = str(obj.get("etag") or info.etag).strip('"')
     file = {
-        "file_id": file_id_for(bucket, key, version, etag),
+        "file_id": file_id_for(key, version, etag),
         "bucket": bucket,
         "key": key,
         "original_key": key,

@@ -78,7 +78,6 @@ def _file_id_from_s3_event(event: Mapping[str, Any]) -> str | None:
     detail = event.get("detail") or {}
     obj = detail.get("object") or {}
     try:
-        bucket = str(detail["bucket"]["name"])
         key = decode_event_key(str(obj["key"]))
     except (KeyError, TypeError, EtlError):
         return None
@@ -86,7 +85,7 @@ def _file_id_from_s3_event(event: Mapping[str, Any]) -> str | None:
     etag = str(obj.get("etag") or obj.get("eTag") or "").strip('"') or None
     if not version and not etag:
         return None
-    return file_id_for(bucket, key, version, etag)
+    return file_id_for(key, version, etag)
 
 
 def find_file_id(execution_input: Any, execution_arn: str, repo: StatusRepository) -> str | None:
