@@ -16,6 +16,9 @@ OUTPUT_PREFIX = "output/"
 REJECTED_PREFIX = "rejected/"
 MANIFEST_PREFIX = "manifests/"
 SCRATCH_PREFIX = "scratch/"
+# DR3 announcement ledger: announced/<partner>/<file_id>.json once a result message was sent;
+# replicated both ways, so the other region never announces the file again.
+ANNOUNCED_PREFIX = "announced/"
 # The Iceberg warehouse (SPEC DATA1): every table lives under s3://<bucket>/tables/<table>/.
 TABLES_PREFIX = "tables/"
 # Athena query results (the workgroup's output location; expired by a lifecycle rule).

@@ -35,6 +35,15 @@ RECONCILE_DLQ_URL = "ReconcileDlqUrl"
 BUFFER_QUEUE_URL = "BufferQueueUrl"
 BUFFER_DLQ_URL = "BufferDlqUrl"
 MAX_FILES_IN_FLIGHT = "MaxFilesInFlight"
+# DR3: the region's role switch (an SSM parameter the CLI sets; CloudFormation does not own it)
+# and, when the stack defines one, the partners' upload address (S3 Multi-Region Access Point).
+REGION_ROLE_PARAMETER = "RegionRoleParameter"
+MULTI_REGION_ACCESS_POINT_ARN = "MultiRegionAccessPointArn"
+
+
+def region_role_parameter(suffix: str) -> str:
+    """Name of the per-region SSM String parameter holding ``active`` or ``standby`` (DR3)."""
+    return f"/transaction-etl/{suffix}/region-role"
 
 # Output name -> :class:`Outputs` field, for the outputs a reader needs.
 OUTPUT_FIELDS = {
@@ -46,6 +55,9 @@ OUTPUT_FIELDS = {
     GLUE_DATABASE_NAME: "glue_database",
     ATHENA_WORKGROUP_NAME: "athena_workgroup",
     RECONCILE_FUNCTION_NAME: "reconcile_function",
+    REGION_ROLE_PARAMETER: "region_role_parameter",
+    PIPELINE_ROLE: "pipeline_role",
+    MULTI_REGION_ACCESS_POINT_ARN: "access_point_arn",
 }
 REQUIRED_OUTPUTS = (BUCKET_NAME, TABLE_NAME, STATE_MACHINE_ARN)
 
@@ -71,6 +83,9 @@ class Outputs:
     glue_database: str | None = None
     athena_workgroup: str | None = None
     reconcile_function: str | None = None
+    region_role_parameter: str | None = None
+    pipeline_role: str | None = None  # "primary" or "dr"
+    access_point_arn: str | None = None
     region: str = "us-east-1"
     endpoint: str | None = None
     functions: dict[str, str] = field(default_factory=dict)  # step -> function name

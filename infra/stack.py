@@ -53,6 +53,8 @@ class EtlPipelineStack(Stack):
             bucket=storage.bucket,
             table=status.table,
             iceberg_layer=iceberg.layer,
+            # DR2: the primary announces and pages; the DR region is a standby until promoted.
+            default_region_role="active" if role == "primary" else "standby",
         )
         dataset = Dataset(
             self,
@@ -71,6 +73,7 @@ class EtlPipelineStack(Stack):
             alert_topic=notifications.alert_topic,
             alert_key=notifications.alert_key,
             table=status.table,
+            bucket=storage.bucket,
         )
         reconciliation = Reconciliation(
             self,
@@ -142,6 +145,7 @@ class EtlPipelineStack(Stack):
             out.BUFFER_QUEUE_URL: admission.buffer_queue.queue_url,
             out.BUFFER_DLQ_URL: admission.buffer_dlq.queue_url,
             out.MAX_FILES_IN_FLIGHT: str(config.max_files_in_flight),
+            out.REGION_ROLE_PARAMETER: functions.region_role_parameter,
         }
         for step in contracts.ALL_FUNCTIONS:
             outputs[function_output_id(step)] = functions.functions[step].function_name

@@ -38,7 +38,7 @@ from etl.core import dataset
 from etl.core.manifest import build_manifest, manifest_json
 from etl.core.schema import load_schema
 from etl.errors import ConservationViolation, InvalidFileState, TooManyRejects
-from etl.handlers import content, dedupe
+from etl.handlers import announce, content, dedupe
 from etl.handlers.common import (
     manifest_key,
     output_prefix,
@@ -150,7 +150,15 @@ def publish_file(
 
 @obs.lambda_handler("Finalize")
 def handler(event: Any, context: Any = None) -> dict[str, Any]:
-    """Check and total the chunks, write the manifest, move the source, file SUCCEEDED."""
+    """Check and total the chunks, write the manifest, move the source, file SUCCEEDED; then
+    whether NotifyResult announces it (``announce``: DR2 standby, DR3 ledger)."""
+    result = finalize(event)
+    file = require(event, "file")
+    return announce.result_decision(StatusRepository(table_name()), file, result)
+
+
+def finalize(event: Any) -> dict[str, Any]:
+    """The file's result message, after totals, manifest, commit and archive."""
     file = require(event, "file")
     require(event, "header")
     plan = require(event, "plan")
