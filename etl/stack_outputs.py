@@ -45,6 +45,7 @@ def region_role_parameter(suffix: str) -> str:
     """Name of the per-region SSM String parameter holding ``active`` or ``standby`` (DR3)."""
     return f"/transaction-etl/{suffix}/region-role"
 
+
 # Output name -> :class:`Outputs` field, for the outputs a reader needs.
 OUTPUT_FIELDS = {
     BUCKET_NAME: "bucket",

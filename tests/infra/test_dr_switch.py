@@ -75,7 +75,9 @@ def test_DR2_standby_skips_result_message_and_alert(templates: dict[str, Any], s
 
 
 @pytest.mark.parametrize("stack", [PRIMARY, DR])
-def test_DR3_ledger_marker_written_after_the_result_is_recorded(templates: dict[str, Any], stack: str) -> None:
+def test_DR3_ledger_marker_written_after_the_result_is_recorded(
+    templates: dict[str, Any], stack: str
+) -> None:
     template = templates[stack]
     states = definition(templates[stack])["States"]
     assert states["RecordNotified"]["Next"] == "RecordAnnounced"

@@ -159,6 +159,9 @@ def needs(call: Call) -> list[Need]:
         return [Need(f"dynamodb:{op}", TABLE_ARN)]
     if call.service == "sns":
         return [Need(f"sns:{op}", p["TopicArn"])]
+    if call.service == "ssm":
+        name = str(p["Name"]).lstrip("/")
+        return [Need(f"ssm:{op}", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{name}")]
     if call.service == "sqs":
         name = str(p["QueueUrl"]).rstrip("/").rsplit("/", 1)[1]
         return [Need(f"sqs:{op}", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}")]
@@ -265,7 +268,7 @@ def recorded(chain: Any) -> Iterator[list[Call]]:
     for client in (
         clients.s3(),
         clients.dynamodb(),
-        *(clients.client(s) for s in ("sns", "sqs", "stepfunctions", "glue")),
+        *(clients.client(s) for s in ("sns", "sqs", "stepfunctions", "glue", "ssm")),
     ):
         client.meta.events.register("before-parameter-build.*.*", hook)
         client.meta.events.register("after-call.*.*", status)
@@ -296,6 +299,11 @@ def recorded(chain: Any) -> Iterator[list[Call]]:
 def run_scenarios(chain: Any, etl_aws: Any, admission: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every function's main paths, with calls recorded per function."""
     assert (etl_aws.bucket, etl_aws.table_name) == (TEST_BUCKET, TEST_TABLE)
+    # DR2: the region role parameter as the template names it (suffix "iam").
+    monkeypatch.setenv("REGION_ROLE_PARAMETER", "/transaction-etl/iam/region-role")
+    from etl.aws import role
+
+    monkeypatch.setattr(role, "ROLE_CACHE_SECONDS", 0.0)  # every reader's own call is recorded
     # Plain CSV with rejects and quoted newlines, several chunks.
     ok = chain.upload_and_run("incoming/default/plain.csv", chain.make_csv(120, bad=(50,)))
     assert ok.error is None, ok.failure
