@@ -95,9 +95,7 @@ def etl_aws(aws_env: None) -> Iterator[EtlAws]:
     import boto3
     from moto import mock_aws
 
-    from etl.aws import clients
-
-    from etl.aws import role
+    from etl.aws import clients, role
 
     with mock_aws():
         clients.reset_clients()
