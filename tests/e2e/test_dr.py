@@ -112,7 +112,9 @@ def test_DR4_failover_and_failback_lose_nothing_and_announce_once(
 
     # 2. The primary's region goes down (no events, no replication), then failover.
     set_outage(session, stack.emulator.endpoint, ["us-east-1"])
+    started = time.monotonic()
     report = _etl("dr", "promote", "--region", "eu-west-1")
+    print(f"DR4 emulator: etl dr promote took {time.monotonic() - started:.1f} s")
     assert report["active"] == "eu-west-1" and "eu-west-1: role -> active" in report["changes"]
     # The file the primary announced is in the ledger: not announced again.
     assert report["drain"]["resent"] == [] and report["drain"]["in_ledger"] == [fid]
@@ -124,7 +126,9 @@ def test_DR4_failover_and_failback_lose_nothing_and_announce_once(
     assert partner.outputs.region == "eu-west-1"
     during = partner.upload(_csv(tmp_path, "during.csv", 500, 2), "default")
     fid2 = during["file_id"]
+    uploaded = time.monotonic()
     assert dr.wait_for_file(fid2, timeout=WAIT).status == "SUCCEEDED"
+    print(f"DR4 emulator: upload via the partner address -> SUCCEEDED in eu-west-1: {time.monotonic() - uploaded:.1f} s")
     assert _table_rows(dr, fid2) == 500
     announced["dr"] += _wait(lambda: _drain_queue(dr), "eu-west-1's result message")
     assert [m["file_id"] for m in announced["dr"]] == [fid2]
