@@ -15,6 +15,8 @@ from aws_cdk import Annotations
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from etl import contracts
+
 PRIMARY_REGION = "us-east-1"
 DR_REGION = "eu-west-1"
 
@@ -58,6 +60,11 @@ DEFAULT_LAMBDA_CONCURRENCY_LIMIT = 1000
 UNRESERVED_CONCURRENCY_MINIMUM = 100
 CHUNKS_PER_FILE = 10  # the Map state's MaxConcurrency (infra/workflow.py asserts they agree)
 STARTER_RESERVED_CONCURRENCY = 1
+# OPS1: the sweep reconciles an in-flight file whose execution ended this long ago (default:
+# two sweep periods, so the status-change event had every chance first). At most the execution
+# timeout: a bound longer than any execution could run hides nothing more.
+DEFAULT_STALE_AFTER_MINUTES = contracts.STALE_AFTER_SECONDS // 60
+MAX_STALE_AFTER_MINUTES = contracts.EXECUTION_TIMEOUT_SECONDS // 60
 
 
 class ConfigError(ValueError):
@@ -77,6 +84,7 @@ class EtlConfig:
     alarm_email: str | None = None
     sdk_pandas_version: str = DEFAULT_SDK_PANDAS_VERSION
     max_files_in_flight: int = DEFAULT_MAX_FILES_IN_FLIGHT
+    stale_after_minutes: int = DEFAULT_STALE_AFTER_MINUTES
     lambda_concurrency_limit: int = DEFAULT_LAMBDA_CONCURRENCY_LIMIT
     athena_scan_cutoff_gb: int = DEFAULT_ATHENA_SCAN_CUTOFF_GB
     account: str | None = None
@@ -122,6 +130,11 @@ class EtlConfig:
                 f"{CHUNKS_PER_FILE} chunk functions and {UNRESERVED_CONCURRENCY_MINIMUM} of "
                 f"lambdaConcurrencyLimit ({self.lambda_concurrency_limit}) stay unreserved; "
                 f"got {self.max_files_in_flight!r}"
+            )
+        if not 1 <= self.stale_after_minutes <= MAX_STALE_AFTER_MINUTES:
+            raise ConfigError(
+                f"staleAfterMinutes must be 1-{MAX_STALE_AFTER_MINUTES} (the execution timeout); "
+                f"got {self.stale_after_minutes!r}"
             )
         if not 1 <= self.athena_scan_cutoff_gb <= MAX_ATHENA_SCAN_CUTOFF_GB:
             raise ConfigError(
@@ -257,6 +270,7 @@ class EtlConfig:
             or DEFAULT_SDK_PANDAS_VERSION,
             max_files_in_flight=as_int("maxFilesInFlight", DEFAULT_MAX_FILES_IN_FLIGHT),
             lambda_concurrency_limit=as_int("lambdaConcurrencyLimit", DEFAULT_LAMBDA_CONCURRENCY_LIMIT),
+            stale_after_minutes=as_int("staleAfterMinutes", DEFAULT_STALE_AFTER_MINUTES),
             athena_scan_cutoff_gb=as_int("athenaScanCutoffGb", DEFAULT_ATHENA_SCAN_CUTOFF_GB),
             account=account,
         )

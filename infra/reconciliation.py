@@ -109,6 +109,7 @@ class Reconciliation(Construct):
             extra_environment={
                 "ALERT_TOPIC_ARN": alert_topic.topic_arn,
                 "RESULT_QUEUE_URL": result_queue.queue_url,
+                "STALE_AFTER_SECONDS": str(config.stale_after_minutes * 60),
             },
             # Asynchronous invocations (both rules) that fail after Lambda's two retries.
             dead_letter_queue=self.dead_letter_queue,

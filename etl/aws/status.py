@@ -371,7 +371,7 @@ class StatusRepository:
     # -- indexes (OPS1, OPS3) ------------------------------------------------------------
     def list_open(self, open_state: str, older_than: str | None = None) -> list[dict[str, Any]]:
         """File items on the sparse open-files index in ``open_state`` (IN_FLIGHT or
-        NOT_NOTIFIED), optionally only those open since before ``older_than`` (ISO 8601).
+        NOT_NOTIFIED), optionally only those open since ``older_than`` or earlier (ISO 8601).
         Eventually consistent (a GSI): callers re-read the item before acting."""
         names = {"#st": OPEN_STATE}
         values: dict[str, Any] = {":st": {"S": open_state}}
@@ -379,7 +379,7 @@ class StatusRepository:
         if older_than:
             names["#since"] = OPEN_SINCE
             values[":before"] = {"S": older_than}
-            condition += " AND #since < :before"
+            condition += " AND #since <= :before"
         items: list[dict[str, Any]] = []
         with transient_errors(f"Query {self.table_name}/{OPEN_INDEX}"):
             for page in (

@@ -21,6 +21,7 @@ from etl.contracts import (
     PROCESSED_PREFIX,
     REJECTED_PREFIX,
     SCRATCH_PREFIX,
+    STALE_AFTER_SECONDS,
 )
 from etl.errors import InvalidEvent
 
@@ -84,6 +85,13 @@ def chunk_size_bytes() -> int:
 def max_record_bytes() -> int:
     """Largest accepted record (``MAX_RECORD_BYTES``, default 16 MiB)."""
     return _int_env("MAX_RECORD_BYTES", DEFAULT_MAX_RECORD_BYTES)
+
+
+def stale_after_seconds() -> int:
+    """OPS1: how long an in-flight file whose execution has ended may stay non-terminal before
+    the sweep reconciles it (``STALE_AFTER_SECONDS``, set from ``-c staleAfterMinutes``;
+    default two sweep periods)."""
+    return _int_env("STALE_AFTER_SECONDS", STALE_AFTER_SECONDS)
 
 
 def table_name() -> str:

@@ -44,7 +44,7 @@ from etl.core.identity import decode_event_key, file_id_for
 from etl.core.schema import load_schema, partner_schemas
 from etl.errors import EtlError, InvalidEvent, InvalidFileState
 from etl.handlers import announce
-from etl.handlers.common import table_name
+from etl.handlers.common import stale_after_seconds, table_name
 from etl.handlers.failure import (
     adopt_from_s3_event,
     alert_for,
@@ -327,14 +327,15 @@ def _is_stale(item: Mapping[str, Any], now: datetime.datetime) -> tuple[bool, st
     since = _parse_iso(item.get(contracts.OPEN_SINCE)) or _parse_iso(item.get("updated_at"))
     if since is None:
         return True, execution
-    bound = contracts.STALE_AFTER_SECONDS if execution else contracts.STALE_UNKNOWN_EXECUTION_SECONDS
+    stale_after = stale_after_seconds()
+    bound = stale_after if execution else contracts.EXECUTION_TIMEOUT_SECONDS + stale_after
     return (now - since).total_seconds() >= bound, execution
 
 
 def sweep(repo: StatusRepository, now: datetime.datetime | None = None) -> dict[str, Any]:
     """Reconcile stale in-flight files and re-send unsent results; emit the two gauges."""
     now = now or _now()
-    cutoff = _iso(now - datetime.timedelta(seconds=contracts.STALE_AFTER_SECONDS))
+    cutoff = _iso(now - datetime.timedelta(seconds=stale_after_seconds()))
     stale: list[dict[str, Any]] = []
     for candidate in repo.list_open(contracts.OPEN_IN_FLIGHT, older_than=cutoff):
         item = repo.get_file(str(candidate["file_id"]))  # the index is eventually consistent

@@ -64,6 +64,7 @@ class RunningSampler:
     def __init__(self, st: Stack) -> None:
         self.st = st
         self.samples: list[tuple[float, int]] = []
+        self.full = threading.Event()  # set once LIMIT executions were seen RUNNING together
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -75,6 +76,8 @@ class RunningSampler:
                 stateMachineArn=self.st.outputs.state_machine_arn, statusFilter="RUNNING"
             )["executions"]
             self.samples.append((time.monotonic() - t0, len(running)))
+            if len(running) >= LIMIT:
+                self.full.set()
             self._stop.wait(0.02)
 
     def __enter__(self) -> RunningSampler:
@@ -90,13 +93,18 @@ def test_OPS2_burst_of_30_files_never_more_than_3_running_all_succeed_once(
     small_stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     st = small_stack
-    # Files take different times (0, 0.3 or 0.6 s more per chunk), so executions end one by one
-    # and StartFiles often finds one or two slots free, not only all three.
+    # On a quiet machine a 200-row file finishes before StartFiles admits the next one, so the
+    # chunks wait until the sampler has seen every slot taken (or 10 s: admission that never
+    # fills the slots fails the test below). Afterwards files take different times (0, 0.3 or
+    # 0.6 s more per chunk), so executions end one by one and StartFiles often finds one or two
+    # slots free, not only all three.
     from etl.handlers import process_chunk
 
     real = process_chunk.handler
+    sampler = RunningSampler(st)
 
     def uneven(event: Any, context: Any = None) -> Any:
+        sampler.full.wait(timeout=10)
         name = str(event["file"].get("original_key", ""))
         time.sleep(0.3 * (sum(name.encode()) % 3))
         return real(event, context)
@@ -113,7 +121,7 @@ def test_OPS2_burst_of_30_files_never_more_than_3_running_all_succeed_once(
         paths.append(path)
 
     started = time.monotonic()
-    with RunningSampler(st) as sampler:
+    with sampler:
         # All 30 land at once (8 concurrent uploads).
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             infos = list(pool.map(lambda p: st.upload(p, "default"), paths))

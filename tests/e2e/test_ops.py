@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from etl import contracts
+from etl.handlers import reconcile
 from etl_local import lambda_runtime, state
 from etl_local.datagen import generate_csv
 
@@ -208,3 +209,74 @@ def test_OPS3_etl_sweep_runs_freshness_on_the_emulator(
     assert [a["Subject"].split(":")[0] for a in got] == ["ETL MISSING acme_bank"]
     assert CliRunner().invoke(cli, ["--local", "sweep", "--json"]).exit_code == 0
     assert alerts_within(stack, alerts, 1.0) == []
+
+
+def test_OPS1_a_file_whose_ending_was_lost_is_failed_by_the_sweep_once(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The status-change event of a stopped execution reaches reconcile, which fails (on AWS:
+    two async retries, then its DLQ): the file stays PLANNED/PROCESSING with nothing running. The
+    scheduled sweep finds it once it is older than the stale bound (-c staleAfterMinutes, the
+    function's STALE_AFTER_SECONDS; the emulator cannot wait the default 30 minutes, so the test
+    sets it to 2 s on the deployed function), fails it with StaleFile, moves the source to failed/
+    and alerts once; the next sweep finds nothing."""
+    path = tmp_path / "tx.csv"
+    generate_csv(path, rows=3000, seed=6, bad_row_share=0.0)
+    alerts = stack.subscribe_alerts()
+    fn = stack.outputs.reconcile_function
+    assert fn
+    lost = lambda_runtime.STATE.add_fault(
+        lambda_runtime.Fault(
+            fn, when=lambda event: event.get("detail-type") == reconcile.STATUS_CHANGE, times=100
+        )
+    )
+    lambda_runtime.STATE.add_fault(
+        lambda_runtime.Fault(stack.outputs.functions["PlanChunks"], kind="delay", seconds=3.0)
+    )
+    info = stack.upload(path, "default")
+    fid = info["file_id"]
+    stack.wait_for(lambda: stack.calls("PlanChunks"), what="PlanChunks running")
+    (execution,) = stack.executions()
+    stack.sfn.stop_execution(executionArn=execution["executionArn"], error="OperatorStop", cause="e2e")
+    stack.wait_for(lambda: lost.fired >= 1, timeout=30, what="the lost status-change event")
+    stack.wait_all_executions_stopped(1)
+    time.sleep(3.5)  # the delayed PlanChunks invocation finishes (its execution is gone)
+    stuck = stack.pipeline.get_file(fid)
+    assert stuck["status"] not in ("FAILED", "SUCCEEDED"), stuck
+    cli = use_cli_on(stack, tmp_path, monkeypatch)
+
+    def sweep() -> Any:
+        result = CliRunner().invoke(cli, ["--local", "sweep", "--json"])
+        assert result.exit_code == 0, result.output
+        return last_json(result.output)
+
+    # Within the default bound (30 minutes) the sweep leaves it alone.
+    assert sweep()["stale"] == []
+    assert stack.pipeline.get_file(fid)["status"] == stuck["status"]
+
+    lam = stack.pipeline.client("lambda")
+    env = lam.get_function_configuration(FunctionName=fn)["Environment"]["Variables"]
+    assert env["STALE_AFTER_SECONDS"] == str(contracts.STALE_AFTER_SECONDS)  # as deployed
+    lam.update_function_configuration(
+        FunctionName=fn, Environment={"Variables": {**env, "STALE_AFTER_SECONDS": "2"}}
+    )
+    time.sleep(2.5)
+    answer = sweep()
+    assert answer["stale"] == answer["reconciled"] == [fid]
+    item = stack.pipeline.get_file(fid)
+    assert item["status"] == "FAILED" and item["error_type"] == "StaleFile"
+    assert "ABORTED" in item["error"]
+    assert stack.keys(contracts.INCOMING_PREFIX) == []
+    assert stack.keys(f"{contracts.FAILED_PREFIX}default/{fid}/") == [
+        f"{contracts.FAILED_PREFIX}default/{fid}/tx.csv"
+    ]
+    got = alerts_within(stack, alerts, 2.0)
+    stale_alerts = [a for a in got if a["Subject"].startswith("ETL FAILED default/tx.csv")]
+    assert len(stale_alerts) == 1, got
+    assert stale_alerts[0]["MessageAttributes"]["error_type"]["Value"] == "StaleFile"
+    assert f"etl reprocess {fid}" in stale_alerts[0]["Message"]
+    assert "reconcile sweep" in stale_alerts[0]["Message"]
+    # The next sweep: nothing stale, no second alert for the file.
+    assert sweep()["stale"] == []
+    again = alerts_within(stack, alerts, 1.0)
+    assert not [a for a in again if "tx.csv" in a["Subject"]], again

@@ -90,7 +90,7 @@ def dr_active_synth() -> Synth:
 
 @pytest.fixture(scope="session")
 def variant_synth() -> Synth:
-    """Non-default knobs, cdk-nag on: arm64, python3.14, 64 MB chunks, alarm e-mail."""
+    """Non-default knobs, cdk-nag on: arm64, python3.14, 64 MB chunks, alarm e-mail, stale bound."""
     return synth(
         {
             "environmentSuffix": "qa-7",
@@ -99,5 +99,6 @@ def variant_synth() -> Synth:
             "chunkSizeMb": "64",
             "maxRecordMb": "8",
             "alarmEmail": "oncall@example.com",
+            "staleAfterMinutes": "45",
         }
     )

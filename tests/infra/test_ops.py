@@ -10,8 +10,9 @@ import pytest
 
 from etl import contracts
 from infra import monitoring
+from infra.config import ConfigError, EtlConfig
 
-from .conftest import DR, PRIMARY, SUFFIX
+from .conftest import DR, PRIMARY, SUFFIX, Synth
 from .test_stack import all_states, definition, metric_names, props, ref_id, resources
 
 STACKS = [PRIMARY, DR]
@@ -91,6 +92,20 @@ def test_OPS1_timeouts_on_the_state_machine_and_every_task(templates: dict[str, 
         > contracts.TASK_WORST_CASE_SECONDS + 20 * contracts.TASK_TIMEOUT_SECONDS
     )
     assert contracts.STALE_UNKNOWN_EXECUTION_SECONDS > contracts.EXECUTION_TIMEOUT_SECONDS
+
+
+def test_OPS1_stale_bound_reaches_the_reconcile_function_and_is_validated(
+    primary: dict[str, Any], dr: dict[str, Any], variant_synth: Synth
+) -> None:
+    for template in (primary, dr):
+        env = props(reconcile_function(template)[1])["Environment"]["Variables"]
+        assert env["STALE_AFTER_SECONDS"] == str(contracts.STALE_AFTER_SECONDS) == "1800"
+    variant = variant_synth.templates["EtlPipeline-qa-7"]
+    assert props(reconcile_function(variant)[1])["Environment"]["Variables"]["STALE_AFTER_SECONDS"] == "2700"
+    assert EtlConfig(stale_after_minutes=480).stale_after_minutes == 480
+    for bad in (0, 481, -5):
+        with pytest.raises(ConfigError, match=r"staleAfterMinutes must be 1-480"):
+            EtlConfig(stale_after_minutes=bad)
 
 
 def test_OPS1_reconcile_function_follows_INF6(primary: dict[str, Any]) -> None:

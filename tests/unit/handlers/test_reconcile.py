@@ -209,6 +209,32 @@ def test_OPS1_an_unknown_execution_is_stale_only_after_the_execution_timeout(
     assert reconcile.sweep(etl_aws.repo, late)["reconciled"] == [state["file"]["file_id"]]
 
 
+def test_OPS1_the_stale_bound_comes_from_the_function_environment(
+    chain: Any, etl_aws: Any, ops: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """-c staleAfterMinutes reaches the function as STALE_AFTER_SECONDS; the sweep obeys it, at
+    the boundary (>=), for a known ended execution and (plus the execution timeout) an unknown one."""
+    monkeypatch.setenv("STALE_AFTER_SECONDS", "120")
+    _, stale = _half_processed(chain, "incoming/acme/stale.csv", arn=_execution("ABORTED"))
+    since = datetime.datetime.fromisoformat(
+        str(etl_aws.repo.get_file(stale["file"]["file_id"])[contracts.OPEN_SINCE]).replace("Z", "+00:00")
+    )
+    assert reconcile.sweep(etl_aws.repo, since + datetime.timedelta(seconds=119))["stale"] == []
+    at_bound = reconcile.sweep(etl_aws.repo, since + datetime.timedelta(seconds=120))
+    assert at_bound["reconciled"] == [stale["file"]["file_id"]]
+    _, gone = _half_processed(
+        chain, "incoming/acme/gone.csv", arn="arn:aws:states:us-east-1:123456789012:execution:x:gone"
+    )
+    unknown = contracts.EXECUTION_TIMEOUT_SECONDS + 120
+    now = datetime.datetime.now(datetime.timezone.utc)
+    assert reconcile.sweep(etl_aws.repo, now + datetime.timedelta(seconds=unknown - 5))["stale"] == []
+    late = reconcile.sweep(etl_aws.repo, now + datetime.timedelta(seconds=unknown + 5))
+    assert late["reconciled"] == [gone["file"]["file_id"]]
+    monkeypatch.setenv("STALE_AFTER_SECONDS", "0")
+    with pytest.raises(ValueError, match="STALE_AFTER_SECONDS must be a positive integer"):
+        reconcile.sweep(etl_aws.repo, now)
+
+
 def _succeeded_not_notified(chain: Any, etl_aws: Any) -> str:
     run = chain.upload_and_run("incoming/acme/ok.csv", chain.make_csv(30))
     assert run.error is None
