@@ -128,7 +128,8 @@ def test_DR4_failover_and_failback_lose_nothing_and_announce_once(
     fid2 = during["file_id"]
     uploaded = time.monotonic()
     assert dr.wait_for_file(fid2, timeout=WAIT).status == "SUCCEEDED"
-    print(f"DR4 emulator: upload via the partner address -> SUCCEEDED in eu-west-1: {time.monotonic() - uploaded:.1f} s")
+    took = time.monotonic() - uploaded
+    print(f"DR4 emulator: upload via the partner address -> SUCCEEDED in eu-west-1: {took:.1f} s")
     assert _table_rows(dr, fid2) == 500
     announced["dr"] += _wait(lambda: _drain_queue(dr), "eu-west-1's result message")
     assert [m["file_id"] for m in announced["dr"]] == [fid2]
