@@ -505,7 +505,7 @@ def test_INF6_environment_matches_the_contract(primary: dict[str, Any]) -> None:
         env = props(fn)["Environment"]["Variables"]
         own = {
             "StartFiles": {"BUFFER_QUEUE_URL", "STATE_MACHINE_ARN", "MAX_FILES_IN_FLIGHT"},
-            "Reconcile": {"ALERT_TOPIC_ARN", "RESULT_QUEUE_URL", *ROLE_ENV},
+            "Reconcile": {"ALERT_TOPIC_ARN", "RESULT_QUEUE_URL", "STALE_AFTER_SECONDS", *ROLE_ENV},
             # DR2: the steps that decide whether to announce/alert read the region role switch.
             "Finalize": set(ROLE_ENV),
             "MarkFailed": set(ROLE_ENV),
