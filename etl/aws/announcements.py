@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from etl.aws import s3
+from etl.aws.s3 import SourceMissing
 from etl.contracts import ANNOUNCED_PREFIX
 
 
@@ -24,9 +25,21 @@ def marker_key(partner: str, file_id: str) -> str:
     return f"{ANNOUNCED_PREFIX}{partner}/{file_id}.json"
 
 
-def is_announced(bucket: str, partner: str, file_id: str) -> bool:
-    """True when the ledger holds the file (announced here, or replicated from the other region)."""
-    return s3.exists(bucket, marker_key(partner, file_id))
+def is_announced(bucket: str, partner: str, file_id: str, status: str | None = None) -> bool:
+    """True when the ledger holds the file (announced here, or replicated from the other region)
+    with a message of ``status`` (any status when None). The status matters because a file may
+    legitimately be announced twice with different outcomes: a DUPLICATE_CONTENT file loaded
+    later by ``etl reprocess --force`` announces SUCCEEDED after its DUPLICATE_CONTENT message."""
+    try:
+        body = s3.get_bytes(bucket, marker_key(partner, file_id))
+    except SourceMissing:
+        return False
+    if status is None:
+        return True
+    try:
+        return bool(json.loads(body).get("status") == status)
+    except (ValueError, AttributeError):
+        return True  # an unreadable marker still says "announced": never risk a second message
 
 
 def record_announced(bucket: str, partner: str, file_id: str, message: Mapping[str, Any]) -> str:

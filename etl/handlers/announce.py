@@ -38,7 +38,7 @@ def result_decision(
         repo.record_suppressed(file_id, "announce_suppressed", {"region_role": current})
         obs.logger.info("standby region: result message not sent (kept in the outbox)")
         return {**result, ANNOUNCE: False}
-    if announcements.is_announced(bucket, partner, file_id):
+    if announcements.is_announced(bucket, partner, file_id, str(result.get("status"))):
         if result.get("status") == SUCCEEDED:
             repo.mark_notified(file_id, ANNOUNCED_ELSEWHERE)
         obs.logger.info("result already in the announcement ledger: not announced again")

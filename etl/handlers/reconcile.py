@@ -291,7 +291,9 @@ def resend_result(
             "reason": "this region is the standby; it announces nothing",
         }
     bucket, partner = str(item["bucket"]), str(item["partner"])
-    if not force and announcements.is_announced(bucket, partner, file_id):  # DR3: never twice
+    if not force and announcements.is_announced(
+        bucket, partner, file_id, str(body.get("status"))
+    ):  # DR3: never twice
         repo.mark_notified(file_id, announce.ANNOUNCED_ELSEWHERE)
         return {"file_id": file_id, "sent": False, "reason": "in the announcement ledger: announced already"}
     attempt = int(repo.claim_notify_attempt(file_id).get("notify_attempts") or 1)

@@ -100,7 +100,7 @@ def test_DR3_promotion_drain_announces_each_unannounced_file_once(chain: Any, et
     b = chain.upload_and_run("incoming/acme/b.csv", chain.make_csv(11)).state["file"]["file_id"]
     # b was announced by the other region: its marker arrived by replication.
     boto3.client("s3", region_name="us-east-1").put_object(
-        Bucket=etl_aws.bucket, Key=f"announced/acme/{b}.json", Body=b"{}"
+        Bucket=etl_aws.bucket, Key=f"announced/acme/{b}.json", Body=b'{"status": "SUCCEEDED"}'
     )
     _set_role("active")
     out = reconcile.handler({"mode": "drain"}, None)
@@ -117,14 +117,23 @@ def test_DR3_promotion_drain_announces_each_unannounced_file_once(chain: Any, et
 def test_DR3_active_finalize_skips_a_file_in_the_ledger(chain: Any, etl_aws: Any) -> None:
     from etl.core.identity import file_id_for
 
-    event = chain.upload("incoming/acme/dup.csv", chain.make_csv(12))
-    fid = file_id_for("incoming/acme/dup.csv", event["detail"]["object"]["version-id"], None)
-    # The other region announced this very file (same key + version id): its marker is here.
-    boto3.client("s3", region_name="us-east-1").put_object(
-        Bucket=etl_aws.bucket, Key=f"announced/acme/{fid}.json", Body=b"{}"
-    )
+    s3 = boto3.client("s3", region_name="us-east-1")
+
+    def upload_with_marker(name: str, marker_status: str) -> tuple[Any, str]:
+        event = chain.upload(f"incoming/acme/{name}", chain.make_csv(12))
+        fid = file_id_for(f"incoming/acme/{name}", event["detail"]["object"]["version-id"], None)
+        # The other region announced this very file (same key + version id): its marker is here.
+        body = json.dumps({"status": marker_status}).encode()
+        s3.put_object(Bucket=etl_aws.bucket, Key=f"announced/acme/{fid}.json", Body=body)
+        return event, fid
+
+    event, fid = upload_with_marker("dup.csv", "SUCCEEDED")
     run = chain.run(event)
     assert run.error is None and run.state["file"]["file_id"] == fid
     assert run.state["result"]["announce"] is False
     item = etl_aws.repo.get_file(fid)
     assert item["notified"] is True and contracts.OPEN_STATE not in item
+    # A marker of another outcome (a DUPLICATE_CONTENT message, later loaded with --force) does
+    # not stop the SUCCEEDED message.
+    event, fid = upload_with_marker("forced.csv", "DUPLICATE_CONTENT")
+    assert chain.run(event).state["result"]["announce"] is True
