@@ -119,15 +119,15 @@ def test_DR3_active_finalize_skips_a_file_in_the_ledger(chain: Any, etl_aws: Any
 
     s3 = boto3.client("s3", region_name="us-east-1")
 
-    def upload_with_marker(name: str, marker_status: str) -> tuple[Any, str]:
-        event = chain.upload(f"incoming/acme/{name}", chain.make_csv(12))
+    def upload_with_marker(name: str, marker_status: str, rows: int) -> tuple[Any, str]:
+        event = chain.upload(f"incoming/acme/{name}", chain.make_csv(rows))
         fid = file_id_for(f"incoming/acme/{name}", event["detail"]["object"]["version-id"], None)
         # The other region announced this very file (same key + version id): its marker is here.
         body = json.dumps({"status": marker_status}).encode()
         s3.put_object(Bucket=etl_aws.bucket, Key=f"announced/acme/{fid}.json", Body=body)
         return event, fid
 
-    event, fid = upload_with_marker("dup.csv", "SUCCEEDED")
+    event, fid = upload_with_marker("dup.csv", "SUCCEEDED", 12)
     run = chain.run(event)
     assert run.error is None and run.state["file"]["file_id"] == fid
     assert run.state["result"]["announce"] is False
@@ -135,5 +135,5 @@ def test_DR3_active_finalize_skips_a_file_in_the_ledger(chain: Any, etl_aws: Any
     assert item["notified"] is True and contracts.OPEN_STATE not in item
     # A marker of another outcome (a DUPLICATE_CONTENT message, later loaded with --force) does
     # not stop the SUCCEEDED message.
-    event, fid = upload_with_marker("forced.csv", "DUPLICATE_CONTENT")
+    event, fid = upload_with_marker("forced.csv", "DUPLICATE_CONTENT", 13)
     assert chain.run(event).state["result"]["announce"] is True
