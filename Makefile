@@ -94,8 +94,10 @@ destroy: install ## Delete both stacks and everything in them
 demo: install ## The main job: generate a realistic file and run it through the local pipeline
 	.venv/bin/etl local demo --size-mb $(DEMO_MB)
 
-bench: install ## Benchmarks (PERF1-3); results go to docs/benchmarks.md by hand
+bench: install ## Benchmarks (PERF1-5): scan, chunk vs peers (DuckDB/Polars/pandas), init; results go to docs/benchmarks.md by hand
 	$(PY) benchmarks/bench_scan.py
+	$(PY) benchmarks/bench_peers.py
+	$(PY) benchmarks/bench_init.py
 	$(PY) benchmarks/bench_process.py
 
 clean: ## Remove build outputs and local emulator state

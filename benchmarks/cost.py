@@ -25,6 +25,8 @@ class Prices:
     ddb_write_request: float = 0.625 / 1_000_000  # USD per on-demand write request unit (Nov 2024 price)
     ddb_read_request: float = 0.125 / 1_000_000  # USD per on-demand read request unit
     sqs_fifo_request: float = 0.50 / 1_000_000  # USD per FIFO request (64 KB)
+    s3_standard_gb_month: float = 0.023  # USD per GB-month, S3 Standard, first 50 TB
+    s3_glacier_gb_month: float = 0.0036  # USD per GB-month, S3 Glacier Flexible Retrieval
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,20 @@ class Workload:
     finalize_seconds: float = 0.6
     read_block_mib: float = 8.0  # ranged GET size used by iter_blocks / chunk reads
     chunks_with_rejects_share: float = 1.0  # 0.5% bad rows: every chunk writes a rejects object
+    # S3 transfer inside each chunk function (GET the chunk, PUT Parquet + rejects), billed as
+    # Lambda time: an assumed per-function throughput (not measured here: no AWS account).
+    s3_mb_per_s: float = 100.0
+    parquet_share: float = 0.35  # Parquet bytes / input bytes (measured by bench_peers/bench_process)
+    # Cold starts: AWS bills the INIT phase since 2025-08-01. The Map runs up to map_concurrency
+    # chunk functions at once, each cold on a file's first burst; the 4 other functions too.
+    init_seconds: float = 0.4  # measured by benchmarks/bench_init.py (PERF4 target)
+    map_concurrency: int = 10
+    cold_share: float = 1.0  # share of those functions that start cold (1 = a daily file)
+    # Storage a file leaves behind (infra/storage.py): the input is archived under processed/
+    # (S3 Standard for 30 days, then Glacier), the move leaves the incoming/ object as a
+    # noncurrent version for 30 days; the Parquet outputs stay in S3 Standard (Iceberg data).
+    archive_standard_days: int = 30
+    noncurrent_days: int = 30
 
 
 def estimate(w: Workload, p: Prices | None = None) -> dict:
@@ -47,12 +63,17 @@ def estimate(w: Workload, p: Prices | None = None) -> dict:
     size_mib = w.file_gb * 1024
     n = max(1, math.ceil(size_mib / w.chunk_mib))
     gb_mem = w.memory_mb / 1024
+    chunk_mb = size_mib * 1.048576 / n  # MB (10^6) per chunk
+    transfer_per_chunk = chunk_mb * (1 + w.parquet_share) / w.s3_mb_per_s
+    cold_starts = w.cold_share * (min(n, w.map_concurrency) + 4)
+    init_total = cold_starts * w.init_seconds
     seconds = (
         w.register_seconds
         + w.validate_header_seconds
         + w.plan_seconds_per_gb * w.file_gb
-        + n * w.process_seconds_per_chunk
+        + n * (w.process_seconds_per_chunk + transfer_per_chunk)
         + w.finalize_seconds
+        + init_total
     )
     invocations = n + 4  # RegisterFile, ValidateHeader, PlanChunks, N x ProcessChunk, Finalize
     # Standard workflow transitions on the success path: RegisterFile, IsDuplicate, ValidateHeader,
@@ -76,7 +97,21 @@ def estimate(w: Workload, p: Prices | None = None) -> dict:
         "sqs_fifo": 1 * p.sqs_fifo_request,
     }
     total = sum(parts.values())
+    gb = w.file_gb * 1.073741824  # GiB -> GB (S3 bills GB-months)
+    month = 30.0
+    first_month = (
+        gb * min(w.archive_standard_days, month) / month * p.s3_standard_gb_month
+        + gb * max(month - w.archive_standard_days, 0) / month * p.s3_glacier_gb_month
+        + gb * min(w.noncurrent_days, month) / month * p.s3_standard_gb_month
+        + gb * w.parquet_share * p.s3_standard_gb_month
+    )
+    later_month = gb * p.s3_glacier_gb_month + gb * w.parquet_share * p.s3_standard_gb_month
     return {
+        "transfer_seconds_per_chunk": transfer_per_chunk,
+        "cold_starts": cold_starts,
+        "init_seconds_total": init_total,
+        "storage_first_month_usd": first_month,
+        "storage_later_month_usd": later_month,
         "workload": asdict(w),
         "prices": asdict(p),
         "prices_as_of": PRICES_AS_OF,
@@ -103,7 +138,7 @@ def format_report(e: dict) -> str:
         f"  prices: {e['prices_as_of']}",
         "    Lambda $0.0000166667/GB-s, $0.20/M requests; Step Functions Standard $0.025/1000 transitions;",
         "    S3 GET $0.0004/1000, PUT/COPY $0.005/1000; DynamoDB on-demand $0.625/M writes, $0.125/M reads;",
-        "    SQS FIFO $0.50/M",
+        "    SQS FIFO $0.50/M; S3 Standard $0.023/GB-month, Glacier Flexible Retrieval $0.0036/GB-month",
         f"  measured chunk processing: {w['process_seconds_per_chunk']:.3f} s per chunk",
         f"  Lambda: {e['lambda_seconds']:.1f} s total = {e['lambda_gb_seconds']:.1f} GB-s, "
         f"{e['invocations']} invocations",
@@ -111,9 +146,23 @@ def format_report(e: dict) -> str:
         f"{e['s3_puts_copies']} PUT/COPY; DynamoDB: {e['dynamodb_writes']} writes, "
         f"{e['dynamodb_reads']} reads",
     ]
+    lines.insert(
+        -2,
+        f"  inside each chunk function: {w['process_seconds_per_chunk']:.3f} s processing + "
+        f"{e['transfer_seconds_per_chunk']:.3f} s S3 transfer (GET chunk, PUT Parquet at "
+        f"{w['s3_mb_per_s']:g} MB/s, assumed); {e['cold_starts']:.0f} cold starts x "
+        f"{w['init_seconds']:.3f} s init (billed since 2025-08) = {e['init_seconds_total']:.1f} s",
+    )
     for k, v in e["cost_usd"].items():
         lines.append(f"    {k:16s} ${v:.6f}")
-    lines.append(f"  total ${e['total_usd']:.5f} per file = ${e['usd_per_gib']:.5f} per GiB of input")
+    lines.append(
+        f"  total ${e['total_usd']:.5f} per file = ${e['usd_per_gib']:.5f} per GiB of input (processing)"
+    )
+    lines.append(
+        f"  storage the file leaves behind: ${e['storage_first_month_usd']:.5f} in its first month "
+        f"(archive + noncurrent copy in Standard, Parquet {w['parquet_share']:.2f}x the input), then "
+        f"${e['storage_later_month_usd']:.5f} per month (archive in Glacier, Parquet in Standard)"
+    )
     return "\n".join(lines)
 
 
@@ -122,8 +171,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--process-seconds", type=float, required=True, help="measured seconds per chunk")
     ap.add_argument("--file-gb", type=float, default=1.0)
     ap.add_argument("--chunk-mib", type=float, default=50.0)
+    ap.add_argument(
+        "--init-seconds", type=float, default=Workload.init_seconds, help="measured init (bench_init)"
+    )
+    ap.add_argument("--parquet-share", type=float, default=Workload.parquet_share)
+    ap.add_argument("--s3-mb-per-s", type=float, default=Workload.s3_mb_per_s)
     a = ap.parse_args(argv)
-    w = Workload(file_gb=a.file_gb, chunk_mib=a.chunk_mib, process_seconds_per_chunk=a.process_seconds)
+    w = Workload(
+        file_gb=a.file_gb,
+        chunk_mib=a.chunk_mib,
+        process_seconds_per_chunk=a.process_seconds,
+        init_seconds=a.init_seconds,
+        parquet_share=a.parquet_share,
+        s3_mb_per_s=a.s3_mb_per_s,
+    )
     print(format_report(estimate(w)))
     return 0
 

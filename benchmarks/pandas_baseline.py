@@ -23,8 +23,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from etl.core.arrow_init import restore_pandas
 from etl.core.process import arrow_type  # the same target types, not the same checks
 from etl.core.schema import Schema
+
+# Loading a schema keeps pandas out of pyarrow's view (PERF4); this module does use pandas.
+restore_pandas()
 
 DATE_RE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
 TS_RE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:?[0-9]{2})"
@@ -115,6 +119,13 @@ def process_chunk_pandas(data: bytes, schema: Schema, first_line: int) -> Baseli
         reasons[newly] = f.source_name + ": " + s[newly].astype(str) + " is not valid"
         out[f.name] = values
     valid = first_fail == ""
+    # DATA4(c): a transaction id seen on an earlier valid row of the chunk is a reject.
+    if "transaction_id" in schema.target_columns:
+        src = schema.get_field("transaction_id").source_name
+        dup = valid & df[src].where(valid, None).duplicated(keep="first")
+        first_fail[dup] = src
+        reasons[dup] = src + ": duplicate transaction id"
+        valid = first_fail == ""
     typed = pd.DataFrame({k: v[valid] for k, v in out.items()})
     arrow_schema = pa.schema([pa.field(f.name, arrow_type(f)) for f in schema.fields])
     buf = io.BytesIO()

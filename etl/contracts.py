@@ -16,8 +16,8 @@ OUTPUT_PREFIX = "output/"
 REJECTED_PREFIX = "rejected/"
 MANIFEST_PREFIX = "manifests/"
 SCRATCH_PREFIX = "scratch/"
-# DR3 announcement ledger: announced/<partner>/<file_id>.json once a result message was sent;
-# replicated both ways, so the other region never announces the file again.
+# The announcement ledger (SPEC DR3): one object per file announced downstream, replicated both
+# ways so a newly active region never re-announces what the other one announced.
 ANNOUNCED_PREFIX = "announced/"
 # The Iceberg warehouse (SPEC DATA1): every table lives under s3://<bucket>/tables/<table>/.
 TABLES_PREFIX = "tables/"

@@ -14,6 +14,7 @@ import socket
 import urllib.request
 from dataclasses import dataclass, field
 
+from etl.aws import clients
 from etl_local import glue_versions, lambda_runtime, retry_clock
 from etl_local.relay import Relay
 from etl_local.replication import ReplicationRelay
@@ -65,6 +66,10 @@ class Emulator:
     # How often the relay fires schedule rules (rate(1 minute) on AWS; compressed locally).
     schedule_interval: float = 1.0
     _server: object = field(default=None, init=False, repr=False)
+    # What this emulator replaced in process-wide state, put back by stop(): another emulator
+    # may be running in this process (a test's session emulator while `etl local run` runs
+    # in-process), and it must find MOTO_PORT and the handlers' endpoint pointing at itself again.
+    _replaced: dict[str, str | None] = field(default_factory=dict, init=False, repr=False)
     relay: Relay | None = field(default=None, init=False)
     replication: ReplicationRelay | None = field(default=None, init=False)
 
@@ -83,11 +88,18 @@ class Emulator:
             self.port = free_port()
         for key, value in FAKE_CREDENTIALS.items():
             os.environ.setdefault(key, value)
+        self._replaced = {
+            "MOTO_PORT": os.environ.get("MOTO_PORT"),
+            "AWS_ENDPOINT_URL": lambda_runtime.STATE.extra_env.get("AWS_ENDPOINT_URL"),
+        }
         # moto's Step Functions interpreter calls Lambda/SQS/SNS at localhost:$MOTO_PORT.
         os.environ["MOTO_PORT"] = str(self.port)
         # The handlers talk to the emulator: set for the duration of each invocation only, so
         # nothing else in this process (e.g. other tests) is redirected.
         lambda_runtime.STATE.extra_env["AWS_ENDPOINT_URL"] = self.endpoint
+        # The handlers' boto3 clients are cached per process with the endpoint they were created
+        # for (etl.aws.clients): forget any made for another emulator.
+        clients.reset_clients()
         server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
         server.start()
         self._server = server
@@ -122,7 +134,22 @@ class Emulator:
         if self._server is not None:
             self._server.stop()  # type: ignore[attr-defined]
             self._server = None
+            self._restore_process_state()
         lambda_runtime.restore_environment()
+
+    def _restore_process_state(self) -> None:
+        """MOTO_PORT and the handlers' endpoint as they were before start(); no cached client
+        keeps pointing at this (stopped) server."""
+        port, endpoint = self._replaced.get("MOTO_PORT"), self._replaced.get("AWS_ENDPOINT_URL")
+        if port is None:
+            os.environ.pop("MOTO_PORT", None)
+        else:
+            os.environ["MOTO_PORT"] = port
+        if endpoint is None:
+            lambda_runtime.STATE.extra_env.pop("AWS_ENDPOINT_URL", None)
+        else:
+            lambda_runtime.STATE.extra_env["AWS_ENDPOINT_URL"] = endpoint
+        clients.reset_clients()
 
     def __enter__(self) -> Emulator:
         return self.start()

@@ -34,25 +34,27 @@ def add_stacks(app: App) -> EtlConfig:
     """Adds the primary (us-east-1) and warm-standby DR (eu-west-1) stacks to ``app``."""
     config = EtlConfig.from_context(app)
     suffix = config.environment_suffix
-    EtlPipelineStack(
+    primary = EtlPipelineStack(
         app,
         primary_stack_name(suffix),
         config=config,
-        trigger_enabled=True,
         role="primary",
         env=Environment(account=config.account, region=PRIMARY_REGION),
         description=f"Transaction ETL pipeline, primary region ({suffix})",
     )
-    EtlPipelineStack(
+    # Warm standby (SPEC DR2): the same pipeline, triggered by every replicated file; it
+    # announces and pages only while its region-role switch says active (`etl dr promote`).
+    dr = EtlPipelineStack(
         app,
         dr_stack_name(suffix),
         config=config,
-        # Warm standby: identical resources, but it only reacts to uploads once promoted.
-        trigger_enabled=config.dr_active,
         role="dr",
         env=Environment(account=config.account, region=DR_REGION),
         description=f"Transaction ETL pipeline, disaster-recovery warm standby ({suffix})",
     )
+    # The primary stack owns the cross-region links (replication both ways, the upload access
+    # point), which S3 accepts only once both buckets exist: the DR stack deploys first.
+    primary.add_stack_dependency(dr, "replication and the access point need the DR bucket")
     return config
 
 

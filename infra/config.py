@@ -19,6 +19,16 @@ from etl import contracts
 
 PRIMARY_REGION = "us-east-1"
 DR_REGION = "eu-west-1"
+# Context keys that no longer exist; passing one fails the synth with what replaced it.
+RETIRED_CONTEXT_KEYS = {
+    "drActive": (
+        "drActive is retired: the eu-west-1 stack is a warm standby whose trigger is always "
+        "enabled (it processes every replicated file), and which region is active is a runtime "
+        "switch a deploy never touches (SPEC DR3). Fail over with `etl dr promote --region "
+        "eu-west-1`, fail back with `etl dr demote`; remove -c drActive (and any drActive in "
+        "cdk.json)."
+    ),
+}
 
 # python3.9 was deprecated by AWS Lambda on 2025-12-15; 3.10 and 3.11 are next in line.
 SUPPORTED_RUNTIMES = (
@@ -80,7 +90,6 @@ class EtlConfig:
     architecture: str = "x86_64"
     chunk_size_mb: int = 50
     max_record_mb: int = 16
-    dr_active: bool = False
     alarm_email: str | None = None
     sdk_pandas_version: str = DEFAULT_SDK_PANDAS_VERSION
     max_files_in_flight: int = DEFAULT_MAX_FILES_IN_FLIGHT
@@ -203,6 +212,14 @@ class EtlConfig:
         """
         return f"/aws/service/powertools/python/{self.architecture}/{self.lambda_runtime}/latest"
 
+    def data_bucket_name(self, account: str, region: str) -> str:
+        """The data bucket's name in ``region`` (INF1: suffix, account, region).
+
+        A plain function of its inputs so the primary stack can name the DR bucket (replication
+        destination, access point member) without a cross-region reference (SPEC DR1).
+        """
+        return f"etl-data-{self.environment_suffix}-{account}-{region}"
+
     def name(self, base: str) -> str:
         """``etl-<base>-<suffix>``: the naming rule of INF1."""
         return f"etl-{base}-{self.environment_suffix}"
@@ -227,6 +244,10 @@ class EtlConfig:
         def ctx(key: str) -> Any:
             return scope.node.try_get_context(key)
 
+        for key, message in RETIRED_CONTEXT_KEYS.items():
+            if ctx(key) is not None:
+                raise ConfigError(message)
+
         def as_int(key: str, default: int) -> int:
             raw = ctx(key)
             if raw is None or raw == "":
@@ -237,19 +258,6 @@ class EtlConfig:
                 return int(str(raw), 10)
             except ValueError:
                 raise ConfigError(f"{key} must be an integer; got {raw!r}") from None
-
-        def as_bool(key: str, default: bool) -> bool:
-            raw = ctx(key)
-            if raw is None or raw == "":
-                return default
-            if isinstance(raw, bool):
-                return raw
-            text = str(raw).strip().lower()
-            if text in ("true", "1", "yes"):
-                return True
-            if text in ("false", "0", "no"):
-                return False
-            raise ConfigError(f"{key} must be true or false; got {raw!r}")
 
         def as_str(key: str, default: str | None) -> str | None:
             raw = ctx(key)
@@ -264,7 +272,6 @@ class EtlConfig:
             architecture=as_str("architecture", "x86_64") or "x86_64",
             chunk_size_mb=as_int("chunkSizeMb", 50),
             max_record_mb=as_int("maxRecordMb", 16),
-            dr_active=as_bool("drActive", False),
             alarm_email=as_str("alarmEmail", None),
             sdk_pandas_version=as_str("sdkPandasVersion", DEFAULT_SDK_PANDAS_VERSION)
             or DEFAULT_SDK_PANDAS_VERSION,

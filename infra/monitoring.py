@@ -16,6 +16,7 @@ from constructs import Construct
 from etl import contracts
 from infra.admission import OLDEST_MESSAGE_ALARM_SECONDS
 from infra.config import EtlConfig
+from infra.replication import RTC_MINUTES, ReplicationLink
 
 # Powertools Metrics emits EMF with the namespace and a `service` dimension taken from
 # POWERTOOLS_METRICS_NAMESPACE / POWERTOOLS_SERVICE_NAME (set on every function).
@@ -33,7 +34,13 @@ PERIOD = Duration.minutes(5)
 # ChunkThrottles is dashboard-only: throttled chunks are retried, and a file that still fails
 # because of them is paged by its own alert (paging the throttles too would page it twice).
 SYSTEMIC_MIN_FAILURES = 3
-PAGING_ALARMS = ("FailureRate", "StaleFiles", "BufferOldestMessage")  # plus every "<Dlq>Depth" alarm
+PAGING_ALARMS = (
+    "FailureRate",
+    "StaleFiles",
+    "BufferOldestMessage",
+    "ReplicationLatency",
+    "ReplicationFailed",
+)  # plus every "<Dlq>Depth" alarm
 DASHBOARD_ONLY_ALARMS = ("FailedExecutions", "ChunkThrottles")
 
 
@@ -53,6 +60,7 @@ class Monitoring(Construct):
         alert_topic: sns.ITopic,
         chunk_function: lambda_.IFunction,
         buffer_queue: sqs.IQueue,
+        replication: ReplicationLink,
     ) -> None:
         super().__init__(scope, construct_id)
 
@@ -174,6 +182,62 @@ class Monitoring(Construct):
             OLDEST_MESSAGE_ALARM_SECONDS,
             f"A file has waited {OLDEST_MESSAGE_ALARM_SECONDS // 60} minutes or more in the admission buffer",
         )
+
+        # DR1: replication out of this region's bucket (S3 publishes a rule's metrics in its
+        # source region). Latency past the RTC threshold means the other region's copy is more
+        # than 15 minutes behind (the RPO is at risk); a failed operation is an object S3 will
+        # not retry on its own (S3 Batch Replication re-sends failed objects).
+        def replication_metric(name: str, rule: str, statistic: str) -> cw.Metric:
+            return cw.Metric(
+                namespace="AWS/S3",
+                metric_name=name,
+                dimensions_map={
+                    "SourceBucket": replication.source_bucket,
+                    "DestinationBucket": replication.destination_bucket,
+                    "RuleId": rule,
+                },
+                statistic=statistic,
+                period=PERIOD,
+                label=f"{name} {rule}",
+            )
+
+        def across_rules(key: str, name: str, statistic: str, combine: str, label: str) -> cw.MathExpression:
+            # Metric ids must be unique per graph: the widget shows three of these expressions.
+            metrics = {
+                f"{key}{i}": replication_metric(name, rule, statistic)
+                for i, rule in enumerate(replication.rule_ids)
+            }
+            return cw.MathExpression(
+                expression=f"{combine}([{', '.join(metrics)}])",
+                using_metrics=metrics,
+                label=label,
+                period=PERIOD,
+            )
+
+        replication_latency = across_rules(
+            "latency", "ReplicationLatency", "Maximum", "MAX", "Replication latency, slowest rule (s)"
+        )
+        replication_failed = across_rules(
+            "failed", "OperationsFailedReplication", "Sum", "SUM", "Objects that failed to replicate"
+        )
+        replication_pending = across_rules(
+            "pending", "OperationsPendingReplication", "Maximum", "SUM", "Objects pending replication"
+        )
+        alarm(
+            "ReplicationLatency",
+            replication_latency,
+            RTC_MINUTES * 60,
+            f"Replication from {replication.source_region} is {RTC_MINUTES} minutes or more behind "
+            "(the Replication Time Control threshold): the other region's copy is stale (RPO at risk)",
+        )
+        alarm(
+            "ReplicationFailed",
+            replication_failed,
+            1,
+            f"Objects failed to replicate from {replication.source_region}; S3 does not retry them "
+            "(re-send with S3 Batch Replication)",
+        )
+
         files_waiting = buffer_queue.metric_approximate_number_of_messages_visible(
             period=PERIOD, statistic="Maximum", label="Files waiting"
         )
@@ -273,6 +337,13 @@ class Monitoring(Construct):
                     cw.GraphWidget(
                         title="Stale files / results not sent (reconcile sweep)",
                         left=[stale, unnotified],
+                        width=12,
+                    ),
+                    cw.GraphWidget(
+                        title=f"Replication {replication.source_region} -> other region: latency "
+                        f"(s, RTC {RTC_MINUTES} min) / pending / failed objects",
+                        left=[replication_latency],
+                        right=[replication_pending, replication_failed],
                         width=12,
                     ),
                 ],

@@ -10,8 +10,9 @@ from constructs import Construct
 from etl import contracts
 from etl import stack_outputs as out
 from etl.stack_outputs import function_output_id
+from infra.access_point import UploadAccessPoint, access_point_name
 from infra.admission import Admission
-from infra.config import EtlConfig
+from infra.config import DR_REGION, PRIMARY_REGION, EtlConfig
 from infra.dataset import Dataset
 from infra.functions import EtlFunctions
 from infra.guardrails import apply_guardrails
@@ -19,6 +20,7 @@ from infra.iceberg_layer import IcebergLayer
 from infra.monitoring import Monitoring
 from infra.notifications import Notifications
 from infra.reconciliation import Reconciliation
+from infra.replication import Replication, link_of_region
 from infra.status_table import StatusTable
 from infra.storage import DataStorage
 from infra.trigger import S3Trigger
@@ -26,7 +28,14 @@ from infra.workflow import EtlWorkflow
 
 
 class EtlPipelineStack(Stack):
-    """Bucket -> EventBridge -> Step Functions -> Lambda, with status table, queue, alerts."""
+    """Bucket -> EventBridge -> Step Functions -> Lambda, with status table, queue, alerts.
+
+    ``role`` is ``primary`` (us-east-1) or ``dr`` (eu-west-1). Both take every file (the DR
+    stack is a warm standby, SPEC DR2); which one announces and pages is the runtime switch
+    (SSM parameter ``region_role_parameter_name``, never created here), defaulting to
+    ``default_region_role`` while absent. The primary stack also owns the cross-region links:
+    replication both ways and the upload access point (it deploys after the DR stack).
+    """
 
     def __init__(
         self,
@@ -34,12 +43,15 @@ class EtlPipelineStack(Stack):
         construct_id: str,
         *,
         config: EtlConfig,
-        trigger_enabled: bool,
         role: str,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
+        if (role, self.region) not in (("primary", PRIMARY_REGION), ("dr", DR_REGION)):
+            raise ValueError(f"role {role!r} does not fit region {self.region!r}")
+        self.default_region_role = out.ROLE_ACTIVE if role == "primary" else out.ROLE_STANDBY
+        region_role_parameter = out.region_role_parameter_name(config.environment_suffix)
         config.warn_about_runtime(self)
 
         storage = DataStorage(self, "Storage", config=config)
@@ -84,14 +96,14 @@ class EtlPipelineStack(Stack):
             alert_topic=notifications.alert_topic,
             alert_key=notifications.alert_key,
             result_queue=notifications.result_queue,
-            schedule_enabled=trigger_enabled,
+            schedule_enabled=True,
         )
         trigger = S3Trigger(
             self,
             "Trigger",
             config=config,
             bucket=storage.bucket,
-            enabled=trigger_enabled,
+            enabled=True,
         )
         admission = Admission(
             self,
@@ -101,7 +113,7 @@ class EtlPipelineStack(Stack):
             starter=functions.functions["StartFiles"],
             s3_rule=trigger.rule,
             rule_dead_letter_queue=trigger.dead_letter_queue,
-            enabled=trigger_enabled,
+            enabled=True,
         )
         dead_letter_queues = {
             "TriggerDlq": trigger.dead_letter_queue,
@@ -122,7 +134,28 @@ class EtlPipelineStack(Stack):
             alert_topic=notifications.alert_topic,
             chunk_function=functions.functions["ProcessChunk"],
             buffer_queue=admission.buffer_queue,
+            replication=link_of_region(config, self.region),
         )
+        # DR3: every function learns where this region's role switch lives and its default.
+        for function in functions.functions.values():
+            function.add_environment("REGION_ROLE_PARAMETER", region_role_parameter)
+            function.add_environment("DEFAULT_REGION_ROLE", self.default_region_role)
+        peer_region = DR_REGION if role == "primary" else PRIMARY_REGION
+        dr_outputs = {
+            out.REGION_ROLE_PARAMETER: region_role_parameter,
+            out.DEFAULT_REGION_ROLE: self.default_region_role,
+            out.PEER_REGION: peer_region,
+            out.PEER_BUCKET_NAME: config.data_bucket_name(self.account, peer_region),
+            out.UPLOAD_ACCESS_POINT_NAME: access_point_name(config),
+        }
+        if role == "primary":
+            replication = Replication(self, "Replication", config=config, primary_bucket=storage.bucket)
+            access_point = UploadAccessPoint(
+                self, "UploadAccessPoint", config=config, primary_bucket=storage.bucket
+            )
+            dr_outputs[out.UPLOAD_ACCESS_POINT_ALIAS] = access_point.alias
+            dr_outputs[out.UPLOAD_ACCESS_POINT_ARN] = access_point.arn
+            dr_outputs[out.REPLICATION_ROLE_ARN] = replication.forward_role.role_arn
         apply_guardrails(self)
 
         # The operator CLI and the local harness find every resource through these outputs.
@@ -145,7 +178,7 @@ class EtlPipelineStack(Stack):
             out.BUFFER_QUEUE_URL: admission.buffer_queue.queue_url,
             out.BUFFER_DLQ_URL: admission.buffer_dlq.queue_url,
             out.MAX_FILES_IN_FLIGHT: str(config.max_files_in_flight),
-            out.REGION_ROLE_PARAMETER: functions.region_role_parameter,
+            **dr_outputs,
         }
         for step in contracts.ALL_FUNCTIONS:
             outputs[function_output_id(step)] = functions.functions[step].function_name

@@ -49,7 +49,7 @@ class DataStorage(Construct):
         self.bucket = s3.Bucket(
             self,
             "DataBucket",
-            bucket_name=f"etl-data-{suffix}-{Aws.ACCOUNT_ID}-{Aws.REGION}",
+            bucket_name=config.data_bucket_name(Aws.ACCOUNT_ID, Aws.REGION),
             versioned=True,
             encryption=s3.BucketEncryption.S3_MANAGED,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,

@@ -152,6 +152,20 @@ MUTATIONS: tuple[Mutation, ...] = (
         "None  # mutated: no log-group writes",
         (GRANTS,),
     ),
+    Mutation(
+        "parse-pieces-ignore-quote-placement",
+        "etl/core/parse.py",
+        "if k < 2 or not quotes_follow_rfc4180(text, base, schema.delimiter, recs.quotes):",
+        "if k < 2:",
+        ("tests/unit/test_parallel_chunk.py::test_PERF2_misplaced_quote_is_parsed_whole",),
+    ),
+    Mutation(
+        "schema-load-lets-pandas-in",
+        "etl/core/schema.py",
+        "    prime()  # before the first pa.array",
+        "    pass  # before the first pa.array",
+        ("tests/unit/test_pandas_free.py::test_PERF4_processing_a_chunk_never_imports_pandas",),
+    ),
 )
 
 

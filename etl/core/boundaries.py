@@ -400,6 +400,30 @@ def plan_chunks(
     return ranges
 
 
+def _read_block(stream: SupportsRead, size: int) -> bytes:
+    """The next block of a (gzip) stream; gzip's errors become :class:`CorruptGzip`."""
+    try:
+        return stream.read(size)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise CorruptGzip(f"the gzip stream is corrupt or truncated: {exc}") from exc
+
+
+def _take_bytes(pieces: list[memoryview], need: int) -> list[memoryview]:
+    """Remove the first ``need`` bytes from ``pieces`` and return them (as views)."""
+    parts: list[memoryview] = []
+    while need:
+        piece = pieces[0]
+        if len(piece) <= need:
+            parts.append(piece)
+            need -= len(piece)
+            pieces.pop(0)
+        else:
+            parts.append(piece[:need])
+            pieces[0] = piece[need:]
+            need = 0
+    return parts
+
+
 def split_stream(
     stream: SupportsRead,
     header: bytes,
@@ -431,29 +455,14 @@ def split_stream(
 
     def take(cut: int, line: int) -> tuple[ChunkRange, bytes]:
         nonlocal chunk_start, chunk_line, index
-        need = cut - chunk_start
-        parts: list[memoryview] = []
-        while need:
-            piece = pieces[0]
-            if len(piece) <= need:
-                parts.append(piece)
-                need -= len(piece)
-                pieces.pop(0)
-            else:
-                parts.append(piece[:need])
-                pieces[0] = piece[need:]
-                need = 0
-        body = b"".join([header, *parts])
+        body = b"".join([header, *_take_bytes(pieces, cut - chunk_start)])
         index += 1
         rng = ChunkRange(index, hlen, len(body), chunk_line)
         chunk_start, chunk_line = cut, line
         return rng, body
 
     while True:
-        try:
-            block = stream.read(block_size)
-        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-            raise CorruptGzip(f"the gzip stream is corrupt or truncated: {exc}") from exc
+        block = _read_block(stream, block_size)
         if not block:
             break
         base = scanner.pos

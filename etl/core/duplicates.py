@@ -78,6 +78,27 @@ def find_duplicates(ids: IdsLike, lines: np.ndarray | Sequence[int]) -> tuple[np
     return later[by_pos], first_o[by_pos]
 
 
+def codes_of(ids: IdsLike) -> np.ndarray:
+    """Integer codes of ``ids`` (equal iff the ids are equal, nulls -1): computed once for all
+    rows of a chunk, e.g. on a worker thread while the rows are validated."""
+    return _codes(ids)
+
+
+def later_occurrences(codes: np.ndarray, lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`find_duplicates` from precomputed codes of rows in line order (any numbering,
+    e.g. :func:`codes_of` over a superset of the rows): ``(later, first_line)``."""
+    n = codes.size
+    empty = np.zeros(0, dtype=np.int64)
+    if n < 2:
+        return empty, empty
+    pos = np.arange(n, dtype=np.int64)
+    present = codes >= 0
+    first_pos = np.full(int(codes.max()) + 1 if present.any() else 1, n, dtype=np.int64)
+    np.minimum.at(first_pos, codes[present], pos[present])
+    later = np.flatnonzero(present & (first_pos[np.where(present, codes, 0)] != pos))
+    return later, np.asarray(lines, dtype=np.int64)[first_pos[codes[later]]]
+
+
 def _later_in_order(codes: np.ndarray, lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """:func:`find_duplicates` for rows in line order with codes numbered by first appearance
     (nulls = -1)."""

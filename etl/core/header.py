@@ -99,6 +99,21 @@ def parse_header(head: bytes, schema: Any, object_size: int) -> HeaderInfo:
     return HeaderInfo(header_bytes=header_bytes, columns=columns, has_bom=has_bom, crlf=crlf)
 
 
+def check_header_line(line: bytes, schema: Any) -> list[str]:
+    """Check one header line (BOM excluded, terminator optional) against ``schema``: the same
+    name comparison as :func:`parse_header`, for callers that hold the line already (a chunk's
+    first line in :func:`etl.core.process.process_chunk`). Returns the column names."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidEncoding("the header line is not valid UTF-8") from None
+    if text.endswith("\n"):
+        text = text[:-2] if text.endswith("\r\n") else text[:-1]
+    columns = _split_columns(text, schema.delimiter) if text else []
+    _compare(columns, list(schema.source_columns), schema, text)
+    return columns
+
+
 def _check_text(head: bytes, whole: bool) -> None:
     """Reject non-UTF-8 and NUL bytes; a head cut inside a multi-byte character is fine."""
     nul = head.find(b"\0")

@@ -121,6 +121,9 @@ class Schema:
     path: str = ""
     # (hour, minute) UTC by which the daily file is due, or None (no freshness check).
     due_by: tuple[int, int] | None = None
+    # Frictionless ``primaryKey``: target names of the fields that identify a row (unique
+    # values; the Parquet writer does not dictionary-encode them).
+    primary_key: tuple[str, ...] = ()
 
     @property
     def target_columns(self) -> list[str]:
@@ -150,6 +153,10 @@ def _check_pattern(path: str, where: str, pattern: Any) -> str:
     # (backreferences, lookaround), so compile it there too.
     import pyarrow as pa  # local import: schema loading stays cheap for callers not validating
     import pyarrow.compute as pc
+
+    from etl.core.arrow_init import prime
+
+    prime()  # before the first pa.array: keeps pandas out of the process (PERF4)
 
     try:
         pc.match_substring_regex(pa.array([""], pa.string()), f"^(?:{pattern})$")  # type: ignore[attr-defined]
@@ -378,6 +385,7 @@ def parse_schema(doc: Any, path: str = "<memory>") -> Schema:
     delimiter = _parse_dialect(path, doc)
     fields, source_columns, ignored, mapping = _parse_fields(path, doc.get("fields"))
     due_by = _parse_due_by(path, doc.get("x-etl-due-by"))
+    primary_key = _parse_primary_key(path, doc.get("primaryKey"), fields)
     return Schema(
         schema_id=doc["x-etl-schema-id"],
         version=doc["x-etl-version"],
@@ -392,7 +400,19 @@ def parse_schema(doc: Any, path: str = "<memory>") -> Schema:
         ignored_columns=ignored,
         path=path,
         due_by=due_by,
+        primary_key=primary_key,
     )
+
+
+def _parse_primary_key(path: str, value: Any, fields: list[Field]) -> tuple[str, ...]:
+    """Frictionless ``primaryKey``: one field name or a list of them (output fields only)."""
+    if value is None:
+        return ()
+    names = [value] if isinstance(value, str) else value
+    known = {f.name for f in fields}
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n in known for n in names):
+        raise _fail(path, f"primaryKey must name one or more output fields, got {value!r}")
+    return tuple(names)
 
 
 def _parse_due_by(path: str, value: Any) -> tuple[int, int] | None:

@@ -36,7 +36,7 @@ from etl import observability as obs
 from etl.aws import s3
 from etl.aws.status import StatusRepository
 from etl.core import dataset, duplicates
-from etl.core.process import REJECT_COLUMNS, rejects_to_csv, table_to_parquet
+from etl.core.output import REJECT_COLUMNS, rejects_to_csv, table_to_parquet
 from etl.core.schema import Schema
 from etl.errors import ConservationViolation
 from etl.handlers.common import rejects_key, scratch_prefix
@@ -172,7 +172,7 @@ def _rewrite_chunk(
         meta = {"file-id": file_id, "chunk-id": cid, "schema-version": str(schema.version)}
         # Rejects first: a retry that finds the Parquet already filtered relies on them.
         s3.put_bytes(bucket, rej_key, rejects_csv, "text/csv; charset=utf-8", meta)
-        parquet = table_to_parquet(out.filter(pa.array(keep)))
+        parquet = table_to_parquet(out.filter(pa.array(keep)), schema)
         s3.put_bytes(bucket, out_key, parquet, PARQUET_CONTENT_TYPE, meta)
     elif out.num_rows == n_ids - n_drop:  # a retry: the Parquet was already rewritten
         rejects_csv = s3.get_bytes(bucket, rej_key)

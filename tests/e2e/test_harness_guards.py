@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +55,28 @@ def test_a_real_invocation_runs_the_handler_in_process(stack: Stack) -> None:
     assert payload["errorType"] == "InvalidEvent"
     calls = stack.calls("RegisterFile")
     assert len(calls) == 1 and calls[0].error_type == "InvalidEvent"
+
+
+def test_a_second_emulator_in_the_process_leaves_the_first_working(stack: Stack, tmp_path: Path) -> None:
+    """`etl local run` inside a test starts its own emulator in this process. Stopping it must
+    give MOTO_PORT (where moto's Step Functions interpreter calls Lambda) and the handlers'
+    endpoint back to the running one, and drop boto3 clients cached for the stopped server:
+    otherwise every later execution here fails at its first Task (seen in CI as files FAILED
+    in 30 ms with no handler having run)."""
+    from etl.aws import clients
+    from etl_local.datagen import generate_csv
+
+    port = os.environ["MOTO_PORT"]
+    other = Emulator(retry_sleep=lambda seconds: None)
+    other.start()
+    try:
+        assert os.environ["MOTO_PORT"] == str(other.port) != port
+        clients.s3()  # a handler client cached while the other emulator is current
+    finally:
+        other.stop()
+    assert os.environ["MOTO_PORT"] == port
+    assert lambda_runtime.STATE.extra_env["AWS_ENDPOINT_URL"] == stack.emulator.endpoint
+    path = tmp_path / "after.csv"
+    generate_csv(path, rows=300, seed=9)
+    info = stack.upload(path, "default")
+    assert stack.wait(info["file_id"]).status == "SUCCEEDED"

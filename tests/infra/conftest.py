@@ -83,12 +83,6 @@ def dr(default_synth: Synth) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def dr_active_synth() -> Synth:
-    """The DR stack promoted: -c drActive=true (a string, as the CLI passes it)."""
-    return synth({"environmentSuffix": SUFFIX, "drActive": "true"}, policy_checks=False)
-
-
-@pytest.fixture(scope="session")
 def variant_synth() -> Synth:
     """Non-default knobs, cdk-nag on: arm64, python3.14, 64 MB chunks, alarm e-mail, stale bound."""
     return synth(

@@ -34,21 +34,27 @@ def test_config_defaults() -> None:
         "x86_64",
     )
     assert (config.chunk_size_bytes, config.max_record_bytes) == (50 * 1024 * 1024, 16 * 1024 * 1024)
-    assert config.dr_active is False and config.alarm_email is None
+    assert config.alarm_email is None
     assert config.name("status") == "etl-status-dev"
 
 
-@pytest.mark.parametrize(
-    ("raw", "expected"), [("true", True), ("false", False), (True, True), ("FALSE", False)]
-)
-def test_INF2_drActive_accepts_cli_strings(raw: Any, expected: bool) -> None:
-    assert EtlConfig.from_context(FakeScope({"drActive": raw})).dr_active is expected  # type: ignore[arg-type]
+@pytest.mark.parametrize("raw", ["true", "false", True, False, "maybe"])
+def test_DR3_drActive_is_retired_with_a_pointer_to_etl_dr_promote(raw: Any) -> None:
+    """The old deploy-time switch fails the synth (any value): a deploy must never decide which
+    region is active; the error names the runtime switch that replaced it."""
+    with pytest.raises(ConfigError, match=r"drActive is retired.*etl dr promote --region eu-west-1"):
+        EtlConfig.from_context(FakeScope({"drActive": raw}))  # type: ignore[arg-type]
+
+
+def test_DR3_cdk_json_no_longer_sets_drActive() -> None:
+    from infra.application import cdk_json_context
+
+    assert "drActive" not in cdk_json_context()
 
 
 @pytest.mark.parametrize(
     ("context", "key"),
     [
-        ({"drActive": "maybe"}, "drActive"),
         ({"chunkSizeMb": "fifty"}, "chunkSizeMb"),
         ({"chunkSizeMb": 0}, "chunkSizeMb"),
         ({"maxRecordMb": 64}, "maxRecordMb"),

@@ -68,8 +68,9 @@ def test_OPS1_sweep_schedule_runs_reconcile_in_sweep_mode(
     assert rule["State"] == "ENABLED"
     target = _target_is_reconcile(primary, rule)
     assert target["Input"] == '{"mode":"sweep"}'
-    # A warm standby processes nothing, so its sweep (and freshness alerts) stay off.
-    assert rules(dr)[f"etl-reconcile-sweep-{SUFFIX}"]["State"] == "DISABLED"
+    # DR2: the warm standby processes every replicated file, so its sweep runs too (whether it
+    # pages is the region-role switch's business, not the rule's).
+    assert rules(dr)[f"etl-reconcile-sweep-{SUFFIX}"]["State"] == "ENABLED"
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -270,6 +271,9 @@ def test_OPS3_one_failure_pages_once(primary: dict[str, Any]) -> None:
         "reconciledlqdepth",
         "bufferdlqdepth",
         "bufferoldestmessage",
+        # DR1: the other region's copy is behind or missing objects; no per-file alert says so.
+        "replicationlatency",
+        "replicationfailed",
     }
     assert set(monitoring.DASHBOARD_ONLY_ALARMS) == {"FailedExecutions", "ChunkThrottles"}
     throttles = alarms[f"etl-alarm-{SUFFIX}-chunkthrottles"]

@@ -7,6 +7,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from etl.core import duplicates
 from etl.core.duplicates import DUPLICATE_RULE, duplicates_across_chunks, find_duplicates
 from etl.core.process import process_chunk
 from etl.core.schema import load_schema
@@ -134,3 +135,15 @@ def test_across_chunks_keeps_the_earliest_line_even_if_chunks_come_unordered():
     c2 = (pa.array(["y", "z"]), np.array([5, 6]))
     (d,) = duplicates_across_chunks([c1, c2])
     assert d.chunk == 0 and d.positions.tolist() == [1] and d.first_lines.tolist() == [5]
+
+
+@given(st.lists(st.sampled_from(["a", "b", "c", "d", None]), max_size=40), st.integers(0, 5))
+def test_PERF2_later_occurrences_from_superset_codes_equal_find_duplicates(ids, skip):
+    # codes computed over all rows (a superset), then only some rows taken: same answer as
+    # find_duplicates on those rows' ids.
+    codes = duplicates.codes_of(ids)
+    rows = np.array([i for i in range(len(ids)) if skip == 0 or i % (skip + 1)], dtype=np.int64)
+    lines = np.arange(len(ids), dtype=np.int64) * 2 + 5
+    want = duplicates.find_duplicates([ids[i] for i in rows], lines[rows])
+    got = duplicates.later_occurrences(codes[rows], lines[rows])
+    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])

@@ -128,12 +128,24 @@ def test_bad_schema_files(tmp_path):
 def test_edited_file_is_reloaded(tmp_path):
     p = tmp_path / "p.json"
     doc = _with(lambda d: d.pop("fields") and d.update({"fields": [{"name": "a", "type": "string"}]}))
+    doc.pop("primaryKey")
     p.write_text(json.dumps(doc))
     assert load_schema_file(str(p)).source_columns == ["a"]
     doc["fields"].append({"name": "b", "type": "integer"})
     p.write_text(json.dumps(doc))
     os.utime(p, ns=(os.stat(p).st_atime_ns, os.stat(p).st_mtime_ns + 1_000_000))
     assert load_schema_file(str(p)).source_columns == ["a", "b"]
+
+
+def test_primary_key_names_output_fields():
+    here = os.path.join(SCHEMA_DIR, "x.json")
+    assert load_schema("default").primary_key == ("transaction_id",)
+    both = _with(lambda d: d.update({"primaryKey": ["transaction_id", "account_id"]}))
+    assert parse_schema(both, here).primary_key == ("transaction_id", "account_id")
+    assert parse_schema(_with(lambda d: d.pop("primaryKey")), here).primary_key == ()
+    for bad in ("nope", [], ["transaction_id", 3], {"fields": "transaction_id"}):
+        with pytest.raises(SchemaError, match="primaryKey"):
+            parse_schema(_with(lambda d, bad=bad: d.update({"primaryKey": bad})), here)
 
 
 def test_all_shipped_schema_files_load():
