@@ -107,9 +107,6 @@ def synth_primary_template(
     ``context``: more ``-c`` values (e.g. ``{"maxFilesInFlight": "3"}``); part of the cache key.
     """
     context = {**(context or {}), "environmentSuffix": suffix}
-    if dr:
-        # DR4: the eu-west-1 stack, its trigger on (a warm standby processes every replica).
-        context["drActive"] = "true"
     cache_dir = cache_dir or REPO_ROOT / ".etl-local" / "templates"
     cached = cache_dir / f"{_infra_fingerprint(context)}{'-dr' if dr else ''}.json"
     if cached.exists():
