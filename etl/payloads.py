@@ -112,6 +112,10 @@ class FileResult(_ResultBase, total=False):
     table: str
     duplicate_of: str
     content_digest: str
+    # DR2/DR3, on Finalize's output only (not in the stored ``result``): whether NotifyResult
+    # sends it now, and the region's role when Finalize decided.
+    announce: bool
+    region_role: str
 
 
 class AlertAttributes(TypedDict):
@@ -141,6 +145,8 @@ class FailureResult(TypedDict):
     subject: str
     message: str
     attributes: AlertAttributes
+    alert: bool  # DR2: false in a standby region (ShouldAlert skips AlertFailure)
+    region_role: str
 
 
 class ValidateHeaderEvent(TypedDict):
@@ -319,7 +325,7 @@ def new_file(bucket: str, key: str, version_id: str | None, etag: str | None, si
     builder of a new file item, used by RegisterFile and by the failure handling that adopts a
     file RegisterFile never registered."""
     return {
-        "file_id": file_id_for(bucket, key, version_id, etag),
+        "file_id": file_id_for(key, version_id, etag),
         "bucket": bucket,
         "key": key,
         "original_key": key,

@@ -53,6 +53,12 @@ ROLE_ACTIVE = "active"
 ROLE_STANDBY = "standby"
 REGION_ROLES = (ROLE_ACTIVE, ROLE_STANDBY)
 
+
+def region_role_parameter(suffix: str) -> str:
+    """Name of the per-region SSM String parameter holding ``active`` or ``standby`` (DR3)."""
+    return region_role_parameter_name(suffix)
+
+
 # Output name -> :class:`Outputs` field, for the outputs a reader needs.
 OUTPUT_FIELDS = {
     BUCKET_NAME: "bucket",
@@ -63,6 +69,9 @@ OUTPUT_FIELDS = {
     GLUE_DATABASE_NAME: "glue_database",
     ATHENA_WORKGROUP_NAME: "athena_workgroup",
     RECONCILE_FUNCTION_NAME: "reconcile_function",
+    REGION_ROLE_PARAMETER: "region_role_parameter",
+    PIPELINE_ROLE: "pipeline_role",
+    UPLOAD_ACCESS_POINT_ARN: "access_point_arn",
 }
 REQUIRED_OUTPUTS = (BUCKET_NAME, TABLE_NAME, STATE_MACHINE_ARN)
 
@@ -95,6 +104,9 @@ class Outputs:
     glue_database: str | None = None
     athena_workgroup: str | None = None
     reconcile_function: str | None = None
+    region_role_parameter: str | None = None
+    pipeline_role: str | None = None  # "primary" or "dr"
+    access_point_arn: str | None = None
     region: str = "us-east-1"
     endpoint: str | None = None
     functions: dict[str, str] = field(default_factory=dict)  # step -> function name

@@ -707,6 +707,111 @@ def query(obj: Ctx, sql: str, as_json: bool, timeout: float) -> None:
     Console().print(out)
 
 
+# ---------------------------------------------------------------------------------------------
+# Disaster recovery (DR3): etl dr status | promote --region R | demote
+
+
+def _dr_regions(obj: Ctx) -> list[Any]:
+    """The primary and DR stacks: the emulator's two regions, or the two CloudFormation stacks
+    (``EtlPipeline-<suffix>`` in us-east-1, ``EtlPipelineDr-<suffix>`` in eu-west-1)."""
+    from etl_cli import dr
+
+    if obj.local or (obj.endpoint is None and os.environ.get("ETL_LOCAL") == "1"):
+        from etl_local import harness
+
+        emu = harness.running_emulator()
+        if emu is None:
+            raise PipelineError("no local emulator is running: start one with `etl local up`")
+        session, primary = harness.local_stack(emu.endpoint)
+        secondary = harness.ensure_dr_deployed(emu.endpoint, primary, session=session)
+        suffix = "local"
+        return [
+            dr.Region("primary", primary.region, session, primary, suffix, emu.endpoint),
+            dr.Region("dr", secondary.region, session, secondary, suffix, emu.endpoint),
+        ]
+    suffix = obj.stack.split("-", 1)[1] if "-" in obj.stack else obj.stack
+    regions = []
+    for name, stack, region in (
+        ("primary", f"EtlPipeline-{suffix}", dr.PRIMARY_REGION),
+        ("dr", f"EtlPipelineDr-{suffix}", dr.DR_REGION),
+    ):
+        session = make_session(region, obj.profile)
+        try:
+            outputs = outputs_from_stack(session, stack, obj.endpoint)
+        except PipelineError:
+            if name == "primary":  # promoting because the primary is down: go on without it
+                click.echo(f"warning: {stack} in {region} is unreachable", err=True)
+                continue
+            raise
+        regions.append(dr.Region(name, region, session, outputs, suffix, obj.endpoint))
+    return regions
+
+
+def _dr_switch(obj: Ctx, region: str, as_json: bool) -> None:
+    from etl_cli import dr
+
+    try:
+        report = dr.switch(_dr_regions(obj), region)
+    except dr.DrError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        _print_json(report)
+        return
+    for line in report["changes"] or [f"nothing to change: {region} is active already"]:
+        click.echo(line)
+    drained = report.get("drain") or {}
+    click.echo(
+        "outbox: {} announced, {} already in the announcement ledger, {} not sent".format(
+            len(drained.get("resent", [])), len(drained.get("in_ledger", [])), len(drained.get("unsent", []))
+        )
+    )
+    for warning in report["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
+
+
+@cli.group(name="dr")
+def dr_group() -> None:
+    """Disaster recovery: which region announces and pages (docs/disaster-recovery.md)."""
+
+
+@dr_group.command(name="status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def dr_status(obj: Ctx, as_json: bool) -> None:
+    """Each region's role (active/standby), where it comes from, and its alarm actions."""
+    from etl_cli import dr
+
+    rows = dr.status(_dr_regions(obj))
+    if as_json:
+        _print_json(rows)
+        return
+    for r in rows:
+        alarms = f"alarm actions on {r.get('alarm_actions_enabled', '?')}/{r.get('alarms', '?')}"
+        click.echo(
+            f"{r['region']:<10} {r['name']:<8} {r['role']:<8} ({r.get('source', r.get('error'))}) {alarms}"
+        )
+
+
+@dr_group.command(name="promote")
+@click.option("--region", "target", default="eu-west-1", show_default=True, help="The region to make active.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def dr_promote(obj: Ctx, target: str, as_json: bool) -> None:
+    """Fail over: TARGET active (announces, pages, drains its outbox), the other standby."""
+    _dr_switch(obj, target, as_json)
+
+
+@dr_group.command(name="demote")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def dr_demote(obj: Ctx, as_json: bool) -> None:
+    """Fail back: the primary (us-east-1) active again, the DR region standby."""
+    from etl_cli import dr
+
+    _dr_switch(obj, dr.PRIMARY_REGION, as_json)
+
+
 def glue_database_of_stack(stack: str) -> str:
     """``EtlPipeline-<suffix>`` -> the Glue database of that suffix (etl.contracts)."""
     from etl.contracts import glue_database

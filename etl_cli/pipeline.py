@@ -135,7 +135,7 @@ class Pipeline:
             "version_id": version,
             "etag": etag,
             "size": head.get("ContentLength"),
-            "file_id": file_id_for(self.outputs.bucket, key, version, etag),
+            "file_id": file_id_for(key, version, etag),
             "partner": partner_from_key(key),
         }
 

@@ -20,6 +20,7 @@ import io
 import json
 import os
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,11 @@ def _infra_fingerprint(context: dict[str, str], root: Path = REPO_ROOT) -> str:
 
 
 def synth_primary_template(
-    suffix: str = LOCAL_SUFFIX, cache_dir: Path | None = None, context: dict[str, str] | None = None
+    suffix: str = LOCAL_SUFFIX,
+    cache_dir: Path | None = None,
+    context: dict[str, str] | None = None,
+    *,
+    dr: bool = False,
 ) -> dict[str, Any]:
     """The primary stack's template, synthesized in-process by engineer A's tooling.
 
@@ -103,13 +108,13 @@ def synth_primary_template(
     """
     context = {**(context or {}), "environmentSuffix": suffix}
     cache_dir = cache_dir or REPO_ROOT / ".etl-local" / "templates"
-    cached = cache_dir / f"{_infra_fingerprint(context)}.json"
+    cached = cache_dir / f"{_infra_fingerprint(context)}{'-dr' if dr else ''}.json"
     if cached.exists():
         return json.loads(cached.read_text())
     from infra.template_tools import synth_templates  # importing infra quiets jsii (node_env)
 
     templates = synth_templates(context)
-    template = pick_primary(templates, suffix)
+    template = pick_dr(templates, suffix) if dr else pick_primary(templates, suffix)
     cache_dir.mkdir(parents=True, exist_ok=True)
     # Atomic: parallel test workers and CLI runs may read the cache while it is written.
     tmp = cached.with_suffix(f".{os.getpid()}.tmp")
@@ -137,6 +142,15 @@ def pick_primary(templates: dict[str, dict[str, Any]], suffix: str = LOCAL_SUFFI
         raise TemplateError("synth produced no stacks")
     candidates.sort()
     return templates[candidates[0][2]]
+
+
+def pick_dr(templates: dict[str, dict[str, Any]], suffix: str = LOCAL_SUFFIX) -> dict[str, Any]:
+    """The disaster-recovery (eu-west-1) stack, by the app's own naming."""
+    from infra.application import dr_stack_name
+
+    if dr_stack_name(suffix) not in templates:
+        raise TemplateError(f"synth produced no {dr_stack_name(suffix)} stack")
+    return templates[dr_stack_name(suffix)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,6 +279,39 @@ def _plan_names(template: dict[str, Any], r: Resolver) -> None:
             r.attrs[(lid, "Arn")] = f"arn:aws:kms:{region}:{acct}:key/local-{low}"
 
 
+@dataclass
+class _Deploy:
+    """One stack's deployment on the emulator: the template, the resolver and the clients."""
+
+    template: dict[str, Any]
+    session: Any
+    endpoint: str
+    r: Resolver
+    chunk_size_bytes: int | None = None
+    by_type: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
+    queues: dict[str, dict[str, Any]] = field(default_factory=dict)
+    envs: dict[str, dict[str, str]] = field(default_factory=dict)
+    state_machine_arn: str = ""
+
+    @property
+    def region(self) -> str:
+        return self.r.region
+
+    @property
+    def account(self) -> str:
+        return self.r.account
+
+    @property
+    def role_arn(self) -> str:
+        return f"arn:aws:iam::{self.account}:role/{ROLE_NAME}"
+
+    def client(self, service: str) -> Any:
+        return self.session.client(service, endpoint_url=self.endpoint, region_name=self.region)
+
+    def of_type(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
+        return self.by_type.get(kind, [])
+
+
 def deploy(
     template: dict[str, Any],
     session: Any,
@@ -275,38 +322,49 @@ def deploy(
     account: str = "123456789012",
     stack_name: str | None = None,
 ) -> Outputs:
-    """Create every emulated resource of ``template``; return the stack's outputs."""
-    r = Resolver(region, account)
-    _plan_names(template, r)
+    """Create every emulated resource of ``template`` in ``region``; return the stack's outputs."""
+    d = _Deploy(template, session, endpoint, Resolver(region, account), chunk_size_bytes)
+    _plan_names(template, d.r)
     # SQS URLs must carry the emulator's endpoint.
-    for lid, attr in list(r.attrs):
+    for lid, attr in list(d.r.attrs):
         if attr == "QueueUrl":
-            url = f"{endpoint}/{account}/{r.attrs[(lid, 'QueueName')]}"
-            r.attrs[(lid, attr)] = url
-            r.refs[lid] = url
-
-    def client(service: str) -> Any:
-        return session.client(service, endpoint_url=endpoint, region_name=region)
-
-    resources = template.get("Resources", {})
+            url = f"{endpoint}/{account}/{d.r.attrs[(lid, 'QueueName')]}"
+            d.r.attrs[(lid, attr)] = url
+            d.r.refs[lid] = url
     # Only the types created below are emulated. The rest (IAM, KMS, log groups, alarms, the
     # dashboard, CDK's Node.js custom resources) has no behaviour in a local run; anything the
     # workflow references but we do not emulate fails when the definition is resolved.
-    by_type: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    for lid, spec in resources.items():
-        by_type.setdefault(spec.get("Type", ""), []).append((lid, spec))
+    for lid, spec in template.get("Resources", {}).items():
+        d.by_type.setdefault(spec.get("Type", ""), []).append((lid, spec))
+    _create_role(d)
+    _create_buckets(d)
+    _create_tables(d)
+    _create_queues(d)
+    for lid, _spec in d.of_type("AWS::SNS::Topic"):
+        d.client("sns").create_topic(Name=d.r.attrs[(lid, "TopicName")])
+    _create_functions(d)
+    _create_state_machine(d)
+    _create_rules(d)
+    return _stack_outputs(d, stack_name)
 
-    iam = client("iam")
+
+def _create_role(d: _Deploy) -> None:
+    iam = d.client("iam")
     with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
         iam.create_role(
             RoleName=ROLE_NAME,
             AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
         )
 
-    s3 = client("s3")
-    for lid, spec in by_type.get("AWS::S3::Bucket", []):
-        name = r.refs[lid]
-        s3.create_bucket(Bucket=name)
+
+def _create_buckets(d: _Deploy) -> None:
+    s3 = d.client("s3")
+    for lid, spec in d.of_type("AWS::S3::Bucket"):
+        name = d.r.refs[lid]
+        location = (
+            {} if d.region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": d.region}}
+        )
+        s3.create_bucket(Bucket=name, **location)
         p = _props(spec)
         if (p.get("VersioningConfiguration") or {}).get("Status") == "Enabled":
             s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
@@ -315,50 +373,51 @@ def deploy(
                 Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}}
             )
     # CDK turns `event_bridge_enabled=True` into a custom resource on the bucket.
-    for _lid, spec in by_type.get("Custom::S3BucketNotifications", []):
+    for _lid, spec in d.of_type("Custom::S3BucketNotifications"):
         p = _props(spec)
         if "EventBridgeConfiguration" in (p.get("NotificationConfiguration") or {}):
-            name = resolve(p["BucketName"], r)
             s3.put_bucket_notification_configuration(
-                Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}}
+                Bucket=resolve(p["BucketName"], d.r),
+                NotificationConfiguration={"EventBridgeConfiguration": {}},
             )
 
-    ddb = client("dynamodb")
-    for lid, spec in by_type.get("AWS::DynamoDB::Table", []):
+
+def _create_tables(d: _Deploy) -> None:
+    ddb = d.client("dynamodb")
+    for lid, spec in d.of_type("AWS::DynamoDB::Table"):
         p = _props(spec)
         ddb.create_table(
-            TableName=r.refs[lid],
+            TableName=d.r.refs[lid],
             KeySchema=p["KeySchema"],
             AttributeDefinitions=p["AttributeDefinitions"],
             BillingMode=p.get("BillingMode", "PAY_PER_REQUEST"),
             **{k: p[k] for k in ("GlobalSecondaryIndexes",) if k in p},
         )
 
-    sqs = client("sqs")
-    queues: dict[str, dict[str, Any]] = {}
-    for lid, spec in by_type.get("AWS::SQS::Queue", []):
+
+def _create_queues(d: _Deploy) -> None:
+    sqs = d.client("sqs")
+    for lid, spec in d.of_type("AWS::SQS::Queue"):
         p = _props(spec)
         attrs = {}
         for key in ("FifoQueue", "ContentBasedDeduplication", "VisibilityTimeout", "MessageRetentionPeriod"):
             if key in p:
                 value = p[key]
                 attrs[key] = str(value).lower() if isinstance(value, bool) else str(value)
-        sqs.create_queue(QueueName=r.attrs[(lid, "QueueName")], Attributes=attrs)
-        queues[lid] = p
-    for lid, p in queues.items():
+        sqs.create_queue(QueueName=d.r.attrs[(lid, "QueueName")], Attributes=attrs)
+        d.queues[lid] = p
+    for lid, p in d.queues.items():
         if p.get("RedrivePolicy"):
-            redrive = resolve(p["RedrivePolicy"], r)
-            sqs.set_queue_attributes(QueueUrl=r.refs[lid], Attributes={"RedrivePolicy": json.dumps(redrive)})
+            redrive = resolve(p["RedrivePolicy"], d.r)
+            sqs.set_queue_attributes(
+                QueueUrl=d.r.refs[lid], Attributes={"RedrivePolicy": json.dumps(redrive)}
+            )
 
-    sns = client("sns")
-    for lid, _spec in by_type.get("AWS::SNS::Topic", []):
-        sns.create_topic(Name=r.attrs[(lid, "TopicName")])
 
-    lam = client("lambda")
-    role_arn = f"arn:aws:iam::{account}:role/{ROLE_NAME}"
-    envs: dict[str, dict[str, str]] = {}
+def _create_functions(d: _Deploy) -> None:
+    lam = d.client("lambda")
     code = _dummy_zip()
-    for lid, spec in by_type.get("AWS::Lambda::Function", []):
+    for lid, spec in d.of_type("AWS::Lambda::Function"):
         p = _props(spec)
         if not str(p.get("Runtime", "python")).startswith("python"):
             continue  # CDK's own helpers (Node.js custom-resource providers) do nothing locally
@@ -367,58 +426,65 @@ def deploy(
         module = str(p.get("Handler", "")).rpartition(".")[0]
         if not module or importlib.util.find_spec(module) is None:
             raise TemplateError(f"{lid}: handler {p.get('Handler')!r} is not importable here")
-        env = resolve((p.get("Environment") or {}).get("Variables") or {}, r)
+        env = resolve((p.get("Environment") or {}).get("Variables") or {}, d.r)
         env = {k: str(v) for k, v in env.items()}
-        if chunk_size_bytes:
-            env["CHUNK_SIZE_BYTES"] = str(int(chunk_size_bytes))
+        if d.chunk_size_bytes:
+            env["CHUNK_SIZE_BYTES"] = str(int(d.chunk_size_bytes))
         lam.create_function(
-            FunctionName=r.refs[lid],
+            FunctionName=d.r.refs[lid],
             Runtime=p.get("Runtime", "python3.12"),
-            Role=role_arn,
+            Role=d.role_arn,
             Handler=p["Handler"],
             Code={"ZipFile": code},
             Timeout=int(p.get("Timeout", 900)),
             MemorySize=int(p.get("MemorySize", 3072)),
             Environment={"Variables": env},
         )
-        envs[lid] = env
+        d.envs[lid] = env
 
-    sfn = client("stepfunctions")
-    machines = by_type.get("AWS::StepFunctions::StateMachine", [])
+
+def _state_machine_definition(d: _Deploy, p: dict[str, Any]) -> str:
+    if "DefinitionString" in p:
+        definition = resolve(p["DefinitionString"], d.r)
+    elif "Definition" in p:
+        definition = json.dumps(resolve(p["Definition"], d.r))
+    else:
+        raise TemplateError("state machine has neither DefinitionString nor Definition")
+    if p.get("DefinitionSubstitutions"):
+        subs = resolve(p["DefinitionSubstitutions"], d.r)
+        for k, v in subs.items():
+            definition = definition.replace(f"${{{k}}}", str(v))
+    json.loads(definition)  # must be JSON after resolution
+    return str(definition)
+
+
+def _create_state_machine(d: _Deploy) -> None:
+    machines = d.of_type("AWS::StepFunctions::StateMachine")
     if len(machines) != 1:
         raise TemplateError(f"expected one state machine in the template, found {len(machines)}")
     sm_lid, sm_spec = machines[0]
     p = _props(sm_spec)
-    if "DefinitionString" in p:
-        definition = resolve(p["DefinitionString"], r)
-    elif "Definition" in p:
-        definition = json.dumps(resolve(p["Definition"], r))
-    else:
-        raise TemplateError("state machine has neither DefinitionString nor Definition")
-    if p.get("DefinitionSubstitutions"):
-        subs = resolve(p["DefinitionSubstitutions"], r)
-        for k, v in subs.items():
-            definition = definition.replace(f"${{{k}}}", str(v))
-    json.loads(definition)  # must be JSON after resolution
-    sm_arn = sfn.create_state_machine(
-        name=r.attrs[(sm_lid, "Name")],
-        definition=definition,
-        roleArn=role_arn,
+    d.state_machine_arn = d.client("stepfunctions").create_state_machine(
+        name=d.r.attrs[(sm_lid, "Name")],
+        definition=_state_machine_definition(d, p),
+        roleArn=d.role_arn,
         type=p.get("StateMachineType", "STANDARD"),
     )["stateMachineArn"]
 
-    # Rules: every enabled rule whose targets run here is relayed (etl_local/relay.py): moto
-    # raises on a Step Functions target (and then drops the other targets), runs Lambda targets
-    # inside the sender's request, and never fires schedules.
-    events = client("events")
-    runnable = {sm_arn}
-    runnable |= {r.attrs[(lid, "Arn")] for lid in envs}
-    runnable |= {r.attrs[(lid, "Arn")] for lid in queues}
-    for lid, spec in by_type.get("AWS::Events::Rule", []):
+
+def _create_rules(d: _Deploy) -> None:
+    """Every enabled rule whose targets run here is relayed (etl_local/relay.py): moto raises on
+    a Step Functions target (and then drops the other targets), runs Lambda targets inside the
+    sender's request, and never fires schedules."""
+    events, sqs = d.client("events"), d.client("sqs")
+    runnable = {d.state_machine_arn}
+    runnable |= {d.r.attrs[(lid, "Arn")] for lid in d.envs}
+    runnable |= {d.r.attrs[(lid, "Arn")] for lid in d.queues}
+    for lid, spec in d.of_type("AWS::Events::Rule"):
         rp = _props(spec)
         if rp.get("State", "ENABLED") != "ENABLED":
             continue
-        target_arns = [resolve(t.get("Arn"), r) for t in rp.get("Targets") or []]
+        target_arns = [resolve(t.get("Arn"), d.r) for t in rp.get("Targets") or []]
         if not target_arns or not set(target_arns) <= runnable:
             continue  # a rule whose targets do nothing locally
         if "ScheduleExpression" in rp and any("Input" in t for t in rp.get("Targets") or []):
@@ -427,33 +493,85 @@ def deploy(
             # clock would fire it pointlessly and page in the background of unrelated runs.
             # Run it on demand: `etl sweep` (docs/local-mode.md).
             continue
-        rule_name = r.refs[lid]
+        rule_name = d.r.refs[lid]
         relay_name = f"{RELAY_QUEUE_PREFIX}{hashlib.sha256(rule_name.encode()).hexdigest()[:12]}"
-        tags = {**target_tags(target_arns), RULE_TAG: r.attrs[(lid, "Arn")]}
+        tags = {**target_tags(target_arns), RULE_TAG: d.r.attrs[(lid, "Arn")]}
         if "ScheduleExpression" in rp:
             sqs.create_queue(QueueName=relay_name, tags={**tags, SCHEDULE_TAG: rp["ScheduleExpression"]})
             continue
-        pattern = resolve(rp["EventPattern"], r)
+        pattern = resolve(rp["EventPattern"], d.r)
         events.put_rule(Name=rule_name, EventPattern=json.dumps(pattern), State="ENABLED")
         sqs.create_queue(QueueName=relay_name, tags=tags)
-        relay_arn = f"arn:aws:sqs:{region}:{account}:{relay_name}"
+        relay_arn = f"arn:aws:sqs:{d.region}:{d.account}:{relay_name}"
         events.put_targets(Rule=rule_name, Targets=[{"Id": "etl-local-relay", "Arn": relay_arn}])
 
-    # The stack's own Outputs section, resolved like everything else (what describe_stacks gives).
+
+def _stack_outputs(d: _Deploy, stack_name: str | None) -> Outputs:
+    """The stack's own Outputs section, resolved like everything else (what describe_stacks gives)."""
     raw: dict[str, str] = {}
-    for out_id, out in (template.get("Outputs") or {}).items():
+    for out_id, out in (d.template.get("Outputs") or {}).items():
         try:
-            raw[out_id] = str(resolve(out["Value"], r))
+            raw[out_id] = str(resolve(out["Value"], d.r))
         except ValueError:  # TemplateError or template_tools.UnresolvableIntrinsic
             continue  # e.g. a dashboard name: nothing local reads it
-    first_env = next(iter(envs.values()), {})
-    outputs = Outputs.from_stack_outputs(raw, region=region, endpoint=endpoint, stack_name=stack_name)
+    first_env = next(iter(d.envs.values()), {})
+    outputs = Outputs.from_stack_outputs(raw, region=d.region, endpoint=d.endpoint, stack_name=stack_name)
     if "CHUNK_SIZE_BYTES" in first_env:
         outputs.chunk_size_bytes = int(first_env["CHUNK_SIZE_BYTES"])
     outputs.glue_database = outputs.glue_database or first_env.get("GLUE_DATABASE")
     if outputs.glue_database:
-        deploy_dataset(client("glue"), outputs.glue_database, outputs.bucket, endpoint, region)
+        deploy_dataset(d.client("glue"), outputs.glue_database, outputs.bucket, d.endpoint, d.region)
     return outputs
+
+
+PRIMARY_REGION = "us-east-1"
+DR_REGION = "eu-west-1"
+# DR1: what S3 replication copies (both ways; the ledger announced/ included, DR3).
+REPLICATED_PREFIXES = ("incoming/", "processed/", "failed/", "manifests/", "announced/")
+
+
+def deploy_dr(
+    session: Any, endpoint: str, suffix: str = LOCAL_SUFFIX, *, chunk_size_bytes: int | None = None
+) -> Outputs:
+    """The DR stack in eu-west-1 of the same emulator (SPEC DR4)."""
+    template = synth_primary_template(suffix, dr=True)
+    return deploy(
+        template,
+        session,
+        endpoint,
+        chunk_size_bytes=chunk_size_bytes,
+        region=DR_REGION,
+        stack_name=f"local-dr:{suffix}",
+    )
+
+
+def configure_replication(session: Any, endpoint: str, primary: Outputs, dr: Outputs) -> list[dict[str, Any]]:
+    """Tell the emulator's replication relay (etl_local/replication.py) which buckets replicate:
+    primary -> DR and DR -> primary, under REPLICATED_PREFIXES."""
+    from etl_local.replication import REPLICATION_PARAMETER
+
+    rules = [
+        {
+            "source": a.bucket,
+            "destination": b.bucket,
+            "source_region": a.region,
+            "destination_region": b.region,
+            "prefixes": list(REPLICATED_PREFIXES),
+        }
+        for a, b in ((primary, dr), (dr, primary))
+    ]
+    ssm = session.client("ssm", endpoint_url=endpoint, region_name=PRIMARY_REGION)
+    ssm.put_parameter(Name=REPLICATION_PARAMETER, Value=json.dumps(rules), Type="String", Overwrite=True)
+    return rules
+
+
+def set_outage(session: Any, endpoint: str, regions: list[str]) -> None:
+    """Simulate a regional outage (DR4): the listed regions' rules deliver nothing and their
+    buckets neither send nor receive replicas until the outage is cleared (``[]``)."""
+    from etl_local.relay import OUTAGE_PARAMETER
+
+    ssm = session.client("ssm", endpoint_url=endpoint, region_name=PRIMARY_REGION)
+    ssm.put_parameter(Name=OUTAGE_PARAMETER, Value=",".join(regions) or "-", Type="String", Overwrite=True)
 
 
 def deploy_dataset(glue: Any, database: str, bucket: str, endpoint: str, region: str) -> dict[str, str]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from etl.aws import clients
 from etl_local import glue_versions, lambda_runtime, retry_clock
 from etl_local.relay import Relay
+from etl_local.replication import ReplicationRelay
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
@@ -70,6 +71,7 @@ class Emulator:
     # in-process), and it must find MOTO_PORT and the handlers' endpoint pointing at itself again.
     _replaced: dict[str, str | None] = field(default_factory=dict, init=False, repr=False)
     relay: Relay | None = field(default=None, init=False)
+    replication: ReplicationRelay | None = field(default=None, init=False)
 
     @property
     def endpoint(self) -> str:
@@ -106,6 +108,10 @@ class Emulator:
             self.endpoint, interval=self.relay_interval, schedule_interval=self.schedule_interval
         )
         self.relay.start()
+        # DR4: S3 replication between the two regions' buckets (emulation; idle until both
+        # stacks are deployed and etl_local.deploy.configure_replication names the buckets).
+        self.replication = ReplicationRelay(self.endpoint, interval=min(self.relay_interval, 0.1))
+        self.replication.start()
         return self
 
     def reset(self) -> None:
@@ -116,9 +122,13 @@ class Emulator:
         retry_clock.CLOCK.clear()
         if self.relay:
             self.relay.clear()
+        if self.replication:
+            self.replication.clear()
         lambda_runtime.restore_environment()
 
     def stop(self) -> None:
+        if self.replication:
+            self.replication.stop()
         if self.relay:
             self.relay.stop()
         if self._server is not None:

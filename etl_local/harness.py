@@ -147,3 +147,43 @@ def local_stack(
             if (state.read() or {}).get("endpoint") == endpoint:
                 state.update(outputs=outputs.to_json())
     return session, outputs
+
+
+def ensure_dr_deployed(
+    endpoint: str, primary: Outputs, suffix: str = LOCAL_SUFFIX, session: Any = None
+) -> Outputs:
+    """The eu-west-1 stack on the same emulator (DR4), and replication between the two buckets."""
+    from etl_local.deploy import configure_replication, deploy_dr
+
+    session = session or local_session()
+    current = state.read() or {}
+    saved = current.get("dr_outputs")
+    if saved and saved.get("endpoint") == endpoint:
+        outputs = Outputs.from_json(saved)
+        sfn = session.client("stepfunctions", endpoint_url=endpoint, region_name=outputs.region)
+        try:
+            sfn.describe_state_machine(stateMachineArn=outputs.state_machine_arn)
+            return outputs
+        except Exception:
+            pass  # the emulator was reset: deploy again
+    outputs = deploy_dr(session, endpoint, suffix, chunk_size_bytes=primary.chunk_size_bytes)
+    configure_replication(session, endpoint, primary, outputs)
+    if current.get("endpoint") == endpoint:
+        state.update(dr_outputs=outputs.to_json())
+    return outputs
+
+
+def partner_outputs(session: Any, regions: list[Outputs]) -> Outputs:
+    """The emulated "partner address" (what the Multi-Region Access Point does on AWS): the
+    stack of the region whose role parameter says active (default: the primary)."""
+    for outputs in regions:
+        if not outputs.region_role_parameter:
+            continue
+        ssm = session.client("ssm", endpoint_url=outputs.endpoint, region_name=outputs.region)
+        try:
+            value = ssm.get_parameter(Name=outputs.region_role_parameter)["Parameter"]["Value"]
+        except ssm.exceptions.ParameterNotFound:
+            value = "active" if outputs.pipeline_role == "primary" else "standby"
+        if str(value).strip().lower() == "active":
+            return outputs
+    return regions[0]

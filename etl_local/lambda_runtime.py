@@ -265,7 +265,15 @@ def _invoke_in_process(self: Any, event: Any = None) -> tuple[str, bool, str]:
         record.error_type = type(exc).__name__
         return _error_payload(exc), True, ""
 
-    env = {**LOCAL_ENV, **STATE.extra_env, **{k: str(v) for k, v in (self.environment_vars or {}).items()}}
+    # Lambda sets AWS_REGION: the local emulator runs both regions' functions (DR4) in one
+    # process, and the handlers' clients follow it (etl/aws/clients.py).
+    region = {"AWS_REGION": str(self.region), "AWS_DEFAULT_REGION": str(self.region)}
+    env = {
+        **LOCAL_ENV,
+        **STATE.extra_env,
+        **region,
+        **{k: str(v) for k, v in (self.environment_vars or {}).items()},
+    }
     _ENV.acquire(env)
     try:
         handler = _resolve_handler(self.handler)

@@ -49,6 +49,20 @@ RELAY_QUEUE_PREFIX = "etl-local-relay-"
 TARGET_TAG = "etl-local-target"
 SCHEDULE_TAG = "etl-local-schedule"
 RULE_TAG = "etl-local-rule"
+# DR4: the regions the relay serves, and the SSM parameter (in us-east-1 of the emulator) that
+# lists the regions in a simulated outage: their rules deliver nothing and their executions'
+# endings are not announced until the outage ends (etl_local/replication.py reads it too).
+REGIONS = ("us-east-1", "eu-west-1")
+OUTAGE_PARAMETER = "/etl-local/outage"
+
+
+def regions_in_outage(ssm: Any) -> set[str]:
+    """The regions the emulator treats as down (``OUTAGE_PARAMETER``, comma-separated)."""
+    try:
+        value = ssm.get_parameter(Name=OUTAGE_PARAMETER)["Parameter"]["Value"]
+    except Exception:  # absent (ParameterNotFound) or the emulator resetting: no outage
+        return set()
+    return {r.strip() for r in str(value).split(",") if r.strip() and r.strip() != "-"}
 
 
 def target_tags(targets: list[str]) -> dict[str, str]:
@@ -164,24 +178,24 @@ class Relay:
     _machines: set[str] = field(default_factory=set)
     _announced: set[str] = field(default_factory=set)
 
-    def client(self, service: str) -> Any:
-        found = self._clients_cache.get(service)
+    def client(self, service: str, region: str = "us-east-1") -> Any:
+        found = self._clients_cache.get(f"{service}@{region}")
         if found is None:
             import boto3
             from botocore.config import Config
 
             session = boto3.session.Session(
-                aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+                aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region
             )
             # A handler may run for a while (StartFiles, a reconcile): no client-side timeout
             # or retry of a synchronous invoke (a retry would be a second invocation).
             config = Config(read_timeout=900, retries={"total_max_attempts": 1})
             found = session.client(service, endpoint_url=self.endpoint, config=config)
-            self._clients_cache[service] = found
+            self._clients_cache[f"{service}@{region}"] = found
         return found
 
-    def _clients(self) -> tuple[Any, Any]:
-        return self.client("sqs"), self.client("stepfunctions")
+    def _clients(self, region: str = "us-east-1") -> tuple[Any, Any]:
+        return self.client("sqs", region), self.client("stepfunctions", region)
 
     def start(self) -> None:
         self._stop.clear()
@@ -205,12 +219,15 @@ class Relay:
             self._announced.clear()
 
     def _run(self) -> None:
-        sqs, sfn = self._clients()
-        events = self.client("events")
         while not self._stop.is_set():
             try:
-                self.poll_once(sqs, sfn)
-                self.announce_endings(sfn, events)
+                down = regions_in_outage(self.client("ssm"))
+                for region in REGIONS:
+                    if region in down:
+                        continue  # DR4: a regional outage delivers nothing
+                    sqs, sfn = self._clients(region)
+                    self.poll_once(sqs, sfn)
+                    self.announce_endings(sfn, self.client("events", region))
             except Exception as exc:  # keep relaying; the emulator may be resetting
                 with self._lock:
                     self.errors.append(repr(exc))
@@ -225,7 +242,8 @@ class Relay:
         for page in sfn.get_paginator("list_state_machines").paginate():
             for machine in page["stateMachines"]:
                 self._machines.add(machine["stateMachineArn"])
-        for machine in sorted(self._machines):
+        here = f":{sfn.meta.region_name}:"
+        for machine in sorted(m for m in self._machines if here in m):
             for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=machine):
                 for summary in page["executions"]:
                     arn = summary["executionArn"]
@@ -249,7 +267,9 @@ class Relay:
         return sent
 
     def _relay_queue(self, sqs: Any, url: str) -> _RelayQueue | None:
-        found = self._queues.get(url)
+        # Both regions' stacks have the same names, hence the same queue URLs: key by region.
+        cache_key = f"{sqs.meta.region_name}|{url}"
+        found = self._queues.get(cache_key)
         if found is None:
             tags = sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
             targets = [
@@ -262,7 +282,7 @@ class Relay:
             if not targets:
                 return None
             found = _RelayQueue(targets, tags.get(SCHEDULE_TAG), tags.get(RULE_TAG, ""), time.monotonic())
-            self._queues[url] = found
+            self._queues[cache_key] = found
         return found
 
     def poll_once(self, sqs: Any, sfn: Any) -> int:
@@ -293,16 +313,19 @@ class Relay:
         return started
 
     def _deliver(self, sfn: Any, target: str, event: dict[str, Any]) -> str:
-        """One event to one real target, the way EventBridge would."""
+        """One event to one real target (in the target's region), the way EventBridge would."""
         service = target.split(":")[2] if target.count(":") >= 5 else ""
+        region = target.split(":")[3] if target.count(":") >= 5 else "us-east-1"
         if service == "states":
-            return self._start(sfn, target, event)
+            return self._start(self.client("stepfunctions", region), target, event)
         if service == "sqs":
-            sqs = self.client("sqs")
+            sqs = self.client("sqs", region)
             url = sqs.get_queue_url(QueueName=target.rsplit(":", 1)[1])["QueueUrl"]
             return str(sqs.send_message(QueueUrl=url, MessageBody=json.dumps(event))["MessageId"])
         if service == "lambda":
-            resp = self.client("lambda").invoke(FunctionName=target, Payload=json.dumps(event).encode())
+            resp = self.client("lambda", region).invoke(
+                FunctionName=target, Payload=json.dumps(event).encode()
+            )
             payload = resp["Payload"].read().decode("utf-8", "replace")
             if resp.get("FunctionError"):
                 with self._lock:

@@ -20,6 +20,7 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from etl import contracts as c
+from etl.stack_outputs import region_role_parameter
 from infra.config import LATEST_PYTHON, STARTER_RESERVED_CONCURRENCY, EtlConfig
 from infra.guardrails import drop_redundant_role_dependency
 from infra.nag import acknowledge, logical_id
@@ -76,11 +77,14 @@ class Access:
     list_prefixes: tuple[str, ...] = ()
     # Glue Data Catalog actions on the dataset's database and its two tables (SPEC DATA1).
     glue: tuple[str, ...] = ()
+    # DR2/DR3: reads the region role switch (ssm:GetParameter on that one parameter).
+    region_role: bool = False
 
 
 INC, FAIL, PROC = c.INCOMING_PREFIX, c.FAILED_PREFIX, c.PROCESSED_PREFIX
 OUT, REJ, MAN, SCR = c.OUTPUT_PREFIX, c.REJECTED_PREFIX, c.MANIFEST_PREFIX, c.SCRATCH_PREFIX
 TAB = c.TABLES_PREFIX
+ANN = c.ANNOUNCED_PREFIX
 
 # DATA7: the steps that import pyiceberg. They get the pyiceberg layer (which also carries
 # Powertools from the lock) instead of the managed Powertools layer, to stay within Lambda's
@@ -159,10 +163,13 @@ ACCESS: dict[str, Access] = {
             (GET_CURRENT + DELETE, (SCR,)),
             (DELETE, (OUT, REJ)),
             (GET_CURRENT + PUT + DELETE, (TAB,)),
+            # DR3: is the file in the announcement ledger already (HeadObject)?
+            (GET_CURRENT, (ANN,)),
         ),
         table=("dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem"),
-        list_prefixes=(INC, FAIL, PROC, SCR, OUT, REJ, TAB),
+        list_prefixes=(INC, FAIL, PROC, SCR, OUT, REJ, TAB, ANN),
         glue=("glue:GetDatabase", "glue:GetTable", "glue:UpdateTable"),
+        region_role=True,
     ),
     # Moves the source to failed/ (a reprocessed file failing again stays where it is);
     # PutItem: a file whose RegisterFile failed is registered as FAILED so it can be reprocessed.
@@ -178,6 +185,7 @@ ACCESS: dict[str, Access] = {
         ),
         table=("dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"),
         list_prefixes=(INC, FAIL, PROC, SCR, OUT, REJ, TAB),
+        region_role=True,
     ),
     # Admission control (OPS2): no bucket or table access; its queue and state machine grants
     # are added by infra/admission.py.
@@ -202,8 +210,13 @@ class EtlFunctions(Construct):
         bucket: s3.IBucket,
         table: dynamodb.ITable,
         iceberg_layer: lambda_.ILayerVersion,
+        default_region_role: str = "active",
     ) -> None:
         super().__init__(scope, construct_id_)
+        # DR3: the region role switch. The parameter is not a resource of the stack (the CLI
+        # sets it; a deploy never flips it); while it is absent the region's default applies.
+        self.region_role_parameter = region_role_parameter(config.environment_suffix)
+        self.default_region_role = default_region_role
         if set(ACCESS) != set(c.ALL_FUNCTIONS) - {c.RECONCILE_STEP}:
             raise ValueError("ACCESS and etl.contracts.ALL_FUNCTIONS list different functions")
         if not set(ICEBERG_STEPS) <= set(c.HANDLERS):
@@ -295,6 +308,18 @@ class EtlFunctions(Construct):
         )
         log_group.grant_write(role)
         self._grant(role, access, self.bucket, self.table, c.glue_database(config.environment_suffix))
+        role_environment: dict[str, str] = {}
+        if access.region_role:
+            role_environment = {
+                "REGION_ROLE_PARAMETER": self.region_role_parameter,
+                "DEFAULT_REGION_ROLE": self.default_region_role,
+            }
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=["ssm:GetParameter"],
+                    resources=[self.region_role_parameter_arn(scope)],
+                )
+            )
 
         function = lambda_.Function(
             scope,
@@ -312,7 +337,7 @@ class EtlFunctions(Construct):
             logging_format=lambda_.LoggingFormat.JSON,
             log_group=log_group,
             role=role,
-            environment={**self.environment, **(extra_environment or {})},
+            environment={**self.environment, **role_environment, **(extra_environment or {})},
             dead_letter_queue=dead_letter_queue,
             reserved_concurrent_executions=reserved_concurrency,
         )
@@ -322,6 +347,12 @@ class EtlFunctions(Construct):
         self.roles[step] = role
         self._acknowledge(function, role, step, config, self.bucket, access)
         return function
+
+    def region_role_parameter_arn(self, scope: Construct) -> str:
+        """ARN of this region's role parameter (its name starts with ``/``)."""
+        return Stack.of(scope).format_arn(
+            service="ssm", resource="parameter", resource_name=self.region_role_parameter.lstrip("/")
+        )
 
     @staticmethod
     def _acknowledge_workflow_step(function: lambda_.Function) -> None:

@@ -41,18 +41,23 @@ SWEEP_INPUT = {"mode": "sweep"}
 
 INC, FAIL, SCR = c.INCOMING_PREFIX, c.FAILED_PREFIX, c.SCRATCH_PREFIX
 OUT, REJ, TAB = c.OUTPUT_PREFIX, c.REJECTED_PREFIX, c.TABLES_PREFIX
+ANN = c.ANNOUNCED_PREFIX
 
 # Failing a file as MarkFailed does (move incoming/ -> failed/, scratch cleanup) plus deleting
 # the unpublished data of a stopped execution (output/, rejected/); markers and the outbox
-# counters are items of the status table; the two indexes are queried.
+# counters are items of the status table; the two indexes are queried; the region role switch
+# (DR2: a standby sends nothing) and the announcement ledger (DR3).
 ACCESS = Access(
     s3=(
         (GET_VERSION + READ_TAGS + DELETE_VERSION, (INC,)),
         (GET_CURRENT + PUT + WRITE_TAGS, (FAIL,)),
         (DELETE, (SCR, OUT, REJ, TAB)),
+        # DR3: the announcement ledger (is a file in it? write its marker after a re-send).
+        (GET_CURRENT + PUT, (ANN,)),
     ),
     table=("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"),
-    list_prefixes=(INC, FAIL, SCR, OUT, REJ, TAB),
+    list_prefixes=(INC, FAIL, SCR, OUT, REJ, TAB, ANN),
+    region_role=True,
 )
 
 

@@ -65,6 +65,8 @@ class EtlPipelineStack(Stack):
             bucket=storage.bucket,
             table=status.table,
             iceberg_layer=iceberg.layer,
+            # DR2: the primary announces and pages; the DR region is a standby until promoted.
+            default_region_role="active" if role == "primary" else "standby",
         )
         dataset = Dataset(
             self,
@@ -83,6 +85,7 @@ class EtlPipelineStack(Stack):
             alert_topic=notifications.alert_topic,
             alert_key=notifications.alert_key,
             table=status.table,
+            bucket=storage.bucket,
         )
         reconciliation = Reconciliation(
             self,

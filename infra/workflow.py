@@ -13,6 +13,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
@@ -37,6 +38,7 @@ LAMBDA_RETRY_ERRORS: Sequence[str] = (
 )
 SQS_RETRY_ERRORS: Sequence[str] = ("SQS.SdkClientException", "States.Timeout")
 SNS_RETRY_ERRORS: Sequence[str] = ("SNS.SdkClientException", "States.Timeout")
+S3_RETRY_ERRORS: Sequence[str] = ("S3.SdkClientException", "S3.S3Exception", "States.Timeout")
 DYNAMODB_RETRY_ERRORS: Sequence[str] = (
     "DynamoDB.SdkClientException",
     "DynamoDB.ProvisionedThroughputExceededException",
@@ -60,6 +62,8 @@ EXECUTION_TIMEOUT = Duration.seconds(contracts.EXECUTION_TIMEOUT_SECONDS)
 # OPS4: the Fail states of the outbox path, which reconcile tells apart.
 RESULT_NOT_SENT = "ResultNotSent"
 NOTIFIED_NOT_RECORDED = "NotifiedNotRecorded"
+# DR3: the announcement ledger marker could not be written after the send (reconcile writes it).
+ANNOUNCED_NOT_RECORDED = "AnnouncedNotRecorded"
 
 
 def _retry(state: sfn.TaskStateBase, errors: Sequence[str]) -> None:
@@ -87,6 +91,7 @@ class EtlWorkflow(Construct):
         alert_topic: sns.ITopic,
         alert_key: kms.IKey,
         table: dynamodb.ITable,
+        bucket: s3.IBucket,
     ) -> None:
         super().__init__(scope, construct_id)
 
@@ -141,7 +146,21 @@ class EtlWorkflow(Construct):
         # If even the failure handling fails, the execution must still end FAILED.
         mark_failed.add_catch(file_failed, errors=["States.ALL"], result_path="$.markFailedError")
         alert_failure.add_catch(file_failed, errors=["States.ALL"], result_path="$.alertError")
-        mark_failed.next(alert_failure).next(file_failed)
+        alert_failure.next(file_failed)
+        # DR2: MarkFailed says alert=false in a standby region (the alert is recorded on the
+        # file item instead); the execution still ends FAILED.
+        should_alert = (
+            sfn.Choice(self, "ShouldAlert", state_name="ShouldAlert")
+            .when(
+                sfn.Condition.and_(
+                    sfn.Condition.is_present("$.failure.alert"),
+                    sfn.Condition.boolean_equals("$.failure.alert", False),
+                ),
+                file_failed,
+            )
+            .otherwise(alert_failure)
+        )
+        mark_failed.next(should_alert)
 
         def on_error(state: sfn.TaskStateBase | sfn.Map) -> None:
             state.add_catch(mark_failed, errors=["States.ALL"], result_path=ERROR_PATH)
@@ -291,14 +310,60 @@ class EtlWorkflow(Construct):
         record_not_sent.next(result_not_sent)
         record_notified.add_catch(notified_not_recorded, errors=["States.ALL"], result_path="$.recordError")
 
+        # DR3 announcement ledger: announced/<partner>/<file_id>.json after the send; replicated
+        # to the other region, which then never announces the file again.
+        record_announced = tasks.CallAwsService(
+            self,
+            "RecordAnnounced",
+            state_name="RecordAnnounced",
+            service="s3",
+            action="putObject",
+            parameters={
+                "Bucket": bucket.bucket_name,
+                "Key": sfn.JsonPath.format(
+                    contracts.ANNOUNCED_PREFIX + "{}/{}.json",
+                    sfn.JsonPath.string_at("$.file.partner"),
+                    sfn.JsonPath.string_at("$.file.file_id"),
+                ),
+                "Body": sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.result")),
+                "ContentType": "application/json",
+            },
+            iam_resources=[bucket.arn_for_objects(contracts.ANNOUNCED_PREFIX + "*")],
+            iam_action="s3:PutObject",
+            result_path=sfn.JsonPath.DISCARD,
+            task_timeout=sfn.Timeout.duration(SERVICE_TASK_TIMEOUT),
+        )
+        _retry(record_announced, S3_RETRY_ERRORS)
+        announced_not_recorded = sfn.Fail(
+            self,
+            ANNOUNCED_NOT_RECORDED,
+            state_name=ANNOUNCED_NOT_RECORDED,
+            error=ANNOUNCED_NOT_RECORDED,
+            cause="The result message was sent and recorded but its announcement ledger marker "
+            "was not written; reconcile writes it without sending again.",
+        )
+        record_announced.add_catch(announced_not_recorded, errors=["States.ALL"], result_path="$.recordError")
+
         for state in (register, validate, plan, process_chunks, finalize):
             on_error(state)
 
-        (
-            finalize.next(notify)
-            .next(record_notified)
-            .next(sfn.Succeed(self, "FileSucceeded", state_name="FileSucceeded"))
+        notify.next(record_notified).next(record_announced).next(
+            sfn.Succeed(self, "FileSucceeded", state_name="FileSucceeded")
         )
+        # DR2/DR3: Finalize says announce=false in a standby region (the result stays in the
+        # outbox) or for a file already in the announcement ledger; the execution succeeds.
+        should_announce = (
+            sfn.Choice(self, "ShouldAnnounce", state_name="ShouldAnnounce")
+            .when(
+                sfn.Condition.and_(
+                    sfn.Condition.is_present("$.result.announce"),
+                    sfn.Condition.boolean_equals("$.result.announce", False),
+                ),
+                sfn.Succeed(self, "NotAnnounced", state_name="NotAnnounced"),
+            )
+            .otherwise(notify)
+        )
+        finalize.next(should_announce)
         process_chunks.next(finalize)
         # DATA4(a): content already loaded for the partner -> no chunk runs; Finalize ends the
         # file DUPLICATE_CONTENT and NotifyResult sends that result (the execution succeeds).
@@ -363,6 +428,12 @@ class EtlWorkflow(Construct):
             "AwsSolutions-IAM5[Resource::*]",
             "X-Ray tracing and CloudWatch Logs vended delivery (logs:CreateLogDelivery, "
             "PutResourcePolicy, DescribeLogGroups ...) support no resource-level permissions.",
+        )
+        acknowledge(
+            self.state_machine,
+            f"AwsSolutions-IAM5[Resource::<{logical_id(bucket)}.Arn>/{contracts.ANNOUNCED_PREFIX}*]",
+            "RecordAnnounced writes announced/<partner>/<file_id>.json (DR3 ledger): keys are "
+            "data-driven, so s3:PutObject is granted on that one prefix, nothing wider.",
         )
         acknowledge(
             self.state_machine,

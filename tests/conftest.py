@@ -79,6 +79,9 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "POWERTOOLS_SERVICE_NAME": "transaction-etl",
         "POWERTOOLS_METRICS_NAMESPACE": "TransactionEtl",
         "POWERTOOLS_TRACE_DISABLED": "true",
+        # DR2: the region role switch (absent parameter = the default, active).
+        "REGION_ROLE_PARAMETER": "/transaction-etl/test/region-role",
+        "DEFAULT_REGION_ROLE": "active",
     }.items():
         monkeypatch.setenv(name, value)
     # mock_aws intercepts AWS endpoints only: an emulator URL would bypass it.
@@ -92,10 +95,11 @@ def etl_aws(aws_env: None) -> Iterator[EtlAws]:
     import boto3
     from moto import mock_aws
 
-    from etl.aws import clients
+    from etl.aws import clients, role
 
     with mock_aws():
         clients.reset_clients()
+        role.clear_cache()
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket=TEST_BUCKET)
         s3.put_bucket_versioning(Bucket=TEST_BUCKET, VersioningConfiguration={"Status": "Enabled"})

@@ -25,7 +25,14 @@ from botocore.config import Config
 MAX_POOL_CONNECTIONS = 32
 
 _lock = threading.Lock()
-_clients: dict[str, Any] = {}
+# Keyed by (service, region): on Lambda the region never changes; the local emulator runs the
+# functions of both regions' stacks (DR4) in one process, each invocation with its AWS_REGION.
+_clients: dict[tuple[str, str], Any] = {}
+
+
+def current_region() -> str:
+    """The region this code runs in (Lambda sets ``AWS_REGION``)."""
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
 
 
 def _config(service: str) -> Config:
@@ -47,17 +54,18 @@ def _config(service: str) -> Config:
 
 def client(service: str) -> Any:
     """The process-wide boto3 client for ``service`` (created on first use)."""
-    found = _clients.get(service)
+    region = current_region()
+    found = _clients.get((service, region))
     if found is not None:
         return found
     with _lock:
-        found = _clients.get(service)
+        found = _clients.get((service, region))
         if found is None:
             # A private Session: boto3.client() uses the module-level default session, whose
             # lazy initialisation is not thread-safe.
             session = boto3.session.Session()
-            found = session.client(service, config=_config(service))
-            _clients[service] = found
+            found = session.client(service, config=_config(service), region_name=region or None)
+            _clients[(service, region)] = found
         return found
 
 

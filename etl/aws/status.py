@@ -344,6 +344,38 @@ class StatusRepository:
         ok, _ = self._update(file_id, FILE_ITEM, upd, upd.status_in([SUCCEEDED]))
         return ok
 
+    # -- standby (DR2): what a standby region would have sent -------------------------------
+    def record_suppressed(
+        self, file_id: str, attr: str, entry: Mapping[str, Any], append: bool = False
+    ) -> bool:
+        """Record on the file item a message a standby region did not send: ``attr`` set to
+        ``entry`` (the result), or ``entry`` appended to the list ``attr`` (alerts). False when
+        there is no file item."""
+        now = utc_now()
+        names = {"#a": attr, "#u": "updated_at", "#pk": "file_id"}
+        values: dict[str, Any] = {":e": _to_dynamo({**entry, "at": now}), ":now": _to_dynamo(now)}
+        if append:
+            values[":empty"] = {"L": []}
+            values[":e"] = {"L": [values[":e"]]}
+            expression = "SET #a = list_append(if_not_exists(#a, :empty), :e), #u = :now"
+        else:
+            expression = "SET #a = :e, #u = :now"
+        try:
+            with transient_errors(f"UpdateItem {file_id}/{FILE_ITEM}"):
+                clients.dynamodb().update_item(
+                    TableName=self.table_name,
+                    Key=self._key(file_id, FILE_ITEM),
+                    UpdateExpression=expression,
+                    ConditionExpression="attribute_exists(#pk)",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     # -- indexes (OPS1, OPS3) ------------------------------------------------------------
     def list_open(self, open_state: str, older_than: str | None = None) -> list[FileItem]:
         """File items on the sparse open-files index in ``open_state`` (IN_FLIGHT or

@@ -1,4 +1,4 @@
-"""File identity and partner routing from an S3 object's bucket, key and version (RUN1, RUN2).
+"""File identity and partner routing from an S3 object's key and version (RUN1, RUN2, DR2).
 
 Pure functions, no boto3. Shipped to Lambda: Python 3.9 compatible.
 """
@@ -18,18 +18,24 @@ from etl.errors import InvalidEvent
 _SAFE_PARTNER = re.compile(r"[a-z0-9_-]{1,64}")
 
 
-def file_id_for(bucket: str, key: str, version_id: str | None, etag: str | None) -> str:
+def file_id_for(key: str, version_id: str | None, etag: str | None) -> str:
     """Deterministic id of one *version* of an object: 32 hex chars of SHA-256.
 
-    Hashes ``bucket NUL key NUL (version_id or etag or "")``. NUL cannot occur in bucket names or
-    S3 keys, so distinct triples never collide by concatenation. The version id wins (the bucket
-    is versioned, so it names the exact bytes); the ETag is a fallback for unversioned sources.
-    Surrounding double quotes are stripped from the ETag because S3 APIs return it quoted
-    (``"abc"``) while S3 events carry it bare, and both must give the same id. ``key`` must be
-    the *decoded* key (see :func:`decode_event_key`).
+    Hashes ``key NUL (version_id or etag or "")``; never the bucket name (SPEC RUN1, DR2): S3
+    replication keeps an object's key and version id, so the primary and the disaster-recovery
+    region give a replicated file the same id, and a file processed in both regions is one file
+    downstream. NUL cannot occur in S3 keys, so distinct pairs never collide by concatenation.
+    The version id wins (the bucket is versioned, so it names the exact bytes); the ETag is a
+    fallback for unversioned sources. Surrounding double quotes are stripped from the ETag
+    because S3 APIs return it quoted (``"abc"``) while S3 events carry it bare, and both must
+    give the same id. ``key`` must be the *decoded* key (see :func:`decode_event_key`).
+
+    Migration: ids computed before this rule hashed the bucket too; an item registered under an
+    old id keeps it (its outputs are named by it), only new versions get the new ids
+    (docs/disaster-recovery.md, "Identity").
     """
     tag = version_id or (etag.strip('"') if etag else "") or ""
-    material = "\0".join((bucket, key, tag)).encode("utf-8")
+    material = "\0".join((key, tag)).encode("utf-8")
     return hashlib.sha256(material).hexdigest()[:32]
 
 

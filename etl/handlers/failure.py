@@ -99,7 +99,7 @@ def adopt_from_s3_event(
     obj = detail.get("object") or {}
     version = obj.get("version-id") or None
     if version:
-        known = repo.get_file(file_id_for(bucket, key, version, None))
+        known = repo.get_file(file_id_for(key, version, None))
         if known is not None:  # e.g. a retry after the source was already moved
             return known, owned_by_failure_handling(known)
     try:

@@ -29,7 +29,7 @@ Shipped to Lambda: Python 3.9 compatible.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from etl import contracts
 from etl import observability as obs
@@ -40,7 +40,7 @@ from etl.core.counts import check_conservation
 from etl.core.manifest import build_manifest, manifest_json
 from etl.core.schema import load_schema
 from etl.errors import ConservationViolation, InvalidFileState, TooManyRejects
-from etl.handlers import content, dedupe
+from etl.handlers import announce, content, dedupe
 from etl.handlers.common import (
     file_of,
     header_of,
@@ -151,7 +151,15 @@ def publish_file(
 
 @obs.lambda_handler("Finalize")
 def handler(event: Any, context: Any = None) -> FileResult:
-    """Check and total the chunks, write the manifest, move the source, file SUCCEEDED."""
+    """Check and total the chunks, write the manifest, move the source, file SUCCEEDED; then
+    whether NotifyResult announces it (``announce``: DR2 standby, DR3 ledger)."""
+    result = finalize(event)
+    decided = announce.result_decision(StatusRepository(table_name()), file_of(event), result)
+    return cast(FileResult, decided)
+
+
+def finalize(event: Any) -> FileResult:
+    """The file's result message, after totals, manifest, commit and archive."""
     file = file_of(event)
     header_of(event)
     plan = plan_of(event)

@@ -7,7 +7,8 @@ step failed keeps them: a failure after the commit never unpublishes.
 Input: the whole state (``$``): ``error`` = ``{"Error", "Cause"}`` from the Catch (``Cause`` is
 usually Lambda's JSON ``{"errorMessage", "errorType", ...}``), ``file`` when RegisterFile had
 succeeded. Output ``$.failure`` = ``{"file_id", "status": "FAILED", "reason", "failed_key",
-"failed_step", "subject", "message", "attributes"}`` for the SNS alert (AlertFailure publishes
+"failed_step", "subject", "message", "attributes", "alert", "region_role"}`` for the SNS alert
+(``alert`` false in a standby region: ShouldAlert skips AlertFailure, DR2) (AlertFailure publishes
 ``message`` as plain text with ``attributes`` as SNS message attributes, SPEC OPS3).
 
 This step must not fail for want of state: a missing file item or a source that is already
@@ -29,6 +30,7 @@ from typing import Any
 from etl import observability as obs
 from etl.aws.status import FAILED, SUCCEEDED, StatusRepository
 from etl.core.alerts import SUBJECT_MAX, sns_subject
+from etl.handlers import announce
 from etl.handlers.common import table_name
 from etl.handlers.failure import (
     adopt_from_s3_event,
@@ -103,6 +105,8 @@ def handler(event: Any, context: Any = None) -> FailureResult:
     )
     obs.add_metric(obs.FILES_FAILED, 1)
     obs.logger.error("file failed in %s: %s", stage, reason, extra={"failed_key": target})
+    # DR2: a standby region pages nobody; ShouldAlert skips AlertFailure on alert=false.
+    publish, current_role = announce.alert_allowed(repo, file["file_id"] if file and may_act else None, alert)
     return {
         "file_id": file["file_id"] if file else None,
         "status": FAILED,
@@ -111,4 +115,6 @@ def handler(event: Any, context: Any = None) -> FailureResult:
         "failed_step": stage,
         "file_status": (item or {}).get("status"),
         **alert,
+        "alert": publish,
+        "region_role": current_role,
     }

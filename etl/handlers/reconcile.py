@@ -18,6 +18,12 @@ One function, four inputs:
   file was registered since the due time before the last one get one alert per due time.
 - ``{"mode": "notify", "file_id": "...", "force": false}`` (``etl notify``): re-send a
   SUCCEEDED file's result message.
+- ``{"mode": "drain"}`` (``etl dr promote``/``demote``, DR3): announce every outbox file the
+  announcement ledger does not hold.
+
+In a standby region (etl/aws/role.py, DR2) nothing is sent: alerts are recorded on the file
+item, results stay in the outbox. A re-send first looks for the file in the announcement
+ledger (etl/aws/announcements.py) and writes its marker after sending.
 
 Shipped to Lambda: Python 3.9 compatible.
 """
@@ -26,17 +32,18 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from etl import contracts
 from etl import observability as obs
-from etl.aws import messaging
+from etl.aws import announcements, messaging, role
 from etl.aws.status import FAILED, FILE_STATUSES, SUCCEEDED, TERMINAL_STATUSES, StatusRepository
 from etl.core import alerts
 from etl.core.identity import decode_event_key, file_id_for
 from etl.core.schema import load_schema, partner_schemas
 from etl.errors import EtlError, InvalidEvent, InvalidFileState
+from etl.handlers import announce
 from etl.handlers.common import stale_after_seconds, table_name
 from etl.handlers.failure import (
     adopt_from_s3_event,
@@ -51,6 +58,8 @@ from etl.payloads import FileItem
 STATUS_CHANGE = "Step Functions Execution Status Change"
 # The Fail state of infra/workflow.py when the result was sent but `notified` not recorded.
 NOTIFIED_NOT_RECORDED = "NotifiedNotRecorded"
+# ... and when the announcement ledger marker (DR3) could not be written after the send.
+ANNOUNCED_NOT_RECORDED = "AnnouncedNotRecorded"
 ENDED_BADLY = ("FAILED", "TIMED_OUT", "ABORTED")
 NON_TERMINAL = tuple(s for s in FILE_STATUSES if s not in TERMINAL_STATUSES)
 
@@ -72,6 +81,14 @@ def _parse_iso(text: Any) -> datetime.datetime | None:
         return None
 
 
+def publish_alert(repo: StatusRepository, file_id: str | None, alert: Mapping[str, Any]) -> bool:
+    """Publish an alert unless this region is the standby (DR2: it records it instead)."""
+    publish, _ = announce.alert_allowed(repo, file_id, alert)
+    if publish:
+        messaging.publish_alert(alert)
+    return publish
+
+
 # ---- finding the file of an execution ----------------------------------------------------------
 
 
@@ -79,7 +96,6 @@ def _file_id_from_s3_event(event: Mapping[str, Any]) -> str | None:
     detail = event.get("detail") or {}
     obj = detail.get("object") or {}
     try:
-        bucket = str(detail["bucket"]["name"])
         key = decode_event_key(str(obj["key"]))
     except (KeyError, TypeError, EtlError):
         return None
@@ -87,7 +103,7 @@ def _file_id_from_s3_event(event: Mapping[str, Any]) -> str | None:
     etag = str(obj.get("etag") or obj.get("eTag") or "").strip('"') or None
     if not version and not etag:
         return None
-    return file_id_for(bucket, key, version, etag)
+    return file_id_for(key, version, etag)
 
 
 def find_file_id(execution_input: Any, execution_arn: str, repo: StatusRepository) -> str | None:
@@ -138,7 +154,7 @@ def reconcile_file(
         execution_arn=execution_arn,
         counts=failure.counts,
     )
-    messaging.publish_alert(alert)
+    publish_alert(repo, file["file_id"], alert)
     obs.add_metric(obs.FILES_FAILED, 1)
     obs.logger.error(
         "file reconciled to FAILED: %s",
@@ -203,6 +219,10 @@ def _after_success(repo: StatusRepository, item: Mapping[str, Any], error: str) 
     only its result message may be missing (the outbox, OPS4)."""
     file_id = str(item["file_id"])
     if item.get("notified") is True:
+        if error == ANNOUNCED_NOT_RECORDED:  # sent and recorded; only the ledger marker is missing
+            body = item.get("result") or {}
+            announcements.record_announced(str(item["bucket"]), str(item["partner"]), file_id, body)
+            return {"action": "ledger", "file_id": file_id}
         return {"action": "none", "file_id": file_id, "reason": "SUCCEEDED and notified"}
     if error == NOTIFIED_NOT_RECORDED:
         # The message went out; only the bookkeeping failed. Sending again would duplicate it.
@@ -228,7 +248,9 @@ def _no_item(
         return {"action": "none", "reason": "source gone or owned by another execution"}
     obs.bind(file_id=file["file_id"])
     failure = fail_file(repo, file, reason, error_type)  # it is FAILED (ours): quarantine it
-    messaging.publish_alert(
+    publish_alert(
+        repo,
+        file["file_id"],
         alert_for(
             file,
             failure.item,
@@ -238,7 +260,7 @@ def _no_item(
             failed_step="RegisterFile",
             detected_by="reconcile (execution status change)",
             execution_arn=execution_arn,
-        )
+        ),
     )
     obs.add_metric(obs.FILES_FAILED, 1)
     return {"action": "failed", "file_id": file["file_id"], "reason": reason}
@@ -263,6 +285,18 @@ def resend_result(
     body = item.get("result")
     if not isinstance(body, Mapping):
         raise InvalidFileState(f"file {file_id} has no recorded result message to send")
+    if not role.is_active():  # DR2: the standby keeps it in the outbox
+        return {
+            "file_id": file_id,
+            "sent": False,
+            "reason": "this region is the standby; it announces nothing",
+        }
+    bucket, partner = str(item["bucket"]), str(item["partner"])
+    if not force and announcements.is_announced(
+        bucket, partner, file_id, str(body.get("status"))
+    ):  # DR3: never twice
+        repo.mark_notified(file_id, announce.ANNOUNCED_ELSEWHERE)
+        return {"file_id": file_id, "sent": False, "reason": "in the announcement ledger: announced already"}
     attempt = int(repo.claim_notify_attempt(file_id).get("notify_attempts") or 1)
     dedup_id = f"{file_id}#{attempt}"
     message = {**body, "dedup_id": dedup_id, "notify_attempt": attempt}
@@ -273,10 +307,11 @@ def resend_result(
     except Exception as exc:  # any failure to send: record it, tell a person once, re-raise
         repo.mark_not_notified(file_id, f"{type(exc).__name__}: {exc}")
         if repo.put_marker(f"ALERT#{file_id}", "NOT_NOTIFIED"):
-            messaging.publish_alert(alerts.not_notified_alert(file_id, str(item["partner"]), str(exc)))
+            publish_alert(repo, file_id, alerts.not_notified_alert(file_id, str(item["partner"]), str(exc)))
         obs.logger.error("result re-send failed (%s): %s", detected_by, exc)
         raise
     repo.mark_notified(file_id, dedup_id)
+    announcements.record_announced(bucket, partner, file_id, message)
     obs.logger.info("result re-sent", extra={"dedup_id": dedup_id, "by": detected_by})
     return {"file_id": file_id, "sent": True, "dedup_id": dedup_id, "message_id": message_id}
 
@@ -335,21 +370,52 @@ def sweep(repo: StatusRepository, now: datetime.datetime | None = None) -> dict[
         for item in repo.list_open(contracts.OPEN_NOT_NOTIFIED, older_than=cutoff)
         if messaging.execution_status(item.get("execution_arn")) != "RUNNING"
     ]
+    if not role.is_active():  # DR2: nothing is owed downstream by the standby
+        obs.add_metric(contracts.METRIC_UNNOTIFIED_FILES, 0)
+        return {
+            "stale": [i["file_id"] for i, _ in stale],
+            "reconciled": reconciled,
+            "resent": [],
+            "unsent": [],
+        }
     obs.add_metric(contracts.METRIC_UNNOTIFIED_FILES, len(unnotified))
-    resent, unsent = [], []
-    for item in unnotified:
-        try:
-            resend_result(repo, str(item["file_id"]), detected_by="reconcile sweep (scheduled)")
-            resent.append(item["file_id"])
-        except Exception as exc:  # keep sweeping; the file stays not notified (and alerted)
-            obs.logger.error("re-send of %s failed: %s", item["file_id"], exc)
-            unsent.append(item["file_id"])
+    resent, unsent = _resend_all(repo, unnotified, "reconcile sweep (scheduled)")
     return {
         "stale": [i["file_id"] for i, _ in stale],
         "reconciled": reconciled,
         "resent": resent,
         "unsent": unsent,
     }
+
+
+def _resend_all(
+    repo: StatusRepository, items: Sequence[Mapping[str, Any]], by: str
+) -> tuple[list[str], list[str]]:
+    resent, unsent = [], []
+    for item in items:
+        try:
+            if resend_result(repo, str(item["file_id"]), detected_by=by).get("sent"):
+                resent.append(str(item["file_id"]))
+        except Exception as exc:  # keep sweeping; the file stays not notified (and alerted)
+            obs.logger.error("re-send of %s failed: %s", item["file_id"], exc)
+            unsent.append(str(item["file_id"]))
+    return resent, unsent
+
+
+def drain(repo: StatusRepository) -> dict[str, Any]:
+    """DR3, after a promotion: announce every SUCCEEDED file of the outbox that is not in the
+    announcement ledger (the old active region never announced it), each exactly once; files
+    in the ledger are marked notified without sending. Only an active region sends."""
+    if not role.is_active():
+        return {"drained": False, "reason": "this region is the standby", "resent": [], "unsent": []}
+    items: list[FileItem] = []
+    for candidate in repo.list_open(contracts.OPEN_NOT_NOTIFIED):
+        item = repo.get_file(str(candidate["file_id"]))  # the index is eventually consistent
+        if item is not None and item.get("status") == SUCCEEDED and item.get("notified") is not True:
+            items.append(item)
+    resent, unsent = _resend_all(repo, items, "etl dr promote (outbox drain)")
+    skipped = [str(i["file_id"]) for i in items if str(i["file_id"]) not in resent + unsent]
+    return {"drained": True, "resent": resent, "unsent": unsent, "in_ledger": skipped}
 
 
 # ---- freshness (OPS3) -------------------------------------------------------------------------------
@@ -378,7 +444,9 @@ def freshness(repo: StatusRepository, now: datetime.datetime | None = None) -> d
             continue
         missing.append(partner)
         if repo.put_marker(f"FRESHNESS#{partner}", "DUE#" + _iso(due)):
-            messaging.publish_alert(alerts.missing_file_alert(partner, _iso(due), _iso(window_start), latest))
+            publish_alert(
+                repo, None, alerts.missing_file_alert(partner, _iso(due), _iso(window_start), latest)
+            )
     return {"missing": missing}
 
 
@@ -395,6 +463,8 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
         return {**sweep(repo), **freshness(repo)}
     if mode == "freshness":
         return freshness(repo)
+    if mode == "drain":
+        return drain(repo)
     if mode == "notify":
         file_id = event.get("file_id")
         if not isinstance(file_id, str) or not file_id:

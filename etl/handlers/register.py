@@ -56,7 +56,7 @@ def _register_s3_event(event: Mapping[str, Any], execution_arn: str | None) -> F
     if version_id:
         # A duplicate event may arrive after the file was processed and moved away: look the
         # id up before HEAD, or the duplicate would fail as "object does not exist".
-        known = repo.get_file(file_id_for(bucket, key, version_id, None))
+        known = repo.get_file(file_id_for(key, version_id, None))
         if known is not None:
             return _existing(known, execution_arn)
     # HEAD confirms the object (that version) still exists and fills what the event lacks.

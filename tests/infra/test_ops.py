@@ -78,7 +78,7 @@ def test_OPS1_timeouts_on_the_state_machine_and_every_task(templates: dict[str, 
     asl = definition(templates[stack])
     assert asl["TimeoutSeconds"] == contracts.EXECUTION_TIMEOUT_SECONDS
     tasks = [(n, s) for n, s, _ in all_states(asl["States"]) if s["Type"] == "Task"]
-    assert len(tasks) == 10
+    assert len(tasks) == 11
     for name, state in tasks:
         assert 0 < state.get("TimeoutSeconds", 0) <= contracts.TASK_TIMEOUT_SECONDS, name
         if state["Resource"].startswith("arn:aws:lambda:") or "lambda:invoke" in state["Resource"]:
@@ -157,7 +157,8 @@ def test_OPS1_reconcile_role_is_least_privilege(primary: dict[str, Any]) -> None
     queues = {props(resources(primary)[ref_id(r)])["QueueName"] for r in by_action["sqs:SendMessage"]}
     assert queues == {f"etl-results-{SUFFIX}.fifo", f"etl-reconcile-dlq-{SUFFIX}"}
     s3_resources = {str(r) for a, rs in by_action.items() if a.startswith("s3:Put") for r in rs}
-    assert all("incoming/" in r or "failed/" in r for r in s3_resources), s3_resources
+    # failed/: the quarantine; announced/: the DR3 ledger marker written after a re-send.
+    assert all(("incoming/" in r or "failed/" in r or "announced/" in r) for r in s3_resources), s3_resources
     deletes = {str(r) for r in by_action["s3:DeleteObject"]}
     assert not any(p in r for r in deletes for p in ("processed/", "manifests/")), deletes
     assert any("/index/open-files" in str(r) for r in by_action["dynamodb:Query"])

@@ -338,7 +338,8 @@ def test_INF5_every_task_retries_at_most_3_times_with_backoff(templates: dict[st
     states = definition(templates[stack])["States"]
     tasks = [(n, s) for n, s, _ in all_states(states) if s["Type"] == "Task"]
     # six Lambda steps + NotifyResult + AlertFailure + the outbox's two DynamoDB updates (OPS4)
-    assert len(tasks) == 10
+    # + RecordAnnounced (the DR3 ledger marker, an S3 PutObject)
+    assert len(tasks) == 11
     for name, state in tasks:
         assert state.get("Retry"), f"{name} has no Retry"
         for retrier in state["Retry"]:
@@ -421,17 +422,20 @@ def test_INF5_workflow_follows_the_contract(primary: dict[str, Any]) -> None:
         "$.plan",
         "$.result",
     ]
-    assert states["Finalize"]["Next"] == "NotifyResult"
+    assert states["Finalize"]["Next"] == "ShouldAnnounce"
+    assert states["ShouldAnnounce"]["Default"] == "NotifyResult"
     notify = states["NotifyResult"]
     assert notify["Resource"] == "arn:aws:states:::sqs:sendMessage"
     assert notify["Parameters"]["MessageBody.$"] == "$.result"
     assert notify["Parameters"]["MessageGroupId.$"] == "$.result.message_group_id"
     assert notify["Parameters"]["MessageDeduplicationId.$"] == "$.result.dedup_id"
-    assert notify["Next"] == "RecordNotified"  # OPS4: then FileSucceeded
-    assert states[states["RecordNotified"]["Next"]]["Type"] == "Succeed"
+    assert notify["Next"] == "RecordNotified"  # OPS4: then the DR3 ledger, then FileSucceeded
+    assert states["RecordNotified"]["Next"] == "RecordAnnounced"
+    assert states[states["RecordAnnounced"]["Next"]]["Type"] == "Succeed"
     mark = states["MarkFailed"]
     assert "Parameters" not in mark and "InputPath" not in mark  # the whole state goes in
-    assert mark["ResultPath"] == "$.failure" and mark["Next"] == "AlertFailure"
+    assert mark["ResultPath"] == "$.failure" and mark["Next"] == "ShouldAlert"
+    assert states["ShouldAlert"]["Default"] == "AlertFailure"
     alert = states["AlertFailure"]
     assert alert["Resource"] == "arn:aws:states:::sns:publish"
     assert alert["Parameters"]["Subject.$"] == "$.failure.subject"
@@ -462,9 +466,10 @@ def test_DATA4_duplicate_content_skips_the_chunks_and_ends_through_finalize(prim
     ]
     assert choice["Default"] == "ProcessChunks"
     assert states["ProcessChunks"]["Next"] == "Finalize"
-    assert states["Finalize"]["Next"] == "NotifyResult"
+    assert states["Finalize"]["Next"] == "ShouldAnnounce"
+    assert states["ShouldAnnounce"]["Default"] == "NotifyResult"
     assert states["NotifyResult"]["Next"] == "RecordNotified"
-    assert states[states["RecordNotified"]["Next"]]["Type"] == "Succeed"
+    assert states[states["RecordAnnounced"]["Next"]]["Type"] == "Succeed"
 
 
 def test_INF5_no_cdk_default_retry_sneaks_in(primary: dict[str, Any]) -> None:
@@ -496,6 +501,9 @@ def test_INF6_every_function_has_3072mb_900s_tracing_and_30_day_log_group(
         assert props(log_group)["RetentionInDays"] == 30
         assert props(log_group)["LogGroupName"] == f"/aws/lambda/{p['FunctionName']}"
         assert log_group.get("DeletionPolicy") == "Delete"
+
+
+ROLE_ENV = ("REGION_ROLE_PARAMETER", "DEFAULT_REGION_ROLE")
 
 
 def test_INF6_environment_matches_the_contract(primary: dict[str, Any]) -> None:
@@ -557,17 +565,18 @@ EXPECTED_PREFIXES = {
         "output/",
         "rejected/",
         "tables/",
+        "announced/",  # DR3: HeadObject of the ledger marker
     },
     "MarkFailed": {"incoming/", "failed/", "processed/", "scratch/", "output/", "rejected/", "tables/"},
     "StartFiles": set(),
-    "Reconcile": {"incoming/", "failed/", "scratch/", "output/", "rejected/", "tables/"},
+    "Reconcile": {"incoming/", "failed/", "scratch/", "output/", "rejected/", "tables/", "announced/"},
 }
 WRITERS = {
     "PlanChunks": {"scratch/"},
     "ProcessChunk": {"output/", "rejected/", "scratch/", "tables/"},
     "Finalize": {"processed/", "manifests/", "tables/"},
     "MarkFailed": {"failed/"},
-    "Reconcile": {"failed/"},
+    "Reconcile": {"failed/", "announced/"},
 }
 
 

@@ -31,7 +31,9 @@ def _check_success(chain, etl_aws, run, data, n, bad, uploaded=None):
     fid = file["file_id"]
     chunks = run.state["plan"]["chunks"]
     assert len(chunks) >= 3
+    # announce: the ShouldAnnounce decision (DR2/DR3), true in an active region with no ledger marker
     assert result == {
+        "announce": True,
         "status": "SUCCEEDED",
         "file_id": fid,
         "partner": file["partner"],

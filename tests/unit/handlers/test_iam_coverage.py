@@ -264,9 +264,15 @@ def _s3_needs(call: Call) -> list[Need]:
     raise AssertionError(f"{call.step} calls s3:{op}: teach this test (and the role) about it")
 
 
+def _ssm_needs(call: Call) -> list[Need]:
+    name = str(call.params["Name"]).lstrip("/")
+    return [Need(f"ssm:{call.operation}", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{name}")]
+
+
 _NEEDS_BY_SERVICE: dict[str, Callable[[Call], list[Need]]] = {
     "dynamodb": _dynamodb_needs,
     "sns": _sns_needs,
+    "ssm": _ssm_needs,
     "sqs": _sqs_needs,
     "sfn": _states_needs,
     "stepfunctions": _states_needs,
@@ -312,7 +318,7 @@ def recorded(chain: Any) -> Iterator[list[Call]]:
     for client in (
         clients.s3(),
         clients.dynamodb(),
-        *(clients.client(s) for s in ("sns", "sqs", "stepfunctions", "glue")),
+        *(clients.client(s) for s in ("sns", "sqs", "stepfunctions", "glue", "ssm")),
     ):
         client.meta.events.register("before-parameter-build.*.*", hook)
         client.meta.events.register("after-call.*.*", status)
@@ -343,6 +349,11 @@ def recorded(chain: Any) -> Iterator[list[Call]]:
 def run_scenarios(chain: Any, etl_aws: Any, admission: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every function's main paths, with calls recorded per function."""
     assert (etl_aws.bucket, etl_aws.table_name) == (TEST_BUCKET, TEST_TABLE)
+    # DR2: the region role parameter as the template names it (suffix "iam").
+    monkeypatch.setenv("REGION_ROLE_PARAMETER", "/transaction-etl/iam/region-role")
+    from etl.aws import role
+
+    monkeypatch.setattr(role, "ROLE_CACHE_SECONDS", 0.0)  # every reader's own call is recorded
     # Plain CSV with rejects and quoted newlines, several chunks.
     ok = chain.upload_and_run("incoming/default/plain.csv", chain.make_csv(120, bad=(50,)))
     assert ok.error is None, ok.failure

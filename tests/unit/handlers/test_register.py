@@ -17,7 +17,7 @@ def test_registers_file_item_and_returns_file(chain, etl_aws):
     file = handler({"event": event, "execution_arn": ARN}, None)
     version = event["detail"]["object"]["version-id"]
     assert file == {
-        "file_id": file_id_for(etl_aws.bucket, "incoming/acme_bank/tx.csv", version, None),
+        "file_id": file_id_for("incoming/acme_bank/tx.csv", version, None),
         "bucket": etl_aws.bucket,
         "key": "incoming/acme_bank/tx.csv",
         "original_key": "incoming/acme_bank/tx.csv",
@@ -172,6 +172,6 @@ def test_unversioned_bucket_identity_is_the_etag(chain, etl_aws):
     assert "version-id" not in event["detail"]["object"]
     file = handler({"event": event, "execution_arn": ARN}, None)
     assert file["version_id"] is None
-    assert file["file_id"] == file_id_for("etl-unversioned-test", "incoming/p/tx.csv", None, put["ETag"])
+    assert file["file_id"] == file_id_for("incoming/p/tx.csv", None, put["ETag"])
     again = handler({"event": event, "execution_arn": ARN + "2"}, None)
     assert again["duplicate"] is True
