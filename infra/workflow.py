@@ -76,6 +76,11 @@ def _retry(state: sfn.TaskStateBase, errors: Sequence[str]) -> None:
     )
 
 
+def flag_is(path: str, value: bool) -> sfn.Condition:
+    """``path`` is present and is the boolean ``value`` (an absent flag matches neither)."""
+    return sfn.Condition.and_(sfn.Condition.is_present(path), sfn.Condition.boolean_equals(path, value))
+
+
 class EtlWorkflow(Construct):
     """RegisterFile -> IsDuplicate -> ValidateHeader -> PlanChunks -> IsDuplicateContent ->
     Map -> Finalize -> SQS."""
@@ -152,10 +157,7 @@ class EtlWorkflow(Construct):
         should_alert = (
             sfn.Choice(self, "ShouldAlert", state_name="ShouldAlert")
             .when(
-                sfn.Condition.and_(
-                    sfn.Condition.is_present("$.failure.alert"),
-                    sfn.Condition.boolean_equals("$.failure.alert", False),
-                ),
+                flag_is("$.failure.alert", False),
                 file_failed,
             )
             .otherwise(alert_failure)
@@ -355,10 +357,7 @@ class EtlWorkflow(Construct):
         should_announce = (
             sfn.Choice(self, "ShouldAnnounce", state_name="ShouldAnnounce")
             .when(
-                sfn.Condition.and_(
-                    sfn.Condition.is_present("$.result.announce"),
-                    sfn.Condition.boolean_equals("$.result.announce", False),
-                ),
+                flag_is("$.result.announce", False),
                 sfn.Succeed(self, "NotAnnounced", state_name="NotAnnounced"),
             )
             .otherwise(notify)
@@ -370,10 +369,7 @@ class EtlWorkflow(Construct):
         is_duplicate_content = (
             sfn.Choice(self, "IsDuplicateContent", state_name="IsDuplicateContent")
             .when(
-                sfn.Condition.and_(
-                    sfn.Condition.is_present("$.plan.duplicate_content"),
-                    sfn.Condition.boolean_equals("$.plan.duplicate_content", True),
-                ),
+                flag_is("$.plan.duplicate_content", True),
                 finalize,
             )
             .otherwise(process_chunks)
