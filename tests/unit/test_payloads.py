@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_DX2_new_file_builds_the_identity_attributes() -> None:
     file = payloads.new_file("b", "incoming/acme/Tx.CSV.GZ", "v1", "e1", 12)
     assert file == {
-        "file_id": file_id_for("b", "incoming/acme/Tx.CSV.GZ", "v1", "e1"),
+        "file_id": file_id_for("incoming/acme/Tx.CSV.GZ", "v1", "e1"),
         "bucket": "b",
         "key": "incoming/acme/Tx.CSV.GZ",
         "original_key": "incoming/acme/Tx.CSV.GZ",
