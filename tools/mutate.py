@@ -148,16 +148,16 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "grant-finalize-tags",
         "infra/functions.py",
-        "s3=((GET + PUT + DELETE + TAGS, (INC, FAIL, PROC, MAN)), (GET + DELETE, (SCR,))),",
-        "s3=((GET + PUT + DELETE, (INC, FAIL, PROC, MAN)), (GET + DELETE, (SCR,))),",
+        "            (GET_CURRENT + PUT + WRITE_TAGS, (PROC,)),\n",
+        "            (GET_CURRENT + PUT, (PROC,)),\n",
         (IAM,),
     ),
     Mutation(
         "grant-register-listbucket",
         "infra/functions.py",
         'table=("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"),\n'
-        "        list_prefixes=(INC, FAIL),\n",
-        'table=("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"),\n',
+        "        list_prefixes=(INC, FAIL, PROC),\n    ),\n    # GetItem",
+        'table=("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"),\n    ),\n    # GetItem',
         (IAM,),
     ),
     Mutation(
