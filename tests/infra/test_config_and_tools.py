@@ -128,3 +128,25 @@ def test_definition_resolves_with_a_custom_resolver(primary: dict[str, Any]) -> 
     )
     kinds = {primary["Resources"][lid]["Type"] for lid, _ in seen if lid in primary["Resources"]}
     assert {"AWS::Lambda::Function", "AWS::SQS::Queue", "AWS::SNS::Topic"} <= kinds
+
+
+def test_DX_every_mutation_names_code_that_exists_once() -> None:
+    """`make mutate` (tools/mutate.py) stops with exit 2 on an entry whose snippet the code no
+    longer has; this catches such an entry in CI, at the change that rewrote the code."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("etl_tools_mutate", root / "tools" / "mutate.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    stale = [
+        (m.name, m.path)
+        for m in module.MUTATIONS
+        if (root / m.path).read_text(encoding="utf-8").count(m.original) != 1
+        or not all((root / t.split("::")[0]).exists() for t in m.tests)
+    ]
+    assert len(module.MUTATIONS) >= 18 and stale == []
