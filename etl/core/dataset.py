@@ -32,6 +32,7 @@ import pyarrow.compute as _pc
 import pyarrow.parquet as pq
 
 from etl.contracts import REJECTS_TABLE, TABLES_PREFIX, TRANSACTIONS_TABLE
+from etl.core import rejects as rejects_mod
 
 pc: Any = _pc
 
@@ -228,21 +229,38 @@ def data_file_bytes(table: pa.Table) -> bytes:
     return cast(bytes, sink.getvalue().to_pybytes())
 
 
-def rejects_table(entries: list[tuple[int, str, str, str | None, str]], lineage: Lineage) -> pa.Table:
-    """``entries`` = ``(line, column_name, rule, value, reason)`` -> ``transaction_rejects`` rows."""
-    n = len(entries)
-    lines, cols, rules, values, reasons = (list(x) for x in zip(*entries)) if n else ([], [], [], [], [])
+def rejects_table(
+    entries: list[tuple[int, str, str, str | None, str]] | pa.Table, lineage: Lineage
+) -> pa.Table:
+    """``transaction_rejects`` rows from ``(line, column_name, rule, value, reason)`` tuples or
+    from a chunk's columnar rejects (``ChunkResult.rejects_table``, taken without a Python
+    round trip: RUN12)."""
+    if isinstance(entries, pa.Table):
+        n = entries.num_rows
+        cols = [
+            entries.column("line"),
+            entries.column("column"),
+            entries.column("rule"),
+            rejects_mod.values(entries),
+            entries.column("reason"),
+        ]
+    else:
+        n = len(entries)
+        lines, names, rules, values, reasons = (list(x) for x in zip(*entries)) if n else ([], [], [], [], [])
+        cols = [
+            pa.array(lines, pa.int64()),
+            pa.array(names, pa.string()),
+            pa.array(rules, pa.string()),
+            pa.array(values, pa.string()),
+            pa.array(reasons, pa.string()),
+        ]
     return pa.Table.from_arrays(
         [
             _constant(lineage.file_id, n),
             _constant(lineage.partner, n),
             _constant(lineage.source_key, n),
             _constant(lineage.source_version, n),
-            pa.array(lines, pa.int64()),
-            pa.array(cols, pa.string()),
-            pa.array(rules, pa.string()),
-            pa.array(values, pa.string()),
-            pa.array(reasons, pa.string()),
+            *cols,
         ],
         schema=rejects_arrow_schema(),
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 import pyarrow as pa
@@ -91,15 +91,41 @@ def rejects_to_csv(rejects: Sequence[tuple[Any, ...]]) -> bytes:
     Text cells are neutralised (:func:`neutralise_cell`) and always quoted (with ``\n`` as the
     line terminator, minimal quoting would leave a bare CR unquoted, which readers take for a
     line end); the line number is an unquoted integer."""
-    parts = [(",".join(REJECT_COLUMNS) + "\n").encode("utf-8")]
+    parts = [_CSV_HEADER]
     # Encoded in batches: the text of one batch at a time, not of every reject (RUN12: a chunk
     # of many short rejected rows must not hold its rejects CSV three times).
     for lo in range(0, len(rejects), _CSV_BATCH):
-        out = io.StringIO()
-        w = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
-        w.writerows(
-            (r[0], neutralise_cell(r[1]), neutralise_cell(r[2]), neutralise_cell(r[3]))
-            for r in rejects[lo : lo + _CSV_BATCH]
-        )
-        parts.append(out.getvalue().encode("utf-8"))
+        parts.append(_csv_rows((r[0], r[1], r[2], r[3]) for r in rejects[lo : lo + _CSV_BATCH]))
     return b"".join(parts)
+
+
+def rejects_table_to_csv(table: pa.Table) -> bytes:
+    """:func:`rejects_to_csv` of a columnar reject set (``etl.core.rejects``): the same bytes,
+    converted to Python a slice at a time (RUN12)."""
+    parts = [_CSV_HEADER]
+    for lo in range(0, table.num_rows, _CSV_BATCH):
+        part = table.slice(lo, _CSV_BATCH)
+        parts.append(
+            _csv_rows(
+                zip(
+                    part.column("line").to_pylist(),
+                    part.column("column").to_pylist(),
+                    part.column("reason").to_pylist(),
+                    part.column("record").to_pylist(),
+                )
+            )
+        )
+    return b"".join(parts)
+
+
+_CSV_HEADER = (",".join(REJECT_COLUMNS) + "\n").encode("utf-8")
+
+
+def _csv_rows(rows: Iterable[tuple[Any, str, str, str]]) -> bytes:
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+    w.writerows(
+        (line, neutralise_cell(c), neutralise_cell(reason), neutralise_cell(rec))
+        for line, c, reason, rec in rows
+    )
+    return out.getvalue().encode("utf-8")

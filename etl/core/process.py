@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from etl.core import duplicates, rules, workers
+from etl.core import rejects as rejects_mod
 from etl.core.counts import check_conservation
 from etl.core.header import check_header_line
 from etl.core.output import (
@@ -37,6 +38,7 @@ from etl.core.output import (
     PARQUET_OPTIONS,
     REJECT_COLUMNS,
     neutralise_cell,
+    rejects_table_to_csv,
     rejects_to_csv,
     table_to_parquet,
 )
@@ -87,10 +89,8 @@ __all__ = [
 
 BOM = b"\xef\xbb\xbf"
 # The "column" of a reject that concerns the whole record (wrong field count, bad UTF-8).
-RECORD_COLUMN = "*"
-
-# (line, column, reason, record, rule, value) of one reject while a chunk is processed.
-_Reject = tuple[int, str, str, str, str, "str | None"]
+RECORD_COLUMN = rejects_mod.RECORD_COLUMN
+_Reject = rejects_mod.Reject
 
 
 @dataclass
@@ -107,11 +107,20 @@ class ChunkResult:
     rejects_by_column: dict[str, int] = field(default_factory=dict)
     # Physical line number of each row of valid_table (the dataset's ``line`` column).
     valid_lines: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    # (line, column, rule, value, reason) of every reject, in line order: the rows of the
-    # transaction_rejects table (SPEC DATA5). ``rule`` is a stable code (see RULES).
-    reject_entries: list[tuple[int, str, str, str | None, str]] = field(default_factory=list)
-    # The raw record text of every reject, in line order (the rejects CSV's last column).
-    reject_records: list[str] = field(default_factory=list)
+    # Every reject in line order, columnar (etl.core.rejects: line, column, rule, value, reason,
+    # record): the rows of the transaction_rejects table (SPEC DATA5) and of the rejects CSV.
+    rejects_table: pa.Table = field(default_factory=lambda: rejects_mod.to_table([]))
+
+    @property
+    def reject_entries(self) -> list[tuple[int, str, str, str | None, str]]:
+        """(line, column, rule, value, reason) of every reject, in line order; ``rule`` is a
+        stable code (see RULES). Built on demand (tests, small reports)."""
+        return rejects_mod.entries(self.rejects_table)
+
+    @property
+    def reject_records(self) -> list[str]:
+        """The raw record text of every reject, in line order (the rejects CSV's last column)."""
+        return [str(r) for r in self.rejects_table.column("record").to_pylist()]
 
     @property
     def rejects(self) -> list[tuple[int, str, str, str]]:
@@ -158,8 +167,11 @@ def process_chunk(data: bytes, schema: Schema, first_line: int) -> ChunkResult:
     rejects.extend(
         _reject_duplicates(typed, valid, recs.lines[row_records], data, recs, row_records, id_codes)
     )
-    out = _valid_table(schema, table, typed, valid)
+    # Hand the string table over: while this frame held it, the column-by-column filter below
+    # could free nothing (RUN12/PERF2: the unfiltered columns stayed alive until it returned).
+    owned = [table]
     del table
+    out = _valid_table(schema, owned, typed, valid)
     valid_lines = np.asarray(recs.lines[row_records[valid]], dtype=np.int64)
     # mimalloc (pyarrow's default pool) keeps freed pages for a while; hand them back before
     # the Parquet writer allocates, so the parse/validate garbage does not add to the peak.
@@ -217,19 +229,20 @@ def _map_rows(
     except MalformedCsv:
         check_bare_cr(text, base, first_line)  # the usual cause; a clearer message
         raise
-    for (_, n_fields), rec in zip(ragged, ragged_idx):
+    for (text_of_row, n_fields), rec in zip(ragged, ragged_idx):
         if bad_utf8_rows.size and np.any(bad_utf8_rows == rec):
             continue  # already rejected for its encoding; one reject per row
-        # Outside the (skipped) invalid-UTF-8 records the masked text equals the input.
-        record = record_text(text, recs, int(rec))
+        # locate_rows matched the row's UTF-8 bytes to exactly this record's bytes, so the
+        # parser's text IS the record text (record_text would decode an equal second copy:
+        # RUN12, a chunk of ragged rows must not hold every record twice).
         rejects.append(
             (
                 int(recs.lines[rec]),
                 RECORD_COLUMN,
                 _fields_reason(len(schema.source_columns), n_fields),
-                record,
+                text_of_row,
                 "fields",
-                record,
+                text_of_row,
             )
         )
     n_records = len(recs.starts)
@@ -285,10 +298,11 @@ def _rule_rejects(
     return valid
 
 
-def _valid_table(schema: Schema, table: pa.Table, typed: dict[str, Any], valid: np.ndarray) -> pa.Table:
+def _valid_table(schema: Schema, owned: list[pa.Table], typed: dict[str, Any], valid: np.ndarray) -> pa.Table:
     """The typed valid rows. Filtered column by column, letting go of each unfiltered column
     (and its source strings) as soon as its filtered copy exists: the peak holds one column
-    twice, not the table."""
+    twice, not the table. ``owned`` holds the only reference to the string table (taken)."""
+    table = owned.pop()
     keep_rows = None if valid.all() else pa.array(valid)
     out_cols = []
     for f in schema.fields:
@@ -366,7 +380,6 @@ def _finish(
     valid_lines: np.ndarray,
 ) -> ChunkResult:
     """Conservation check, then the output bytes."""
-    rejects.sort(key=lambda r: r[0])
     rows_valid = out.num_rows
     check_conservation(f"chunk at line {first_line}", n_records, rows_valid, len(rejects))
     if len(valid_lines) != rows_valid:
@@ -377,22 +390,18 @@ def _finish(
     parquet: Future[bytes] | None = None
     if rows_valid >= rules.PARALLEL_MIN_ROWS and workers.parallel():
         parquet = workers.pool().submit(table_to_parquet, out, schema)
-    by_col: dict[str, int] = {}
-    for r in rejects:
-        by_col[r[1]] = by_col.get(r[1], 0) + 1
-    rejects_csv = rejects_to_csv(rejects)
-    entries = [(r[0], r[1], r[4], r[5], r[2]) for r in rejects]
-    records = [r[3] for r in rejects]
-    del rejects[:]
+    # RUN12: the rejects go columnar (the Python tuples are let go batch by batch), and the
+    # CSV is written from the columns a slice at a time.
+    table = rejects_mod.to_table(rejects)
+    rejects_csv = rejects_table_to_csv(table)
     return ChunkResult(
         rows_in=n_records,
         rows_valid=rows_valid,
-        rows_rejected=len(entries),
+        rows_rejected=table.num_rows,
         parquet=parquet.result() if parquet is not None else table_to_parquet(out, schema),
         rejects_csv=rejects_csv,
         valid_table=out,
-        rejects_by_column=by_col,
+        rejects_by_column=rejects_mod.counts_by_column(table),
         valid_lines=valid_lines,
-        reject_entries=entries,
-        reject_records=records,
+        rejects_table=table,
     )

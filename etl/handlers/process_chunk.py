@@ -69,9 +69,9 @@ def write_data_files(
         s3.put_bytes(bucket, key, dataset.data_file_bytes(part), PARQUET_CONTENT_TYPE, meta)
         keys.append(key)
     rej_key = None
-    if result.reject_entries:
+    if result.rows_rejected:
         rej_key = dataset.rejects_data_key(lineage.file_id, index)
-        table = dataset.rejects_table(result.reject_entries, lineage)
+        table = dataset.rejects_table(result.rejects_table, lineage)
         s3.put_bytes(bucket, rej_key, dataset.data_file_bytes(table), PARQUET_CONTENT_TYPE, meta)
     return keys, rej_key
 
@@ -98,6 +98,7 @@ def handler(event: Any, context: Any = None) -> ChunkCounts:
             )
         data = read_chunk_bytes(file, int(header["header_bytes"]), chunk)
         result = process_chunk(data, schema, int(chunk["first_line"]))
+        del data  # RUN12: the chunk's bytes are not needed past here (the outputs are built)
         check_conservation(cid, result.rows_in, result.rows_valid, result.rows_rejected)
         meta = {"file-id": file_id, "chunk-id": cid, "schema-version": str(schema.version)}
         out_key = output_key(schema.dataset, file["partner"], file_id, index)

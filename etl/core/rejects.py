@@ -1,0 +1,101 @@
+"""A chunk's rejects in columnar (Arrow) form (RUN12, DATA5).
+
+While a chunk is validated, each rejected row is one Python tuple ``(line, column, reason,
+record, rule, value)``: only rejected rows ever reach Python. A chunk where every row is a
+reject (ragged rows, a wrong delimiter) has hundreds of thousands of them, ~400 bytes of
+objects each. :func:`to_table` turns them into one Arrow table, a batch at a time, letting go of
+the tuples as it goes, so the chunk's result holds ~1.2x the rejected records' text instead of
+~3x, and the rejects CSV is written from that table a slice at a time.
+
+Columns: ``line`` (int64), ``column``, ``rule``, ``value``, ``reason``, ``record`` (strings).
+``value`` is null for a whole-record reject (``column == "*"``) whose value is the record
+itself: it is stored once, and :func:`entries` and :func:`values` give it back.
+
+Shipped to Lambda: Python 3.9 compatible.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as _pc
+
+pc: Any = _pc
+
+# (line, column, reason, record, rule, value) of one reject while a chunk is processed.
+Reject = tuple[int, str, str, str, str, "str | None"]
+# The column of a reject that concerns the whole record (wrong field count, bad encoding).
+RECORD_COLUMN = "*"
+SCHEMA = pa.schema(
+    [
+        pa.field("line", pa.int64(), nullable=False),
+        pa.field("column", pa.string(), nullable=False),
+        pa.field("rule", pa.string(), nullable=False),
+        pa.field("value", pa.string()),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("record", pa.string(), nullable=False),
+    ]
+)
+_BATCH = 20_000
+
+
+def to_table(rejects: list[Reject]) -> pa.Table:
+    """The rejects as a table in line order. Consumes ``rejects`` (empty on return): batches
+    are cut from the end of the list, so each batch's tuples are freed once it is converted."""
+    rejects.sort(key=lambda r: r[0], reverse=True)
+    batches = []
+    while rejects:
+        part = rejects[-_BATCH:]
+        del rejects[-_BATCH:]
+        part.reverse()
+        lines = [r[0] for r in part]
+        columns = [r[1] for r in part]
+        reasons = [r[2] for r in part]
+        records = [r[3] for r in part]
+        rules = [r[4] for r in part]
+        values = [None if r[1] == RECORD_COLUMN and r[5] is r[3] else r[5] for r in part]
+        del part
+        batches.append(
+            pa.record_batch(
+                [
+                    pa.array(lines, pa.int64()),
+                    pa.array(columns, pa.string()),
+                    pa.array(rules, pa.string()),
+                    pa.array(values, pa.string()),
+                    pa.array(reasons, pa.string()),
+                    pa.array(records, pa.string()),
+                ],
+                schema=SCHEMA,
+            )
+        )
+    return pa.Table.from_batches(batches, schema=SCHEMA)
+
+
+def values(table: pa.Table) -> pa.ChunkedArray:
+    """The ``value`` column with each whole-record reject's record filled back in."""
+    whole = pc.and_(pc.equal(table.column("column"), RECORD_COLUMN), pc.is_null(table.column("value")))
+    return pc.if_else(whole, table.column("record"), table.column("value"))
+
+
+def entries(table: pa.Table) -> list[tuple[int, str, str, str | None, str]]:
+    """``(line, column, rule, value, reason)`` per reject (tests and small reports)."""
+    return list(
+        zip(
+            table.column("line").to_pylist(),
+            table.column("column").to_pylist(),
+            table.column("rule").to_pylist(),
+            values(table).to_pylist(),
+            table.column("reason").to_pylist(),
+        )
+    )
+
+
+def counts_by_column(table: pa.Table) -> dict[str, int]:
+    """Rejects per column name (``*`` for whole records), for the chunk's metrics."""
+    if table.num_rows == 0:
+        return {}
+    counts = pc.value_counts(table.column("column"))
+    return {
+        str(k): int(n) for k, n in zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())
+    }
