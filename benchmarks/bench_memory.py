@@ -62,12 +62,12 @@ def worker(path: str, first_line: int) -> dict[str, object]:
         "rows_rejected": r.rows_rejected,
         # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across execve, so a child would report
         # its parent's peak (this script holds the inputs); VmHWM belongs to the new process.
-        "peak_rss": _hwm_bytes(),
+        "peak_rss": hwm_bytes(),
         "ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
 
 
-def _hwm_bytes() -> int:
+def hwm_bytes() -> int:
     with open("/proc/self/status") as fh:
         for line in fh:
             if line.startswith("VmHWM:"):

@@ -37,6 +37,8 @@ import tempfile
 import time
 from typing import Any
 
+from bench_memory import hwm_bytes
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 IMPLS = ("project", "duckdb", "polars", "pandas-arrow", "pandas-old")
@@ -127,7 +129,9 @@ def worker(impl: str, path: str, threads: int, out_dir: str, rules_path: str) ->
         "rows_in": counts[0],
         "rows_valid": counts[1],
         "rows_rejected": counts[2],
-        "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork+exec, so every worker would
+        # report at least this script's own RSS at the time it started the worker.
+        "peak_rss": hwm_bytes(),
     }
 
 

@@ -304,6 +304,15 @@ def _valid_table(schema: Schema, owned: list[pa.Table], typed: dict[str, Any], v
     twice, not the table. ``owned`` holds the only reference to the string table (taken)."""
     table = owned.pop()
     keep_rows = None if valid.all() else pa.array(valid)
+    if keep_rows is not None and table.num_rows >= rules.PARALLEL_MIN_ROWS and workers.parallel():
+        # pc.filter releases the GIL: the columns on the pool, each unfiltered one let go as
+        # soon as its copy exists (at most one column per worker held twice).
+        names = [f.name for f in schema.fields]
+        del table
+        mask = keep_rows
+        futures = [workers.pool().submit(_filter_taking, typed, name, mask) for name in names]
+        out_cols = [f.result() for f in futures]
+        return pa.Table.from_arrays(out_cols, schema=arrow_schema(schema))
     out_cols = []
     for f in schema.fields:
         col = typed.pop(f.name)
@@ -312,6 +321,11 @@ def _valid_table(schema: Schema, owned: list[pa.Table], typed: dict[str, Any], v
         del col
     del table
     return pa.Table.from_arrays(out_cols, schema=arrow_schema(schema))
+
+
+def _filter_taking(typed: dict[str, Any], name: str, mask: pa.Array) -> Any:
+    """``typed[name]`` filtered by ``mask``; the unfiltered column leaves ``typed`` first."""
+    return pc.filter(typed.pop(name), mask)
 
 
 def _start_id_codes(table: pa.Table, schema: Schema) -> Future[np.ndarray] | None:

@@ -165,11 +165,31 @@ def validate(table: pa.Table, schema: Schema) -> tuple[dict[str, Any], list[np.n
     n = table.num_rows
     cols = [table.column(f.source_name) for f in schema.fields]
     if n >= PARALLEL_MIN_ROWS and workers.parallel():
-        results = list(workers.pool().map(_check_field, cols, schema.fields, [n] * len(cols)))
+        # Longest first (LPT), so the two workers finish together instead of one of them
+        # starting a timestamp column as the other runs out of work.
+        order = sorted(range(len(cols)), key=lambda i: -_cost(schema.fields[i]))
+        futures = {i: workers.pool().submit(_check_field, cols[i], schema.fields[i], n) for i in order}
+        results = [futures[i].result() for i in range(len(cols))]
     else:
         results = [_check_field(c, f, n) for c, f in zip(cols, schema.fields)]
     typed = {f.name: values for f, (values, _) in zip(schema.fields, results)}
     return typed, [ok for _, ok in results]
+
+
+def _cost(f: Field) -> float:
+    """Relative CPU cost of checking one value of ``f`` (measured on the default schema:
+    timestamp ~40 ms, decimal ~30, date ~28, patterned id ~40, enum ~14, free text ~1 per
+    388k rows): only the order of the parallel work depends on it."""
+    if f.type in ("datetime", "number", "integer", "date"):
+        return 3.0 if f.type != "datetime" else 4.0
+    cost = 0.1
+    if f.pattern is not None:
+        cost += 2.5
+    if f.enum is not None:
+        cost += 1.0
+    if f.min_length is not None or f.max_length is not None:
+        cost += 0.3
+    return cost
 
 
 def _string_checks(col: pa.ChunkedArray, f: Field) -> list[Any]:
