@@ -188,6 +188,25 @@ MUTATIONS: tuple[Mutation, ...] = (
         "    pass  # before the first pa.array",
         ("tests/unit/test_pandas_free.py::test_PERF4_processing_a_chunk_never_imports_pandas",),
     ),
+    # RUN12: a chunk of ragged rows holds each record's text once (the parser's row text).
+    Mutation(
+        "ragged-record-text-copied",
+        "etl/core/process.py",
+        '                text_of_row,\n                "fields",\n                text_of_row,',
+        '                record_text(text, recs, int(rec)),\n                "fields",\n'
+        "                record_text(text, recs, int(rec)),",
+        (
+            "tests/unit/test_rejects_columnar.py::test_RUN12_peak_memory_within_8x_chunk_when_every_row_is_a_reject",
+        ),
+    ),
+    # RUN12: the parallel filter must apply the valid mask (not keep every row).
+    Mutation(
+        "parallel-filter-keeps-rejects",
+        "etl/core/process.py",
+        "    return pc.filter(typed.pop(name), mask)",
+        "    return typed.pop(name)",
+        ("tests/unit/test_parallel_chunk.py",),
+    ),
 )
 
 
