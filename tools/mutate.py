@@ -199,6 +199,14 @@ MUTATIONS: tuple[Mutation, ...] = (
             "tests/unit/test_rejects_columnar.py::test_RUN12_peak_memory_within_8x_chunk_when_every_row_is_a_reject",
         ),
     ),
+    # PERF2: the data files' row order is Arrow's multi-key sort, computed from integer ranks.
+    Mutation(
+        "row-order-unsorted-account-ranks",
+        "etl/core/dataset.py",
+        "    order = _np(pc.sort_indices(enc.dictionary))\n",
+        "    order = np.arange(len(enc.dictionary))\n",
+        ("tests/unit/test_dataset.py",),
+    ),
     # RUN12: the parallel filter must apply the valid mask (not keep every row).
     Mutation(
         "parallel-filter-keeps-rejects",

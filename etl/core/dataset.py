@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 from etl.contracts import REJECTS_TABLE, TABLES_PREFIX, TRANSACTIONS_TABLE
 from etl.core import rejects as rejects_mod
+from etl.core import workers
 
 pc: Any = _pc
 
@@ -202,10 +203,7 @@ def split_by_date(table: pa.Table) -> list[tuple[str, pa.Table]]:
     in date order: one table per data file (one partition value per file)."""
     if table.num_rows == 0:
         return []
-    order = pc.sort_indices(
-        table, sort_keys=[(DATE_COLUMN, "ascending")] + [(c, "ascending") for c in SORT_COLUMNS]
-    )
-    ordered = table.take(order)
+    ordered = _take(table, row_order(table))
     dates = ordered.column(DATE_COLUMN).combine_chunks()
     runs = pc.run_end_encode(dates)
     ends = runs.run_ends.to_numpy()
@@ -217,6 +215,64 @@ def split_by_date(table: pa.Table) -> list[tuple[str, pa.Table]]:
         out.append((day.isoformat(), ordered.slice(start, int(end) - start)))
         start = int(end)
     return out
+
+
+def row_order(table: pa.Table) -> Any:
+    """Row order by (transaction_date, account_id, transaction_id), ascending and stable: the
+    order of ``pc.sort_indices`` on those keys, computed faster (PERF2: Arrow's multi-key sort
+    compares strings row by row, ~0.28 s for 385k rows). Each key becomes an integer rank that
+    orders as the key does (dates as days; account ids by their sorted dictionary: few distinct;
+    transaction ids by one single-key sort), then one stable ``np.lexsort`` of the integers.
+    Falls back to Arrow's sort when a key has nulls (Arrow puts them last)."""
+    keys = [DATE_COLUMN, *SORT_COLUMNS]
+    if any(table.column(k).null_count for k in keys) or table.schema.field(DATE_COLUMN).type != pa.date32():
+        return pc.sort_indices(table, sort_keys=[(k, "ascending") for k in keys])
+    days = _np(table.column(DATE_COLUMN).cast(pa.int32()))
+    accounts = _dictionary_rank(table.column(SORT_COLUMNS[0]))
+    ids = _sort_rank(table.column(SORT_COLUMNS[1]))
+    return np.lexsort((ids, accounts, days))  # last key is the primary one
+
+
+def _np(col: pa.ChunkedArray) -> np.ndarray:
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    return np.asarray(arr.to_numpy(zero_copy_only=False))
+
+
+def _dictionary_rank(col: pa.ChunkedArray) -> np.ndarray:
+    """Dense rank of each value (equal values, equal rank) via its sorted dictionary."""
+    enc = pc.dictionary_encode(col.combine_chunks())
+    order = _np(pc.sort_indices(enc.dictionary))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    out: np.ndarray = rank[_np(enc.indices)]
+    return out
+
+
+def _sort_rank(col: pa.ChunkedArray) -> np.ndarray:
+    """Position of each value in the stable sort of the column (equal values keep their order,
+    so a stable sort by this rank is a stable sort by the value)."""
+    order = _np(pc.sort_indices(col))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    return rank
+
+
+def _take(table: pa.Table, order: Any) -> pa.Table:
+    """``table.take(order)``, the columns on the chunk path's worker threads (take releases the
+    GIL; the string columns dominate)."""
+    idx = pa.array(order, pa.int64()) if isinstance(order, np.ndarray) else order
+    if table.num_rows < 20_000 or not workers.parallel():
+        return table.take(idx)
+    cols = list(workers.pool().map(lambda c: c.take(idx), table.columns))
+    return pa.Table.from_arrays(cols, schema=table.schema)
+
+
+def data_files(parts: list[tuple[str, pa.Table]]) -> list[bytes]:
+    """:func:`data_file_bytes` of each part, on the worker threads (the Parquet writer releases
+    the GIL; one file per transaction date, independent of each other)."""
+    if len(parts) < 2 or not workers.parallel():
+        return [data_file_bytes(t) for _, t in parts]
+    return list(workers.pool().map(lambda p: data_file_bytes(p[1]), parts))
 
 
 def data_file_bytes(table: pa.Table) -> bytes:

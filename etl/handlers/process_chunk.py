@@ -64,9 +64,11 @@ def write_data_files(
     meta = {"file-id": lineage.file_id}
     keys = []
     rows = dataset.transactions_table(result.valid_table, result.valid_lines, lineage)
-    for day, part in dataset.split_by_date(rows):
+    parts = dataset.split_by_date(rows)
+    del rows
+    for (day, _), body in zip(parts, dataset.data_files(parts)):
         key = dataset.transactions_data_key(lineage.file_id, index, day)
-        s3.put_bytes(bucket, key, dataset.data_file_bytes(part), PARQUET_CONTENT_TYPE, meta)
+        s3.put_bytes(bucket, key, body, PARQUET_CONTENT_TYPE, meta)
         keys.append(key)
     rej_key = None
     if result.rows_rejected:
