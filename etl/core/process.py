@@ -332,11 +332,17 @@ def _filter_taking(typed: dict[str, Any], name: str, mask: pa.Array) -> Any:
 
 
 def _start_id_codes(table: pa.Table, schema: Schema) -> Future[np.ndarray] | None:
-    """Codes of the raw id column, computed on a worker (None: no id column, or one CPU)."""
+    """Codes of the raw id column (None: no id column): on a worker when the chunk is large and
+    there is a second CPU, else here. Coding the raw column, not a copy of the valid rows' ids,
+    costs the same time and ~16 MiB less at the peak of a 50 MiB chunk (PERF2)."""
     src = next((f.source_name for f in schema.fields if f.name == duplicates.ID_COLUMN), None)
-    if src is None or table.num_rows < rules.PARALLEL_MIN_ROWS or not workers.parallel():
+    if src is None:
         return None
-    return workers.pool().submit(duplicates.codes_of, table.column(src))
+    if table.num_rows >= rules.PARALLEL_MIN_ROWS and workers.parallel():
+        return workers.pool().submit(duplicates.codes_of, table.column(src))
+    done: Future[np.ndarray] = Future()
+    done.set_result(duplicates.codes_of(table.column(src)))
+    return done
 
 
 def _reject_duplicates(
