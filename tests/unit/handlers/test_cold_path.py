@@ -154,3 +154,40 @@ def test_PERF4_trace_disabled_patches_and_sends_nothing() -> None:
     assert report["botocore_xray"] is False
     assert documents == []
     assert report["imported"] == []
+
+
+GC_SCRIPT = textwrap.dedent(
+    """
+    import gc, json
+    import etl.handlers.cold_start  # (its own import is not what this checks)
+    collections = []
+    gc.callbacks.append(lambda phase, info: phase == "start" and collections.append(info["generation"]))
+    import etl.handlers.process_chunk
+    during_import = len(collections)
+    frozen = gc.get_freeze_count()
+    enabled = gc.isenabled()
+    junk = [[] for _ in range(5000)]  # allocations after the import: the collector runs again
+    print(json.dumps({"during_import": during_import, "frozen": frozen, "enabled": enabled,
+                      "after": len(collections) - during_import}))
+    """
+)
+
+
+def test_PERF4_cold_imports_run_without_gc_then_collector_is_back() -> None:
+    """etl/handlers/cold_start.py: no collection during the handler module's imports, what they
+    created frozen (else the first collection after them scans it all: the same work moved to
+    the first invocation), and the collector enabled again."""
+    out = subprocess.run(
+        [sys.executable, "-c", GC_SCRIPT],
+        cwd=ROOT,
+        env=_lambda_env(9),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["during_import"] == 0
+    assert report["frozen"] > 50_000  # numpy, pyarrow, boto3, Powertools: ~100,000 objects
+    assert report["enabled"] is True
+    assert report["after"] > 0
