@@ -8,7 +8,7 @@
   (:data:`TRACED_MODULES`): every AWS call of the handlers (boto3, pyiceberg's Glue catalog and
   our S3 FileIO) goes through botocore and gets its X-Ray subsegment. Powertools' default,
   the X-Ray SDK's ``patch_all``, would also import and patch ``requests``, ``sqlite3`` and try
-  ``aiobotocore`` etc., which no handler uses: ~40 ms of every cold start (SPEC PERF4,
+  ``aiobotocore`` etc., which no handler uses: ~20-30 ms of every cold start (SPEC PERF4,
   docs/benchmarks.md).
 
 :func:`lambda_handler` wraps each handler: it binds ``step``/``file_id``/``chunk_id`` and the
