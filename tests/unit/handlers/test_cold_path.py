@@ -161,13 +161,15 @@ GC_SCRIPT = textwrap.dedent(
     import gc, json
     import etl.handlers.cold_start  # (its own import is not what this checks)
     collections = []
-    gc.callbacks.append(lambda phase, info: phase == "start" and collections.append(info["generation"]))
+    # Per collection: how many objects were frozen when it started (0: before the freeze).
+    gc.callbacks.append(lambda phase, info: phase == "start" and collections.append(gc.get_freeze_count()))
     import etl.handlers.process_chunk
     during_import = len(collections)
+    before_freeze = sum(1 for frozen in collections if frozen == 0)
     frozen = gc.get_freeze_count()
     enabled = gc.isenabled()
     junk = [[] for _ in range(5000)]  # allocations after the import: the collector runs again
-    print(json.dumps({"during_import": during_import, "frozen": frozen, "enabled": enabled,
+    print(json.dumps({"before_freeze": before_freeze, "frozen": frozen, "enabled": enabled,
                       "after": len(collections) - during_import}))
     """
 )
@@ -187,7 +189,9 @@ def test_PERF4_cold_imports_run_without_gc_then_collector_is_back() -> None:
     )
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
-    assert report["during_import"] == 0
+    # None while importing; the module's own body after the imports may allocate enough for a
+    # young-generation collection of its new objects (it does on Python 3.9): that is fine.
+    assert report["before_freeze"] == 0
     assert report["frozen"] > 50_000  # numpy, pyarrow, boto3, Powertools: ~100,000 objects
     assert report["enabled"] is True
     assert report["after"] > 0
