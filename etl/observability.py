@@ -4,7 +4,12 @@
 - ``metrics``: Powertools EMF metrics, namespace ``POWERTOOLS_METRICS_NAMESPACE``
   (``TransactionEtl``), dimension ``service``. Handlers call :func:`add_metric`.
 - ``tracer``: Powertools X-Ray tracer; a no-op when ``POWERTOOLS_TRACE_DISABLED=true`` or when
-  not running on Lambda, so no X-Ray daemon is ever needed locally.
+  not running on Lambda, so no X-Ray daemon is ever needed locally. It patches botocore only
+  (:data:`TRACED_MODULES`): every AWS call of the handlers (boto3, pyiceberg's Glue catalog and
+  our S3 FileIO) goes through botocore and gets its X-Ray subsegment. Powertools' default,
+  the X-Ray SDK's ``patch_all``, would also import and patch ``requests``, ``sqlite3`` and try
+  ``aiobotocore`` etc., which no handler uses: ~20-30 ms of every cold start (SPEC PERF4,
+  docs/benchmarks.md).
 
 :func:`lambda_handler` wraps each handler: it binds ``step``/``file_id``/``chunk_id`` and the
 Lambda request id to every log line, logs the outcome with the error type, records the cold
@@ -41,9 +46,12 @@ CHUNK_DURATION_MS = contracts.METRIC_CHUNK_DURATION_MS
 FILES_SUCCEEDED = contracts.METRIC_FILES_SUCCEEDED
 FILES_FAILED = contracts.METRIC_FILES_FAILED
 
+# What the tracer patches for X-Ray subsegments: the handlers talk to AWS only through botocore.
+TRACED_MODULES = ("botocore",)
+
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
-tracer = Tracer(service=SERVICE)
+tracer = Tracer(service=SERVICE, patch_modules=TRACED_MODULES)
 
 _local = threading.local()
 _cold_start_lock = threading.Lock()

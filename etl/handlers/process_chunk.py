@@ -12,32 +12,36 @@ Shipped to Lambda: Python 3.9 compatible.
 
 from __future__ import annotations
 
-import hashlib
-import time
-from collections.abc import Mapping
-from typing import Any
+from etl.handlers.cold_start import imports_without_gc
 
-import pyarrow as pa
+# PERF4: the cold start's imports without cyclic GC (etl/handlers/cold_start.py).
+with imports_without_gc():
+    import hashlib
+    import time
+    from collections.abc import Mapping
+    from typing import Any
 
-from etl import observability as obs
-from etl.aws import s3
-from etl.aws.status import PLANNED, PROCESSING, StatusRepository
-from etl.core import dataset, duplicates
-from etl.core.counts import check_conservation
-from etl.core.process import ChunkResult, process_chunk
-from etl.core.schema import load_schema
-from etl.errors import InvalidFileState
-from etl.handlers import dedupe
-from etl.handlers.common import (
-    chunk_of,
-    file_of,
-    header_of,
-    output_key,
-    rejects_key,
-    source_version,
-    table_name,
-)
-from etl.payloads import ChunkCounts
+    import pyarrow as pa
+
+    from etl import observability as obs
+    from etl.aws import s3
+    from etl.aws.status import PLANNED, PROCESSING, StatusRepository
+    from etl.core import dataset, duplicates
+    from etl.core.counts import check_conservation
+    from etl.core.process import ChunkResult, process_chunk
+    from etl.core.schema import load_schema
+    from etl.errors import InvalidFileState
+    from etl.handlers import dedupe
+    from etl.handlers.common import (
+        chunk_of,
+        file_of,
+        header_of,
+        output_key,
+        rejects_key,
+        source_version,
+        table_name,
+    )
+    from etl.payloads import ChunkCounts
 
 PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
 

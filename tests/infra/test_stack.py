@@ -535,6 +535,27 @@ def test_INF6_environment_matches_the_contract(primary: dict[str, Any]) -> None:
         assert ref_id(env["TABLE_NAME"]) in resources(primary, "AWS::DynamoDB::Table")
 
 
+def test_PERF4_bench_init_runs_in_the_chunk_functions_environment(primary: dict[str, Any]) -> None:
+    """benchmarks/bench_init.py measures a cold start in the ProcessChunk function's environment:
+    the same variables, and the same values where they are literals (Powertools reads them at
+    import; resource names are references and placeholders in the benchmark)."""
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
+    try:
+        bench_init = importlib.import_module("bench_init")
+    finally:
+        sys.path.pop(0)
+    env = props(functions_by_step(primary)["ProcessChunk"])["Environment"]["Variables"]
+    assert set(bench_init.FUNCTION_ENV) == set(env)
+    names = ("BUCKET_NAME", "TABLE_NAME", "GLUE_DATABASE", "REGION_ROLE_PARAMETER")  # per deployment
+    literal = {k: v for k, v in env.items() if isinstance(v, str) and k not in names}
+    assert {k: bench_init.FUNCTION_ENV[k] for k in literal} == literal
+    assert not set(bench_init.RUNTIME_VARIABLES) & set(env)
+    assert "LAMBDA_TASK_ROOT" in bench_init.LAMBDA_ENV  # the X-Ray SDK and Powertools check it
+
+
 def role_statements(template: dict[str, Any], role_id: str) -> list[dict[str, Any]]:
     statements = []
     for policy in resources(template, "AWS::IAM::Policy").values():
