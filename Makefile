@@ -93,11 +93,13 @@ destroy: install ## Delete both stacks and everything in them
 demo: install ## The main job: generate a realistic file and run it through the local pipeline
 	.venv/bin/etl local demo --size-mb $(DEMO_MB)
 
-bench: install ## Benchmarks (PERF1-5): scan, chunk vs peers (DuckDB/Polars/pandas), init; results go to docs/benchmarks.md by hand
+bench: install ## Benchmarks (PERF1-5, RUN12): scan, chunk vs peers (DuckDB/Polars/pandas), chunk function + cost, init, memory; results go to docs/benchmarks.md by hand
 	$(PY) benchmarks/bench_scan.py
 	$(PY) benchmarks/bench_peers.py
+	$(PY) benchmarks/bench_chunk_function.py
 	$(PY) benchmarks/bench_init.py
 	$(PY) benchmarks/bench_process.py
+	$(PY) benchmarks/bench_memory.py
 
 clean: ## Remove build outputs and local emulator state
 	rm -rf cdk.out .etl-local .build .pytest_cache .mypy_cache .ruff_cache .venv-py39 .venv-py313

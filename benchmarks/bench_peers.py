@@ -186,6 +186,29 @@ def _output_digest(parquet_path: str) -> str:
     return h.hexdigest()[:16]
 
 
+def chunk_file(
+    size_mb: float = 50.0, seed: int = 42, bad_share: float = 0.005, dup_share: float = 0.001
+) -> str:
+    """The benchmark chunk (generated, seeded, on first use): the same file for every script."""
+    sys.path[:0] = [ROOT, HERE]
+    from etl_local.datagen import generate_csv
+
+    os.makedirs(os.path.join(HERE, "data"), exist_ok=True)
+    path = os.path.join(
+        HERE, "data", f"chunk-{size_mb:g}mib-seed{seed}-bad{bad_share:g}-dup{dup_share:g}.csv"
+    )
+    if not os.path.exists(path):
+        st = generate_csv(
+            path,
+            size_bytes=int(size_mb * 2**20),
+            seed=seed,
+            bad_row_share=bad_share,
+            duplicate_id_share=dup_share,
+        )
+        print(f"generated {path}: {st.rows} rows, {st.bad_rows} bad, {st.duplicate_ids} repeated ids")
+    return path
+
+
 def _fmt_pair(ratios: list[float]) -> str:
     return f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
 
@@ -213,21 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     from peers import rules_of
 
     from etl.core.schema import load_schema
-    from etl_local.datagen import generate_csv
 
-    os.makedirs(os.path.join(HERE, "data"), exist_ok=True)
-    path = os.path.join(
-        HERE, "data", f"chunk-{a.size_mb:g}mib-seed{a.seed}-bad{a.bad_share:g}-dup{a.dup_share:g}.csv"
-    )
-    if not os.path.exists(path):
-        st = generate_csv(
-            path,
-            size_bytes=int(a.size_mb * 2**20),
-            seed=a.seed,
-            bad_row_share=a.bad_share,
-            duplicate_id_share=a.dup_share,
-        )
-        print(f"generated {path}: {st.rows} rows, {st.bad_rows} bad, {st.duplicate_ids} repeated ids")
+    path = chunk_file(a.size_mb, a.seed, a.bad_share, a.dup_share)
     size = os.path.getsize(path)
     impls = [i for i in a.impls.split(",") if i]
     thread_counts = [int(t) for t in a.threads.split(",")]
@@ -321,15 +331,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{'HOLDS' if held else 'NOT MET'} ({peak_x:.2f}x)"
         )
     print(f"\nPERF2 peers: {'PASS' if ok else 'FAIL'}")
-    proj_runs = [x for x in results if x["impl"] == "project" and x["threads"] == max(thread_counts)]
-    if proj_runs:
-        # PERF3 from this run: the project's median at the Lambda's thread count, its Parquet size.
-        from cost import Workload, estimate, format_report
-
-        per_50 = statistics.median(x["seconds"] for x in proj_runs) * (50 * 2**20) / size
-        share = statistics.median(x["parquet_bytes"] for x in proj_runs) / size
-        print()
-        print(format_report(estimate(Workload(process_seconds_per_chunk=per_50, parquet_share=share))))
+    # PERF3 needs the whole chunk function's work (the Iceberg data files too), not only what
+    # the peers are compared on: benchmarks/bench_chunk_function.py prints the cost estimate.
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(

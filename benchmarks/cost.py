@@ -40,11 +40,15 @@ class Workload:
     plan_seconds_per_gb: float = 4.0  # S3 ranged reads bound the scan (PERF1 scan itself >= 1 GB/s)
     finalize_seconds: float = 0.6
     read_block_mib: float = 8.0  # ranged GET size used by iter_blocks / chunk reads
-    chunks_with_rejects_share: float = 1.0  # 0.5% bad rows: every chunk writes a rejects object
     # S3 transfer inside each chunk function (GET the chunk, PUT Parquet + rejects), billed as
     # Lambda time: an assumed per-function throughput (not measured here: no AWS account).
     s3_mb_per_s: float = 100.0
-    parquet_share: float = 0.35  # Parquet bytes / input bytes (measured by bench_peers/bench_process)
+    # Bytes the chunk function leaves in S3 Standard per input byte (the chunk's Parquet and
+    # rejects, the Iceberg data files), bytes it PUTs per input byte (those + the scratch id
+    # list), and objects it PUTs per chunk: measured by bench_chunk_function.py.
+    parquet_share: float = 0.35
+    put_share: float = 0.0  # 0: same as parquet_share
+    puts_per_chunk: int = 2  # Parquet + rejects (bench_chunk_function.py measures the real count)
     # Cold starts: AWS bills the INIT phase since 2025-08-01. The Map runs up to map_concurrency
     # chunk functions at once, each cold on a file's first burst; the 4 other functions too.
     init_seconds: float = 0.4  # measured by benchmarks/bench_init.py (PERF4 target)
@@ -64,7 +68,7 @@ def estimate(w: Workload, p: Prices | None = None) -> dict:
     n = max(1, math.ceil(size_mib / w.chunk_mib))
     gb_mem = w.memory_mb / 1024
     chunk_mb = size_mib * 1.048576 / n  # MB (10^6) per chunk
-    transfer_per_chunk = chunk_mb * (1 + w.parquet_share) / w.s3_mb_per_s
+    transfer_per_chunk = chunk_mb * (1 + (w.put_share or w.parquet_share)) / w.s3_mb_per_s
     cold_starts = w.cold_share * (min(n, w.map_concurrency) + 4)
     init_total = cold_starts * w.init_seconds
     seconds = (
@@ -81,8 +85,9 @@ def estimate(w: Workload, p: Prices | None = None) -> dict:
     transitions = 8 + n
     gets_per_chunk = math.ceil(w.chunk_mib / w.read_block_mib)
     s3_gets = 1 + math.ceil(size_mib / w.read_block_mib) + n * gets_per_chunk  # header, plan scan, chunks
-    rejects_objects = math.ceil(n * w.chunks_with_rejects_share)
-    s3_puts = n + rejects_objects + 1 + 1  # parquet, rejects, manifest, COPY to processed/
+    # Per chunk: its objects (bench_chunk_function.py); per file: manifest, COPY to processed/,
+    # and Finalize's Iceberg commit of the two tables (metadata JSON, manifest list, manifest).
+    s3_puts = n * w.puts_per_chunk + 2 + 2 * 3
     # Status table: register (1), file status updates (~5), chunk items put (N), start (N), complete (N).
     ddb_writes = 6 + 3 * n
     ddb_reads = 4 + math.ceil(n * 0.5 / 4)  # get_file calls + list_chunks (~0.5 KB per item)
@@ -149,7 +154,8 @@ def format_report(e: dict) -> str:
     lines.insert(
         -2,
         f"  inside each chunk function: {w['process_seconds_per_chunk']:.3f} s processing + "
-        f"{e['transfer_seconds_per_chunk']:.3f} s S3 transfer (GET chunk, PUT Parquet at "
+        f"{e['transfer_seconds_per_chunk']:.3f} s S3 transfer (GET chunk, PUT "
+        f"{w['puts_per_chunk']} objects at "
         f"{w['s3_mb_per_s']:g} MB/s, assumed); {e['cold_starts']:.0f} cold starts x "
         f"{w['init_seconds']:.3f} s init (billed since 2025-08) = {e['init_seconds_total']:.1f} s",
     )
@@ -160,8 +166,8 @@ def format_report(e: dict) -> str:
     )
     lines.append(
         f"  storage the file leaves behind: ${e['storage_first_month_usd']:.5f} in its first month "
-        f"(archive + noncurrent copy in Standard, Parquet {w['parquet_share']:.2f}x the input), then "
-        f"${e['storage_later_month_usd']:.5f} per month (archive in Glacier, Parquet in Standard)"
+        f"(archive + noncurrent copy in Standard, outputs {w['parquet_share']:.2f}x the input), then "
+        f"${e['storage_later_month_usd']:.5f} per month (archive in Glacier, outputs in Standard)"
     )
     return "\n".join(lines)
 

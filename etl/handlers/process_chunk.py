@@ -19,6 +19,7 @@ with imports_without_gc():
     import hashlib
     import time
     from collections.abc import Mapping
+    from dataclasses import dataclass
     from typing import Any
 
     import pyarrow as pa
@@ -29,7 +30,7 @@ with imports_without_gc():
     from etl.core import dataset, duplicates
     from etl.core.counts import check_conservation
     from etl.core.process import ChunkResult, process_chunk
-    from etl.core.schema import load_schema
+    from etl.core.schema import Schema, load_schema
     from etl.errors import InvalidFileState
     from etl.handlers import dedupe
     from etl.handlers.common import (
@@ -82,6 +83,64 @@ def write_data_files(
     return keys, rej_key
 
 
+@dataclass(frozen=True)
+class ChunkOutputs:
+    """What :func:`write_outputs` stored for one chunk (keys, checksums)."""
+
+    output_key: str
+    output_sha256: str
+    rejects_key: str | None
+    rejects_sha256: str | None
+    ids_key: str
+    data_keys: list[str]
+    rejects_data_key: str | None
+
+
+def write_outputs(
+    file: Mapping[str, Any],
+    schema: Schema,
+    index: int,
+    cid: str,
+    result: ChunkResult,
+    previous_rejects_key: str | None,
+) -> ChunkOutputs:
+    """Every object a processed chunk leaves in S3: its Parquet and rejects CSV, its
+    ``(transaction_id, line)`` list for Finalize's file-wide duplicate check (DATA4(c)), and its
+    unpublished Iceberg data files (DATA2). Apart from the handler's status bookkeeping, so the
+    chunk function's whole work can be measured without AWS (benchmarks/bench_chunk_function.py)."""
+    bucket, file_id = file["bucket"], file["file_id"]
+    meta = {"file-id": file_id, "chunk-id": cid, "schema-version": str(schema.version)}
+    out_key = output_key(schema.dataset, file["partner"], file_id, index)
+    s3.put_bytes(bucket, out_key, result.parquet, PARQUET_CONTENT_TYPE, meta)
+    rej_key: str | None = None
+    rej_sha: str | None = None
+    if result.rows_rejected > 0:
+        rej_key = rejects_key(file["partner"], file_id, index)
+        s3.put_bytes(bucket, rej_key, result.rejects_csv, "text/csv; charset=utf-8", meta)
+        rej_sha = hashlib.sha256(result.rejects_csv).hexdigest()
+    elif previous_rejects_key:
+        s3.delete_object(bucket, str(previous_rejects_key))
+    ids = dedupe.write_ids(
+        bucket,
+        file_id,
+        index,
+        result.valid_table.column(duplicates.ID_COLUMN)
+        if duplicates.ID_COLUMN in result.valid_table.column_names
+        else pa.nulls(result.rows_valid, pa.string()),
+        result.valid_lines,
+    )
+    data_keys, rejects_data_key = write_data_files(bucket, file, index, result)
+    return ChunkOutputs(
+        output_key=out_key,
+        output_sha256=hashlib.sha256(result.parquet).hexdigest(),
+        rejects_key=rej_key,
+        rejects_sha256=rej_sha,
+        ids_key=ids,
+        data_keys=data_keys,
+        rejects_data_key=rejects_data_key,
+    )
+
+
 @obs.lambda_handler("ProcessChunk")
 def handler(event: Any, context: Any = None) -> ChunkCounts:
     """Process one chunk; chunk item RUNNING -> SUCCEEDED (FAILED with the error if it raises)."""
@@ -106,46 +165,25 @@ def handler(event: Any, context: Any = None) -> ChunkCounts:
         result = process_chunk(data, schema, int(chunk["first_line"]))
         del data  # RUN12: the chunk's bytes are not needed past here (the outputs are built)
         check_conservation(cid, result.rows_in, result.rows_valid, result.rows_rejected)
-        meta = {"file-id": file_id, "chunk-id": cid, "schema-version": str(schema.version)}
-        out_key = output_key(schema.dataset, file["partner"], file_id, index)
-        s3.put_bytes(file["bucket"], out_key, result.parquet, PARQUET_CONTENT_TYPE, meta)
-        rej_key: str | None = None
-        rej_sha: str | None = None
-        if result.rows_rejected > 0:
-            rej_key = rejects_key(file["partner"], file_id, index)
-            s3.put_bytes(file["bucket"], rej_key, result.rejects_csv, "text/csv; charset=utf-8", meta)
-            rej_sha = hashlib.sha256(result.rejects_csv).hexdigest()
-        elif previous.get("rejects_key"):
-            s3.delete_object(file["bucket"], str(previous["rejects_key"]))
-        # DATA4(c): this chunk's ids and lines, for Finalize's file-wide duplicate check.
-        ids = dedupe.write_ids(
-            file["bucket"],
-            file_id,
-            index,
-            result.valid_table.column(duplicates.ID_COLUMN)
-            if duplicates.ID_COLUMN in result.valid_table.column_names
-            else pa.nulls(result.rows_valid, pa.string()),
-            result.valid_lines,
-        )
-        data_keys, rejects_data_key = write_data_files(file["bucket"], file, index, result)
-        written = data_keys + ([rejects_data_key] if rejects_data_key else [])
+        out = write_outputs(file, schema, index, cid, result, previous.get("rejects_key"))
+        written = out.data_keys + ([out.rejects_data_key] if out.rejects_data_key else [])
         repo.complete_chunk(
             file_id,
             cid,
             result.rows_in,
             result.rows_valid,
             result.rows_rejected,
-            out_key,
-            rej_key,
+            out.output_key,
+            out.rejects_key,
             # Checksums and sizes for the manifest: Finalize need not re-read the outputs.
-            output_sha256=hashlib.sha256(result.parquet).hexdigest(),
+            output_sha256=out.output_sha256,
             output_bytes=len(result.parquet),
-            rejects_sha256=rej_sha,
-            rejects_bytes=len(result.rejects_csv) if rej_key else None,
+            rejects_sha256=out.rejects_sha256,
+            rejects_bytes=len(result.rejects_csv) if out.rejects_key else None,
             bytes_in=int(chunk["end"]) - int(chunk["start"]),
-            ids_key=ids,
-            data_keys=data_keys,
-            rejects_data_key=rejects_data_key,
+            ids_key=out.ids_key,
+            data_keys=out.data_keys,
+            rejects_data_key=out.rejects_data_key,
         )
     except Exception as exc:
         try:
