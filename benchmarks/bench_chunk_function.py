@@ -12,7 +12,8 @@ table's file). This script runs the handler's own code for all of it
 the cost model at an assumed throughput). Each run is a fresh process; the two variants
 (``process_chunk`` alone, the whole function) alternate round by round. Reported: median and
 spread of wall and CPU time, objects and bytes written per chunk by prefix, and the PERF3 cost
-estimate from these measurements (``benchmarks/cost.py``).
+estimate from these measurements (``benchmarks/cost.py``). Exits 1 when the whole function's
+peak RSS is above ``--limit`` x the chunk (RUN12, default 8).
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2, help="CPUs the worker may use (affinity)")
     ap.add_argument("--init-seconds", type=float, default=0.58, help="for the cost estimate (bench_init)")
+    ap.add_argument("--limit", type=float, default=8.0, help="RUN12: allowed peak, multiple of the chunk")
+    ap.add_argument("--no-cost", action="store_true", help="skip the cost estimate")
     ap.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     path = chunk_file()
     size = os.path.getsize(path)
     cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0))[: a.threads])
-    started = datetime.datetime.now(datetime.UTC)
+    started = datetime.datetime.now(datetime.timezone.utc)  # noqa: UP017 (runs on 3.9 in the tests)
     print(f"chunk function work: {path} ({size / 2**20:.1f} MiB), {a.rounds} rounds, CPUs {cpus}")
     print(f"{started:%Y-%m-%d %H:%M} UTC, load average {os.getloadavg()[0]:.1f}")
     runs: list[dict[str, Any]] = []
@@ -162,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"  the function's work beyond process_chunk: x{med['function'] / med['process_chunk']:.2f} its time"
     )
+    peak_x = max(x["peak_rss"] for x in runs if x["variant"] == "function") / size
+    held = peak_x <= a.limit
+    verdict = "met" if held else "NOT MET"
+    print(f"  RUN12 for the whole function: peak {peak_x:.2f}x the chunk ({verdict}, limit {a.limit:g}x)")
 
     from cost import Workload, estimate, format_report
 
@@ -173,9 +180,10 @@ def main(argv: list[str] | None = None) -> int:
         puts_per_chunk=len(written),
         init_seconds=a.init_seconds,
     )
-    print()
-    print(format_report(estimate(w)))
-    return 0
+    if not a.no_cost:
+        print()
+        print(format_report(estimate(w)))
+    return 0 if held else 1
 
 
 if __name__ == "__main__":

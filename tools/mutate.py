@@ -207,6 +207,18 @@ MUTATIONS: tuple[Mutation, ...] = (
         "    order = np.arange(len(enc.dictionary))\n",
         ("tests/unit/test_dataset.py",),
     ),
+    # RUN12 for the whole chunk function: the data files' step must not hold the rows twice.
+    Mutation(
+        "chunk-function-holds-rows-twice",
+        "etl/handlers/process_chunk.py",
+        "    result.valid_table = result.valid_table.schema.empty_table()\n"
+        "    parts = dataset.split_by_date(rows)\n"
+        "    # The unsorted columns' pages back to the OS before the Parquet writers allocate (they were\n"
+        "    # allocated by other threads, whose malloc arenas the writers would not reuse).\n"
+        "    pa.default_memory_pool().release_unused()\n",
+        "    parts = dataset.split_by_date(rows)\n",
+        ("tests/unit/handlers/test_chunk_function_memory.py",),
+    ),
     # RUN12: the parallel filter must apply the valid mask (not keep every row).
     Mutation(
         "parallel-filter-keeps-rejects",

@@ -198,12 +198,25 @@ def transactions_table(valid: pa.Table, lines: np.ndarray, lineage: Lineage) -> 
     return pa.Table.from_arrays(cols, schema=target)
 
 
-def split_by_date(table: pa.Table) -> list[tuple[str, pa.Table]]:
+def split_by_date(table: pa.Table | list[pa.Table]) -> list[tuple[str, pa.Table]]:
     """``[(YYYY-MM-DD, rows of that transaction_date sorted by account_id, transaction_id)]``
-    in date order: one table per data file (one partition value per file)."""
+    in date order: one table per data file (one partition value per file).
+
+    Given as a one-element list, the table is taken out of it (the list is emptied) and its
+    columns are let go one by one as their reordered copies are made: with no other reference
+    to the rows, the step holds one copy of them plus a column or two, not two copies (RUN12:
+    the chunk function's peak)."""
+    if isinstance(table, list):
+        return _split_sorted(_take_releasing(table))
     if table.num_rows == 0:
         return []
-    ordered = _take(table, row_order(table))
+    return _split_sorted(_take(table, row_order(table)))
+
+
+def _split_sorted(ordered: pa.Table) -> list[tuple[str, pa.Table]]:
+    """Rows already in :func:`row_order`, cut into one table per transaction date."""
+    if ordered.num_rows == 0:
+        return []
     dates = ordered.column(DATE_COLUMN).combine_chunks()
     runs = pc.run_end_encode(dates)
     ends = runs.run_ends.to_numpy()
@@ -255,6 +268,28 @@ def _sort_rank(col: pa.ChunkedArray) -> np.ndarray:
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order), dtype=np.int64)
     return rank
+
+
+def _take_releasing(holder: list[pa.Table]) -> pa.Table:
+    """:func:`split_by_date`'s reordering of the table it takes out of ``holder``."""
+    table = holder.pop()
+    if table.num_rows == 0:
+        return table
+    idx = pa.array(np.asarray(row_order(table), dtype=np.int64))
+    schema = table.schema
+    cols: list[Any] = list(table.columns)
+    del table
+
+    def one(i: int) -> Any:
+        col, cols[i] = cols[i], None  # the list held the last reference to the unsorted column
+        return col.take(idx)
+
+    n = len(cols)
+    if len(idx) >= 20_000 and workers.parallel():
+        out = list(workers.pool().map(one, range(n)))
+    else:
+        out = [one(i) for i in range(n)]
+    return pa.Table.from_arrays(out, schema=schema)
 
 
 def _take(table: pa.Table, order: Any) -> pa.Table:

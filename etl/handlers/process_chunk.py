@@ -68,9 +68,14 @@ def write_data_files(
     lineage = dataset.lineage_of(file)
     meta = {"file-id": lineage.file_id}
     keys = []
-    rows = dataset.transactions_table(result.valid_table, result.valid_lines, lineage)
+    rows = [dataset.transactions_table(result.valid_table, result.valid_lines, lineage)]
+    # Hand the valid rows over (RUN12): split_by_date then reorders them column by column,
+    # letting each unsorted column go, instead of holding the rows twice.
+    result.valid_table = result.valid_table.schema.empty_table()
     parts = dataset.split_by_date(rows)
-    del rows
+    # The unsorted columns' pages back to the OS before the Parquet writers allocate (they were
+    # allocated by other threads, whose malloc arenas the writers would not reuse).
+    pa.default_memory_pool().release_unused()
     for (day, _), body in zip(parts, dataset.data_files(parts)):
         key = dataset.transactions_data_key(lineage.file_id, index, day)
         s3.put_bytes(bucket, key, body, PARQUET_CONTENT_TYPE, meta)
@@ -89,6 +94,7 @@ class ChunkOutputs:
 
     output_key: str
     output_sha256: str
+    output_bytes: int
     rejects_key: str | None
     rejects_sha256: str | None
     ids_key: str
@@ -107,11 +113,18 @@ def write_outputs(
     """Every object a processed chunk leaves in S3: its Parquet and rejects CSV, its
     ``(transaction_id, line)`` list for Finalize's file-wide duplicate check (DATA4(c)), and its
     unpublished Iceberg data files (DATA2). Apart from the handler's status bookkeeping, so the
-    chunk function's whole work can be measured without AWS (benchmarks/bench_chunk_function.py)."""
+    chunk function's whole work can be measured without AWS (benchmarks/bench_chunk_function.py).
+
+    Consumes ``result``'s large parts as they are stored (its Parquet bytes, its valid table:
+    empty on return; the counts stay), so the function never holds the chunk's rows twice
+    (RUN12)."""
     bucket, file_id = file["bucket"], file["file_id"]
     meta = {"file-id": file_id, "chunk-id": cid, "schema-version": str(schema.version)}
     out_key = output_key(schema.dataset, file["partner"], file_id, index)
     s3.put_bytes(bucket, out_key, result.parquet, PARQUET_CONTENT_TYPE, meta)
+    out_sha, out_bytes = hashlib.sha256(result.parquet).hexdigest(), len(result.parquet)
+    result.parquet = b""  # stored; let it go before the data files are built (RUN12)
+    pa.default_memory_pool().release_unused()
     rej_key: str | None = None
     rej_sha: str | None = None
     if result.rows_rejected > 0:
@@ -132,7 +145,8 @@ def write_outputs(
     data_keys, rejects_data_key = write_data_files(bucket, file, index, result)
     return ChunkOutputs(
         output_key=out_key,
-        output_sha256=hashlib.sha256(result.parquet).hexdigest(),
+        output_sha256=out_sha,
+        output_bytes=out_bytes,
         rejects_key=rej_key,
         rejects_sha256=rej_sha,
         ids_key=ids,
@@ -177,7 +191,7 @@ def handler(event: Any, context: Any = None) -> ChunkCounts:
             out.rejects_key,
             # Checksums and sizes for the manifest: Finalize need not re-read the outputs.
             output_sha256=out.output_sha256,
-            output_bytes=len(result.parquet),
+            output_bytes=out.output_bytes,
             rejects_sha256=out.rejects_sha256,
             rejects_bytes=len(result.rejects_csv) if out.rejects_key else None,
             bytes_in=int(chunk["end"]) - int(chunk["start"]),
