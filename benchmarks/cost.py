@@ -1,9 +1,11 @@
 """PERF3: cost per GB of input on AWS, from measured durations and the workflow's request counts.
 
-Run alone (``python benchmarks/cost.py --process-seconds 0.9``) or through bench_process.py,
-which passes its measured chunk time. Every price below is a public list price for us-east-1
-(N. Virginia), stated with the date it was taken; check the AWS pricing pages before relying
-on the result. Free tiers are ignored (a production account outgrows them).
+Printed by bench_chunk_function.py from its measurements (the whole chunk function's time, the
+objects and bytes it writes); alone: ``python benchmarks/cost.py --process-seconds 1.3
+--parquet-share 0.8 --put-share 1.1 --puts-per-chunk 14 --init-seconds 0.58``. Every price
+below is a public list price for us-east-1 (N. Virginia), stated with the date it was taken;
+check the AWS pricing pages before relying on the result. Free tiers are ignored (a production
+account outgrows them).
 """
 
 from __future__ import annotations
@@ -181,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         "--init-seconds", type=float, default=Workload.init_seconds, help="measured init (bench_init)"
     )
     ap.add_argument("--parquet-share", type=float, default=Workload.parquet_share)
+    ap.add_argument("--put-share", type=float, default=Workload.put_share, help="bytes PUT / input bytes")
+    ap.add_argument("--puts-per-chunk", type=int, default=Workload.puts_per_chunk)
     ap.add_argument("--s3-mb-per-s", type=float, default=Workload.s3_mb_per_s)
     a = ap.parse_args(argv)
     w = Workload(
@@ -189,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         process_seconds_per_chunk=a.process_seconds,
         init_seconds=a.init_seconds,
         parquet_share=a.parquet_share,
+        put_share=a.put_share,
+        puts_per_chunk=a.puts_per_chunk,
         s3_mb_per_s=a.s3_mb_per_s,
     )
     print(format_report(estimate(w)))
