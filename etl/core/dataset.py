@@ -206,11 +206,7 @@ def split_by_date(table: pa.Table | list[pa.Table]) -> list[tuple[str, pa.Table]
     columns are let go one by one as their reordered copies are made: with no other reference
     to the rows, the step holds one copy of them plus a column or two, not two copies (RUN12:
     the chunk function's peak)."""
-    if isinstance(table, list):
-        return _split_sorted(_take_releasing(table))
-    if table.num_rows == 0:
-        return []
-    return _split_sorted(_take(table, row_order(table)))
+    return _split_sorted(_take_in_order(table if isinstance(table, list) else [table]))
 
 
 def _split_sorted(ordered: pa.Table) -> list[tuple[str, pa.Table]]:
@@ -270,8 +266,9 @@ def _sort_rank(col: pa.ChunkedArray) -> np.ndarray:
     return rank
 
 
-def _take_releasing(holder: list[pa.Table]) -> pa.Table:
-    """:func:`split_by_date`'s reordering of the table it takes out of ``holder``."""
+def _take_in_order(holder: list[pa.Table]) -> pa.Table:
+    """The table taken out of ``holder``, its rows in :func:`row_order`: column by column on the
+    worker threads (take releases the GIL), each unsorted column let go once copied."""
     table = holder.pop()
     if table.num_rows == 0:
         return table
@@ -290,16 +287,6 @@ def _take_releasing(holder: list[pa.Table]) -> pa.Table:
     else:
         out = [one(i) for i in range(n)]
     return pa.Table.from_arrays(out, schema=schema)
-
-
-def _take(table: pa.Table, order: Any) -> pa.Table:
-    """``table.take(order)``, the columns on the chunk path's worker threads (take releases the
-    GIL; the string columns dominate)."""
-    idx = pa.array(order, pa.int64()) if isinstance(order, np.ndarray) else order
-    if table.num_rows < 20_000 or not workers.parallel():
-        return table.take(idx)
-    cols = list(workers.pool().map(lambda c: c.take(idx), table.columns))
-    return pa.Table.from_arrays(cols, schema=table.schema)
 
 
 def data_files(parts: list[tuple[str, pa.Table]]) -> list[bytes]:
