@@ -198,13 +198,16 @@ def chunk_file(
         HERE, "data", f"chunk-{size_mb:g}mib-seed{seed}-bad{bad_share:g}-dup{dup_share:g}.csv"
     )
     if not os.path.exists(path):
+        # Written aside and renamed: a concurrent run never reads a half-written chunk.
+        tmp = f"{path}.{os.getpid()}.tmp"
         st = generate_csv(
-            path,
+            tmp,
             size_bytes=int(size_mb * 2**20),
             seed=seed,
             bad_row_share=bad_share,
             duplicate_id_share=dup_share,
         )
+        os.replace(tmp, path)
         print(f"generated {path}: {st.rows} rows, {st.bad_rows} bad, {st.duplicate_ids} repeated ids")
     return path
 
