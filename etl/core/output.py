@@ -91,21 +91,24 @@ def rejects_to_csv(rejects: Sequence[tuple[Any, ...]]) -> bytes:
     Text cells are neutralised (:func:`neutralise_cell`) and always quoted (with ``\n`` as the
     line terminator, minimal quoting would leave a bare CR unquoted, which readers take for a
     line end); the line number is an unquoted integer."""
-    parts = [_CSV_HEADER]
-    # Encoded in batches: the text of one batch at a time, not of every reject (RUN12: a chunk
-    # of many short rejected rows must not hold its rejects CSV three times).
+    out = io.BytesIO(_CSV_HEADER)
+    out.seek(0, io.SEEK_END)
+    # Encoded in batches into one buffer: the text of one batch at a time, and no list of parts
+    # joined at the end (RUN12: a chunk of many short rejected rows must not hold its rejects
+    # CSV twice or three times; BytesIO grows in place and getvalue() does not copy).
     for lo in range(0, len(rejects), _CSV_BATCH):
-        parts.append(_csv_rows((r[0], r[1], r[2], r[3]) for r in rejects[lo : lo + _CSV_BATCH]))
-    return b"".join(parts)
+        out.write(_csv_rows((r[0], r[1], r[2], r[3]) for r in rejects[lo : lo + _CSV_BATCH]))
+    return out.getvalue()
 
 
 def rejects_table_to_csv(table: pa.Table) -> bytes:
     """:func:`rejects_to_csv` of a columnar reject set (``etl.core.rejects``): the same bytes,
     converted to Python a slice at a time (RUN12)."""
-    parts = [_CSV_HEADER]
+    out = io.BytesIO(_CSV_HEADER)
+    out.seek(0, io.SEEK_END)
     for lo in range(0, table.num_rows, _CSV_BATCH):
         part = table.slice(lo, _CSV_BATCH)
-        parts.append(
+        out.write(
             _csv_rows(
                 zip(
                     part.column("line").to_pylist(),
@@ -115,7 +118,7 @@ def rejects_table_to_csv(table: pa.Table) -> bytes:
                 )
             )
         )
-    return b"".join(parts)
+    return out.getvalue()
 
 
 _CSV_HEADER = (",".join(REJECT_COLUMNS) + "\n").encode("utf-8")

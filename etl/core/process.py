@@ -144,9 +144,17 @@ def process_chunk(data: bytes, schema: Schema, first_line: int) -> ChunkResult:
     recs = scan_records(data, base, first_line)
     check_header_line(data[base : recs.header_end], schema)
     if len(recs.starts) == 0:
-        return _finish(data, schema, first_line, 0, _empty_table(schema), [], np.zeros(0, dtype=np.int64))
+        return _finish(
+            data,
+            schema,
+            first_line,
+            0,
+            _empty_table(schema),
+            rejects_mod.Rejects(),
+            np.zeros(0, dtype=np.int64),
+        )
 
-    rejects: list[_Reject] = []
+    rejects = rejects_mod.Rejects()
     text, table, ragged, bad_utf8_rows = _parse_chunk(data, base, schema, recs, first_line, rejects)
     row_records = _map_rows(text, base, schema, recs, first_line, table, ragged, bad_utf8_rows, rejects)
     del ragged, text  # the skipped rows' text (one Python string each) is not needed any more
@@ -183,7 +191,7 @@ def process_chunk(data: bytes, schema: Schema, first_line: int) -> ChunkResult:
 
 
 def _parse_chunk(
-    data: bytes, base: int, schema: Schema, recs: Records, first_line: int, rejects: list[_Reject]
+    data: bytes, base: int, schema: Schema, recs: Records, first_line: int, rejects: rejects_mod.Rejects
 ) -> tuple[bytes, pa.Table, list[tuple[str, int]], np.ndarray]:
     """(text parsed, string table, ragged rows, records rejected for invalid UTF-8)."""
     # RUN10: a NUL byte is valid UTF-8 but no text: its row is a reject, like invalid UTF-8
@@ -223,7 +231,7 @@ def _map_rows(
     table: pa.Table,
     ragged: list[tuple[str, int]],
     bad_utf8_rows: np.ndarray,
-    rejects: list[_Reject],
+    rejects: rejects_mod.Rejects,
 ) -> np.ndarray:
     """Reject the rows pyarrow skipped (wrong field count) and return, per table row, the
     index of its record; the parser and the quote-parity scan must agree on every record."""
@@ -232,22 +240,31 @@ def _map_rows(
     except MalformedCsv:
         check_bare_cr(text, base, first_line)  # the usual cause; a clearer message
         raise
-    for (text_of_row, n_fields), rec in zip(ragged, ragged_idx):
-        if bad_utf8_rows.size and np.any(bad_utf8_rows == rec):
-            continue  # already rejected for its encoding; one reject per row
-        # locate_rows matched the row's UTF-8 bytes to exactly this record's bytes, so the
-        # parser's text IS the record text (record_text would decode an equal second copy:
-        # RUN12, a chunk of ragged rows must not hold every record twice).
-        rejects.append(
-            (
-                int(recs.lines[rec]),
-                RECORD_COLUMN,
-                _fields_reason(len(schema.source_columns), n_fields),
-                text_of_row,
+    # RUN12: these rows become columns (every row of the chunk may be ragged), never a tuple per
+    # row, a slice at a time from the end of ``ragged`` so each slice's Python strings are let
+    # go once copied. A row already rejected for its encoding is not rejected again. locate_rows
+    # matched each row's UTF-8 bytes to exactly its record's bytes, so the parser's text IS the
+    # record text (record_text would decode an equal second copy).
+    keep = ~np.isin(ragged_idx, bad_utf8_rows) if bad_utf8_rows.size else np.ones(len(ragged), dtype=bool)
+    expected = len(schema.source_columns)
+    batches = []
+    hi = len(ragged)
+    while hi > 0:
+        lo = max(0, hi - _RAGGED_BATCH)
+        part, k = ragged[lo:hi], keep[lo:hi].tolist()
+        del ragged[lo:hi]
+        batches.append(
+            rejects_mod.whole_records(
+                recs.lines[ragged_idx[lo:hi][keep[lo:hi]]],
+                [_fields_reason(expected, n) for (_, n), kk in zip(part, k) if kk],
+                [t for (t, _), kk in zip(part, k) if kk],
                 "fields",
-                text_of_row,
             )
         )
+        del part
+        hi = lo
+    for batch in reversed(batches):
+        rejects.add_batch(batch)
     n_records = len(recs.starts)
     parsed_mask = np.ones(n_records, dtype=bool)
     if ragged_idx.size:
@@ -261,6 +278,10 @@ def _map_rows(
             "(a quote inside an unquoted field?)"
         )
     return np.flatnonzero(parsed_mask)  # table row i is record row_records[i]
+
+
+# Rows with a wrong field count turned into reject columns at a time (see _map_rows).
+_RAGGED_BATCH = 20_000
 
 
 @functools.lru_cache(maxsize=256)
@@ -277,7 +298,7 @@ def _rule_rejects(
     row_records: np.ndarray,
     keep: np.ndarray,
     ok_masks: list[np.ndarray],
-    rejects: list[_Reject],
+    rejects: rejects_mod.Rejects,
 ) -> np.ndarray:
     """The rows passing every rule (among ``keep``); one reject per failing row, naming its
     first failing column in schema order."""
@@ -399,7 +420,7 @@ def _finish(
     first_line: int,
     n_records: int,
     out: pa.Table,
-    rejects: list[_Reject],
+    rejects: rejects_mod.Rejects,
     valid_lines: np.ndarray,
 ) -> ChunkResult:
     """Conservation check, then the output bytes."""
@@ -415,7 +436,7 @@ def _finish(
         parquet = workers.pool().submit(table_to_parquet, out, schema)
     # RUN12: the rejects go columnar (the Python tuples are let go batch by batch), and the
     # CSV is written from the columns a slice at a time.
-    table = rejects_mod.to_table(rejects)
+    table = rejects.to_table()
     rejects_csv = rejects_table_to_csv(table)
     return ChunkResult(
         rows_in=n_records,

@@ -16,8 +16,10 @@ Shipped to Lambda: Python 3.9 compatible.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as _pc
 
@@ -70,6 +72,60 @@ def to_table(rejects: list[Reject]) -> pa.Table:
             )
         )
     return pa.Table.from_batches(batches, schema=SCHEMA)
+
+
+class Rejects:
+    """A chunk's rejects while it is processed: single tuples (rule failures, repeated ids,
+    encoding: Python touches each anyway) and whole batches (rows with a wrong field count,
+    possibly every row of the chunk: added as columns at once, never as one tuple each)."""
+
+    def __init__(self) -> None:
+        self._rows: list[Reject] = []
+        self._batches: list[pa.RecordBatch] = []
+
+    def append(self, reject: Reject) -> None:
+        self._rows.append(reject)
+
+    def extend(self, rejects: Iterable[Reject]) -> None:
+        self._rows.extend(rejects)
+
+    def add_batch(self, batch: pa.RecordBatch) -> None:
+        """Rejects already in columns (:func:`whole_records`)."""
+        if batch.num_rows:
+            self._batches.append(batch)
+
+    def __len__(self) -> int:
+        return len(self._rows) + int(sum(b.num_rows for b in self._batches))
+
+    def to_table(self) -> pa.Table:
+        """Every reject in line order (the single ones consumed as in :func:`to_table`)."""
+        table = to_table(self._rows)
+        if not self._batches:
+            return table
+        batches, self._batches = self._batches, []
+        if table.num_rows:
+            batches = [*table.to_batches(), *batches]
+        out = pa.Table.from_batches(batches, schema=SCHEMA)
+        lines = out.column("line").to_numpy()
+        if not bool(np.all(lines[1:] > lines[:-1])):
+            out = out.take(pc.sort_indices(out.column("line")))
+        return out
+
+
+def whole_records(lines: Any, reasons: list[str], records: list[str], rule: str) -> pa.RecordBatch:
+    """Whole-record rejects (column ``*``, value = the record) as one batch of columns."""
+    n = len(records)
+    return pa.record_batch(
+        [
+            pa.array(lines, pa.int64()),
+            pa.array([RECORD_COLUMN] * n, pa.string()),
+            pa.array([rule] * n, pa.string()),
+            pa.nulls(n, pa.string()),
+            pa.array(reasons, pa.string()),
+            pa.array(records, pa.string()),
+        ],
+        schema=SCHEMA,
+    )
 
 
 def values(table: pa.Table) -> pa.ChunkedArray:

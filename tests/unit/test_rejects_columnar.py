@@ -106,3 +106,21 @@ def test_RUN12_peak_memory_within_8x_chunk_when_every_row_is_a_reject(name):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "RUN12 met" in out.stdout
+
+
+def test_RUN12_collector_merges_batches_and_single_rejects_in_line_order():
+    """Whole-record batches (ragged rows) and single rejects (rules, duplicates) end in one
+    table in line order, whatever order they were added in."""
+    sink = rejects.Rejects()
+    sink.append((5, "amount", "amount: bad", "r5", "type", "x"))
+    sink.add_batch(rejects.whole_records([2, 7], ["two fields", "one field"], ["a,b", "c"], "fields"))
+    sink.append((3, "transaction_id", "dup", "r3", "duplicate", "T1"))
+    assert len(sink) == 4
+    table = sink.to_table()
+    assert table.column("line").to_pylist() == [2, 3, 5, 7]
+    assert rejects.entries(table) == [
+        (2, "*", "fields", "a,b", "two fields"),
+        (3, "transaction_id", "duplicate", "T1", "dup"),
+        (5, "amount", "type", "x", "amount: bad"),
+        (7, "*", "fields", "c", "one field"),
+    ]
