@@ -1,7 +1,8 @@
 """RUN12 for the whole chunk function, not only process_chunk: ProcessChunk's own output code
-(``write_outputs``: the chunk's Parquet and rejects, the id list, the Iceberg data files) on a
-50 MiB chunk of ordinary data peaks within 8x the chunk. Asserted by the benchmark that measures
-it, in fresh processes (memory, unlike time, does not move with the machine's load)."""
+(``write_outputs``: the chunk's Parquet and rejects, the id list, the Iceberg data files) peaks
+within 8x the chunk, on a 50 MiB chunk of ordinary data and on one whose every row is rejected.
+Asserted by the benchmark that measures it, in fresh processes (memory, unlike time, does not
+move with the machine's load)."""
 
 from __future__ import annotations
 
