@@ -13,7 +13,7 @@ import csv
 import datetime as dt
 import io
 
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from etl.core.boundaries import plan_chunks
@@ -56,7 +56,11 @@ def rfc4180_body(draw: st.DrawFn) -> bytes:
 
 def csv_count(data: bytes) -> int:
     # csv reads a row of only empty fields from "" lines; blank lines are no rows for either.
-    return sum(1 for r in csv.reader(io.StringIO(data.decode("utf-8"), newline="")) if r) - 1
+    # surrogateescape: an inserted quote can split a UTF-8 character; the bytes left invalid are
+    # never a quote, delimiter or line end, so the record structure csv sees is unchanged (the
+    # pipeline rejects that row for its encoding, and still counts it).
+    text = data.decode("utf-8", errors="surrogateescape")
+    return sum(1 for r in csv.reader(io.StringIO(text, newline="")) if r) - 1
 
 
 def pipeline(data: bytes, chunk_size: int, block: int) -> int | None:
@@ -84,6 +88,8 @@ def test_RUN9_rfc4180_input_succeeds_with_the_csv_count(body: bytes, chunk_size:
     chunk_size=st.integers(1, 64),
     block=st.integers(1, 64),
 )
+# Found by Hypothesis in CI (2026-11-30): two quotes inserted inside "é" leave invalid UTF-8.
+@example(body=b',"xx\xc3\xa9",\n,,\n', where=[5, 5], chunk_size=1, block=1)
 def test_RUN9_a_misplaced_quote_never_succeeds_with_another_count(
     body: bytes, where: list[int], chunk_size: int, block: int
 ) -> None:
