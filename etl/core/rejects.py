@@ -1,11 +1,13 @@
 """A chunk's rejects in columnar (Arrow) form (RUN12, DATA5).
 
-While a chunk is validated, each rejected row is one Python tuple ``(line, column, reason,
-record, rule, value)``: only rejected rows ever reach Python. A chunk where every row is a
-reject (ragged rows, a wrong delimiter) has hundreds of thousands of them, ~400 bytes of
-objects each. :func:`to_table` turns them into one Arrow table, a batch at a time, letting go of
-the tuples as it goes, so the chunk's result holds ~1.2x the rejected records' text instead of
-~3x, and the rejects CSV is written from that table a slice at a time.
+Only rejected rows ever reach Python, but a chunk where every row is a reject (ragged rows, a
+wrong delimiter) has hundreds of thousands of them: as one Python tuple each that is ~400
+bytes of objects per reject. :class:`Rejects` collects a chunk's rejects in two forms: rows with
+a wrong field count arrive as whole batches of columns (:func:`whole_records`, built a slice at
+a time by ``etl.core.process``), and the few other rejects (rule failures, repeated ids, bad
+encoding) as tuples, which :func:`to_table` turns into columns a batch at a time, letting go of
+the tuples as it goes. The result is one table in line order, which the chunk's result holds
+and from which the rejects CSV is written a slice at a time.
 
 Columns: ``line`` (int64), ``column``, ``rule``, ``value``, ``reason``, ``record`` (strings).
 ``value`` is null for a whole-record reject (``column == "*"``) whose value is the record
