@@ -63,12 +63,18 @@ def worker(impl: str, path: str, threads: int, out_dir: str, rules_path: str) ->
     with open(rules_path) as fh:
         rules = json.load(fh)
     counts: tuple[int, int, int]
-    if impl == "project":
-        sys.path.insert(0, ROOT)
+    if impl in ("project", "pandas-old"):
+        # Same harness for both: the chunk path under test is the only difference.
+        sys.path[:0] = [ROOT, HERE]
         import pyarrow as pa
 
-        from etl.core.process import process_chunk
         from etl.core.schema import load_schema
+
+        run_chunk: Any
+        if impl == "project":
+            from etl.core.process import process_chunk as run_chunk
+        else:
+            from pandas_baseline import process_chunk_pandas as run_chunk
 
         pa.set_cpu_count(threads)
         schema = load_schema(rules["schema"])
@@ -76,31 +82,12 @@ def worker(impl: str, path: str, threads: int, out_dir: str, rules_path: str) ->
         t0, c0 = time.perf_counter(), _cpu()
         with open(path, "rb") as fh:
             data = fh.read()
-        res = process_chunk(data, schema, 2)
+        res = run_chunk(data, schema, 2)
         with open(os.path.join(out_dir, "valid.parquet"), "wb") as fh:
             fh.write(res.parquet)
         with open(os.path.join(out_dir, "rejects.csv"), "wb") as fh:
             fh.write(res.rejects_csv)
         counts = (res.rows_in, res.rows_valid, res.rows_rejected)
-    elif impl == "pandas-old":
-        sys.path[:0] = [ROOT, HERE]
-        import pyarrow as pa
-        from pandas_baseline import process_chunk_pandas
-
-        from etl.core.schema import load_schema
-
-        pa.set_cpu_count(threads)
-        schema = load_schema(rules["schema"])
-        t_imports = time.perf_counter() - t_start
-        t0, c0 = time.perf_counter(), _cpu()
-        with open(path, "rb") as fh:
-            data = fh.read()
-        old = process_chunk_pandas(data, schema, 2)
-        with open(os.path.join(out_dir, "valid.parquet"), "wb") as fh:
-            fh.write(old.parquet)
-        with open(os.path.join(out_dir, "rejects.csv"), "wb") as fh:
-            fh.write(old.rejects_csv)
-        counts = (old.rows_in, old.rows_valid, old.rows_rejected)
     else:
         sys.path.insert(0, HERE)
         if impl == "pandas-arrow":
