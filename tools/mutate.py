@@ -200,8 +200,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "row-order-unsorted-account-ranks",
         "etl/core/dataset.py",
-        "    order = _np(pc.sort_indices(enc.dictionary))\n",
-        "    order = np.arange(len(enc.dictionary))\n",
+        "    out: np.ndarray = _sort_rank(enc.dictionary)[_np(enc.indices)]\n",
+        "    out: np.ndarray = _np(enc.indices).astype(np.int64)  # first-appearance codes\n",
         ("tests/unit/test_dataset.py",),
     ),
     # RUN12 for the whole chunk function: the data files' step must not hold the rows twice.

@@ -250,14 +250,11 @@ def _np(col: pa.ChunkedArray) -> np.ndarray:
 def _dictionary_rank(col: pa.ChunkedArray) -> np.ndarray:
     """Dense rank of each value (equal values, equal rank) via its sorted dictionary."""
     enc = pc.dictionary_encode(col.combine_chunks())
-    order = _np(pc.sort_indices(enc.dictionary))
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order), dtype=np.int64)
-    out: np.ndarray = rank[_np(enc.indices)]
+    out: np.ndarray = _sort_rank(enc.dictionary)[_np(enc.indices)]
     return out
 
 
-def _sort_rank(col: pa.ChunkedArray) -> np.ndarray:
+def _sort_rank(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Position of each value in the stable sort of the column (equal values keep their order,
     so a stable sort by this rank is a stable sort by the value)."""
     order = _np(pc.sort_indices(col))

@@ -60,20 +60,25 @@ def to_table(rejects: list[Reject]) -> pa.Table:
         rules = [r[4] for r in part]
         values = [None if r[1] == RECORD_COLUMN and r[5] is r[3] else r[5] for r in part]
         del part
-        batches.append(
-            pa.record_batch(
-                [
-                    pa.array(lines, pa.int64()),
-                    pa.array(columns, pa.string()),
-                    pa.array(rules, pa.string()),
-                    pa.array(values, pa.string()),
-                    pa.array(reasons, pa.string()),
-                    pa.array(records, pa.string()),
-                ],
-                schema=SCHEMA,
-            )
-        )
+        batches.append(_batch(lines, columns, rules, pa.array(values, pa.string()), reasons, records))
     return pa.Table.from_batches(batches, schema=SCHEMA)
+
+
+def _batch(
+    lines: Any, columns: list[str], rules: list[str], values: pa.Array, reasons: list[str], records: list[str]
+) -> pa.RecordBatch:
+    """One batch of reject columns in :data:`SCHEMA` order."""
+    return pa.record_batch(
+        [
+            pa.array(lines, pa.int64()),
+            pa.array(columns, pa.string()),
+            pa.array(rules, pa.string()),
+            values,
+            pa.array(reasons, pa.string()),
+            pa.array(records, pa.string()),
+        ],
+        schema=SCHEMA,
+    )
 
 
 class Rejects:
@@ -117,17 +122,7 @@ class Rejects:
 def whole_records(lines: Any, reasons: list[str], records: list[str], rule: str) -> pa.RecordBatch:
     """Whole-record rejects (column ``*``, value = the record) as one batch of columns."""
     n = len(records)
-    return pa.record_batch(
-        [
-            pa.array(lines, pa.int64()),
-            pa.array([RECORD_COLUMN] * n, pa.string()),
-            pa.array([rule] * n, pa.string()),
-            pa.nulls(n, pa.string()),
-            pa.array(reasons, pa.string()),
-            pa.array(records, pa.string()),
-        ],
-        schema=SCHEMA,
-    )
+    return _batch(lines, [RECORD_COLUMN] * n, [rule] * n, pa.nulls(n, pa.string()), reasons, records)
 
 
 def values(table: pa.Table) -> pa.ChunkedArray:
