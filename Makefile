@@ -19,12 +19,14 @@ find_python = $(firstword $(wildcard $(HOME)/.pyenv/versions/$(1).*/bin/python$(
 PY39 ?= $(call find_python,3.9)
 PY313 ?= $(call find_python,3.13)
 DEMO_MB ?= 160
+CHAOS_SCHEDULES ?= 30
+CHAOS_SEED ?= 1000
 
 # The pyiceberg layer (DATA7) for this runtime/architecture: cdk.json's defaults unless given.
 LAYER_PYTHON ?= $(shell $(PY) -c "import json; print(json.load(open('cdk.json'))['context']['lambdaRuntime'].removeprefix('python'))" 2>/dev/null || echo 3.13)
 LAYER_ARCH ?= $(shell $(PY) -c "import json; print(json.load(open('cdk.json'))['context']['architecture'])" 2>/dev/null || echo x86_64)
 
-.PHONY: help install test-deps layer size-budget test test-fast test-runtimes lint complexity mutate synth deploy destroy demo bench clean
+.PHONY: help install test-deps layer size-budget test test-fast test-runtimes lint complexity mutate synth deploy destroy demo bench chaos clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -100,6 +102,11 @@ bench: install ## Benchmarks (PERF1-5, RUN12): scan, chunk vs peers (DuckDB/Pola
 	$(PY) benchmarks/bench_init.py
 	$(PY) benchmarks/bench_process.py
 	$(PY) benchmarks/bench_memory.py
+
+chaos: install ## TBL4: many seeded fault schedules on the emulator; prints schedules, faults injected, violations
+	set -o pipefail; ETL_CHAOS_SCHEDULES=$(CHAOS_SCHEDULES) ETL_CHAOS_SEED=$(CHAOS_SEED) \
+		$(PY) -m pytest tests/e2e/test_chaos.py -k randomized -q -s -p no:cacheprovider 2>&1 \
+		| $(PY) tools/chaos_summary.py
 
 clean: ## Remove build outputs and local emulator state
 	rm -rf cdk.out .etl-local .build .pytest_cache .mypy_cache .ruff_cache .venv-py39 .venv-py313

@@ -327,15 +327,39 @@ def local() -> None:
     """The pipeline on a local AWS emulator (moto), with the real state machine and handlers."""
 
 
+FAULT_HELP = (
+    "Arm a named fault point (repeatable; each fires once per file), e.g. finalize.after_commit. "
+    "The list: docs/local-mode.md, 'Fault points'."
+)
+
+
+def arm_faults(fault: tuple[str, ...]) -> None:
+    """Check ``--fault`` names and hand them to the emulator this command starts
+    (``ETL_LOCAL_FAULTS``). A running emulator keeps what it was started with."""
+    if not fault:
+        return
+    from etl_local import faults, harness
+
+    try:
+        names = faults.parse(list(fault))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fault") from None
+    if harness.running_emulator() is not None:
+        raise click.UsageError("--fault arms a new emulator; one is running: `etl local down` first")
+    os.environ[faults.ENV] = ",".join(names)
+
+
 @local.command()
 @click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON object (endpoint, bucket, Glue database, tables)."
 )
-def up(as_json: bool) -> None:
+@click.option("--fault", multiple=True, metavar="POINT", help=FAULT_HELP)
+def up(as_json: bool, fault: tuple[str, ...]) -> None:
     """Start a persistent background emulator and deploy the stack on it."""
     from etl.contracts import DATASET_TABLES
     from etl_local import harness
 
+    arm_faults(fault)
     emu = harness.running_emulator() or harness.start_background()
     outputs = harness.ensure_deployed(emu.endpoint)
     if as_json:
@@ -579,8 +603,18 @@ DEMO_QUERY = (
 @click.option(
     "--timeout", type=TIMEOUT_S, default=3600.0, show_default=True, help="Seconds to wait for the workflow."
 )
-def run(path: Path, partner: str, chunk_mb: float | None, as_json: bool, keep: bool, timeout: float) -> None:
+@click.option("--fault", multiple=True, metavar="POINT", help=FAULT_HELP)
+def run(
+    path: Path,
+    partner: str,
+    chunk_mb: float | None,
+    as_json: bool,
+    keep: bool,
+    timeout: float,
+    fault: tuple[str, ...],
+) -> None:
     """Run PATH (CSV, or .csv.gz) through the local pipeline; report, and write report.html."""
+    arm_faults(fault)
     sys.exit(run_local_file(path, partner, chunk_mb, as_json, keep, timeout))
 
 

@@ -271,12 +271,15 @@ class Pipeline:
         item = self.get_file(file_id)
         if not item:
             raise PipelineError(f"no file {file_id} in {self.outputs.table}")
-        keys = [
-            str(chunk[attr])
-            for chunk in self.list_chunks(file_id)
-            for attr in ("output_key", "rejects_key")
-            if chunk.get(attr)
-        ]
+        # Only a SUCCEEDED file keeps its Parquet under output/; every file that got that far
+        # keeps its rejects (TBL7: a FAILED file stays diagnosable).
+        succeeded = item.get("status") == "SUCCEEDED"
+        keys: list[str] = []
+        for chunk in self.list_chunks(file_id):
+            if succeeded and chunk.get("output_key"):
+                keys.append(str(chunk["output_key"]))
+            if chunk.get("rejects_key"):
+                keys.append(str(chunk["rejects_key"]))
         if item.get("manifest_key"):
             keys.append(str(item["manifest_key"]))
         return keys

@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from etl.aws import clients
-from etl_local import glue_versions, lambda_runtime, retry_clock
+from etl_local import faults, glue_versions, lambda_runtime, retry_clock
 from etl_local.relay import Relay
 from etl_local.replication import ReplicationRelay
 
@@ -82,6 +82,8 @@ class Emulator:
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
         lambda_runtime.install()
+        faults.install()  # TBL2: named fault points; armed by ETL_LOCAL_FAULTS or --fault
+        faults.arm_from_env()
         glue_versions.install()  # optimistic Glue commits, as on AWS (Iceberg conflicts)
         retry_clock.install(sleep=self.retry_sleep, jitter=self.retry_jitter)  # type: ignore[arg-type]
         if not self.port:
@@ -119,6 +121,7 @@ class Emulator:
         moto_api(self.endpoint, "reset", {})
         moto_api(self.endpoint, "config", {"stepfunctions": {"execute_state_machine": True}})
         lambda_runtime.STATE.clear()
+        faults.arm(faults.parse(os.environ.get(faults.ENV, "")))  # a test arms its own
         retry_clock.CLOCK.clear()
         if self.relay:
             self.relay.clear()

@@ -26,6 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from etl import contracts
+from etl_local import faults
+
 PATCH_MODULE = "moto.awslambda.models"
 PATCH_CLASS = "LambdaFunction"
 PATCH_METHOD = "_invoke_lambda"
@@ -217,11 +220,28 @@ def _resolve_handler(handler: str) -> Callable[[Any, Any], Any]:
 def _error_payload(exc: BaseException) -> str:
     return json.dumps(
         {
-            "errorType": type(exc).__name__,
+            # A simulated timeout (etl_local.faults) reports what Lambda reports for one.
+            "errorType": getattr(exc, "lambda_error_type", type(exc).__name__),
             "errorMessage": str(exc),
             "stackTrace": traceback.format_exception(type(exc), exc, exc.__traceback__)[-5:],
         }
     )
+
+
+_STEPS = {handler: step for step, (_, handler) in contracts.ALL_FUNCTIONS.items()}
+
+
+def _step_of(handler: str) -> str:
+    return _STEPS.get(handler, handler)
+
+
+def _file_id_of(event: Any) -> str | None:
+    """The file an invocation works on (``$.file.file_id`` in the workflow's state), if any."""
+    if isinstance(event, dict):
+        file = event.get("file")
+        if isinstance(file, dict) and file.get("file_id"):
+            return str(file["file_id"])
+    return None
 
 
 def _throttled(fn: Any) -> BaseException:
@@ -277,10 +297,11 @@ def _invoke_in_process(self: Any, event: Any = None) -> tuple[str, bool, str]:
     _ENV.acquire(env)
     try:
         handler = _resolve_handler(self.handler)
-        result = handler(event, LambdaContext(self))
+        with faults.invocation(_step_of(self.handler), _file_id_of(event)):
+            result = handler(event, LambdaContext(self))
         return json.dumps(result), False, ""
     except Exception as exc:  # the function's error, reported as Lambda reports it
-        record.error_type = type(exc).__name__
+        record.error_type = getattr(exc, "lambda_error_type", type(exc).__name__)
         return _error_payload(exc), True, ""
     finally:
         _ENV.release(env)

@@ -90,7 +90,9 @@ ANN = c.ANNOUNCED_PREFIX
 # Powertools from the lock) instead of the managed Powertools layer, to stay within Lambda's
 # 250 MB (docs/infrastructure.md, "Size budget"). The table-creation function of
 # infra/dataset.py gets the same layers.
-ICEBERG_STEPS = ("Finalize",)
+# MarkFailed and Reconcile too: failing a file checks the table (a commit that landed before
+# Finalize died is undone, TBL4) and removes only unreferenced data files.
+ICEBERG_STEPS = ("Finalize", "MarkFailed", c.RECONCILE_STEP)
 
 
 def glue_arns(scope: Construct, database: str) -> list[str]:
@@ -134,14 +136,14 @@ ACCESS: dict[str, Access] = {
     ),
     # DeleteObject on rejected/: a re-run without rejects removes the earlier run's rejects.
     # PUT on scratch/: the chunk's (transaction_id, line) list for Finalize's duplicate check.
-    # tables/: the chunk's unpublished Iceberg data files (SPEC DATA2); DeleteObject when its
-    # completion is refused (the file failed meanwhile), so they never outlive it.
+    # tables/: the chunk's unpublished Iceberg data files (SPEC DATA2), named by content; PUT
+    # only: they may already be published, so the chunk never deletes them (TBL3 I3).
     "ProcessChunk": Access(
         s3=(
             (GET_VERSION, (INC,)),
             (GET_CURRENT, (FAIL, PROC, SCR)),
-            (PUT, (OUT, SCR)),
-            (PUT + DELETE, (REJ, TAB)),
+            (PUT, (OUT, SCR, TAB)),
+            (PUT + DELETE, (REJ,)),
         ),
         table=("dynamodb:UpdateItem", "dynamodb:GetItem"),
     ),
@@ -166,7 +168,14 @@ ACCESS: dict[str, Access] = {
             # DR3: is the file in the announcement ledger already (HeadObject)?
             (GET_CURRENT, (ANN,)),
         ),
-        table=("dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem"),
+        # DeleteItem: the commit lease is given back (TBL6).
+        table=(
+            "dynamodb:Query",
+            "dynamodb:UpdateItem",
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:DeleteItem",
+        ),
         list_prefixes=(INC, FAIL, PROC, SCR, OUT, REJ, TAB, ANN),
         glue=("glue:GetDatabase", "glue:GetTable", "glue:UpdateTable"),
         region_role=True,
@@ -174,17 +183,27 @@ ACCESS: dict[str, Access] = {
     # Moves the source to failed/ (a reprocessed file failing again stays where it is);
     # PutItem: a file whose RegisterFile failed is registered as FAILED so it can be reprocessed.
     # processed/: a forced reprocess of a DUPLICATE_CONTENT file that fails moves it to failed/.
-    # Deletes under output/, rejected/ and tables/ (ListBucket to find them): a file failed
-    # before its commit leaves no data (etl/handlers/failure.py delete_unpublished_data).
+    # Deletes under output/ and tables/ (ListBucket to find them): a failed file leaves no
+    # unreferenced data (etl/handlers/failure.py delete_unpublished_data); its rejects under
+    # rejected/ stay (TBL7). tables/ read + write + Glue: the table is checked for a commit that
+    # landed before Finalize died, and such a commit is undone (TBL4), under the commit lease.
     "MarkFailed": Access(
         s3=(
             (GET_VERSION + READ_TAGS + DELETE_VERSION, (INC,)),
             (GET_CURRENT + PUT + WRITE_TAGS, (FAIL,)),
             (GET + READ_TAGS + DELETE_VERSION, (PROC,)),
-            (DELETE, (SCR, OUT, REJ, TAB)),
+            (DELETE, (SCR, OUT)),
+            (GET_CURRENT + PUT + DELETE, (TAB,)),
         ),
-        table=("dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"),
-        list_prefixes=(INC, FAIL, PROC, SCR, OUT, REJ, TAB),
+        table=(
+            "dynamodb:UpdateItem",
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:Query",
+            "dynamodb:DeleteItem",
+        ),
+        list_prefixes=(INC, FAIL, PROC, SCR, OUT, TAB),
+        glue=("glue:GetDatabase", "glue:GetTable", "glue:UpdateTable"),
         region_role=True,
     ),
     # Admission control (OPS2): no bucket or table access; its queue and state machine grants
@@ -219,7 +238,7 @@ class EtlFunctions(Construct):
         self.default_region_role = default_region_role
         if set(ACCESS) != set(c.ALL_FUNCTIONS) - {c.RECONCILE_STEP}:
             raise ValueError("ACCESS and etl.contracts.ALL_FUNCTIONS list different functions")
-        if not set(ICEBERG_STEPS) <= set(c.HANDLERS):
+        if not set(ICEBERG_STEPS) <= set(c.ALL_FUNCTIONS):
             raise ValueError("ICEBERG_STEPS names a step that etl.contracts.HANDLERS does not have")
 
         # L3: resolved by CloudFormation at deploy time from the public SSM parameters of the

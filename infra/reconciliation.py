@@ -51,12 +51,22 @@ ACCESS = Access(
     s3=(
         (GET_VERSION + READ_TAGS + DELETE_VERSION, (INC,)),
         (GET_CURRENT + PUT + WRITE_TAGS, (FAIL,)),
-        (DELETE, (SCR, OUT, REJ, TAB)),
+        (DELETE, (SCR, OUT)),
+        # TBL4: the table is checked (and a landed commit of a failing file undone) before
+        # unreferenced data files are removed; rejects under rejected/ stay (TBL7).
+        (GET_CURRENT + PUT + DELETE, (TAB,)),
         # DR3: the announcement ledger (is a file in it? write its marker after a re-send).
         (GET_CURRENT + PUT, (ANN,)),
     ),
-    table=("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"),
-    list_prefixes=(INC, FAIL, SCR, OUT, REJ, TAB, ANN),
+    table=(
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:Query",
+        "dynamodb:DeleteItem",
+    ),
+    list_prefixes=(INC, FAIL, SCR, OUT, TAB, ANN),
+    glue=("glue:GetDatabase", "glue:GetTable", "glue:UpdateTable"),
     region_role=True,
 )
 

@@ -34,6 +34,10 @@ LAMBDA_RETRY_ERRORS: Sequence[str] = (
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
+    # A function that timed out (or its sandbox died) is retried: every step is idempotent, and
+    # Finalize dying after its commit must get the chance to finish it (SPEC TBL4).
+    "Sandbox.Timedout",
+    "Lambda.Unknown",
     *RETRYABLE_ERRORS,
 )
 SQS_RETRY_ERRORS: Sequence[str] = ("SQS.SdkClientException", "States.Timeout")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -28,6 +29,9 @@ _lock = threading.Lock()
 # Keyed by (service, region): on Lambda the region never changes; the local emulator runs the
 # functions of both regions' stacks (DR4) in one process, each invocation with its AWS_REGION.
 _clients: dict[tuple[str, str], Any] = {}
+# Callbacks run on every client this module creates (and the existing ones when added): local
+# mode's fault points and IAM checks register botocore hooks through it. Empty on Lambda.
+_client_hooks: list[Callable[[str, Any], None]] = []
 
 
 def current_region() -> str:
@@ -65,8 +69,51 @@ def client(service: str) -> Any:
             # lazy initialisation is not thread-safe.
             session = boto3.session.Session()
             found = session.client(service, config=_config(service), region_name=region or None)
+            for hook in _client_hooks:
+                hook(service, found)
             _clients[(service, region)] = found
         return found
+
+
+def commit_client(service: str) -> Any:
+    """A client for calls that must never be replayed by botocore (Glue ``UpdateTable``, an
+    Iceberg commit). A replay of a request that landed but whose response was lost fails with
+    ConcurrentModificationException, which pyiceberg takes as "did not land" and answers by
+    deleting the commit's manifests: the table would reference files that no longer exist.
+    With one attempt, a lost response surfaces as a transport error, "outcome unknown", and the
+    caller looks for its commit token (etl/aws/catalog.py)."""
+    region = current_region()
+    key = (service + "#commit", region)
+    found = _clients.get(key)
+    if found is not None:
+        return found
+    with _lock:
+        found = _clients.get(key)
+        if found is None:
+            config = _config(service).merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
+            session = boto3.session.Session()
+            found = session.client(service, config=config, region_name=region or None)
+            for hook in _client_hooks:
+                hook(service, found)
+            _clients[key] = found
+        return found
+
+
+def add_client_hook(hook: Callable[[str, Any], None]) -> None:
+    """Run ``hook(service, client)`` on every client, existing and future (local mode)."""
+    with _lock:
+        _client_hooks.append(hook)
+        existing = list(_clients.items())
+    for (service, _), found in existing:
+        hook(service.split("#")[0], found)
+
+
+def remove_client_hook(hook: Callable[[str, Any], None]) -> None:
+    """Stop running ``hook`` on new clients (hooks already registered on clients stay; local
+    mode's hooks are no-ops once their configuration is cleared)."""
+    with _lock:
+        if hook in _client_hooks:
+            _client_hooks.remove(hook)
 
 
 def s3() -> Any:

@@ -59,6 +59,8 @@ TERMINAL_FILE_STATUSES = (SUCCEEDED, FAILED, DUPLICATE_CONTENT)
 TERMINAL_STATUSES = TERMINAL_FILE_STATUSES
 CHUNK_STATUSES = (PENDING, RUNNING, SUCCEEDED, FAILED)
 
+LEASE_PREFIX = "LEASE#"
+LEASE_SORT_KEY = "LEASE"
 MAX_ERROR_CHARS = 4000  # an error text is for people; keep items far below the 400 KB limit
 _BATCH_WRITE_ATTEMPTS = 8
 
@@ -424,6 +426,48 @@ class StatusRepository:
         already exists. Markers have no ``partner``/``created_at``/``open_state``: no index
         sees them."""
         return self._put_once({"file_id": key, "chunk_id": sort_key, "created": utc_now(), **attrs})
+
+    # -- leases (SPEC TBL6: commits to one table take turns in a burst) ----------------------
+    def acquire_lease(self, name: str, owner: str, seconds: float) -> bool:
+        """Take the lease ``name`` for ``seconds`` if it is free, expired or already ``owner``'s.
+        A lease item has no ``partner``/``created_at``: no index sees it."""
+        now = time.time()
+        try:
+            with transient_errors(f"PutItem lease {name}"):
+                self._ddb().put_item(
+                    TableName=self.table_name,
+                    Item=_item_to_dynamo(
+                        {
+                            "file_id": LEASE_PREFIX + name,
+                            "chunk_id": LEASE_SORT_KEY,
+                            "owner": owner,
+                            "expires_at": decimal.Decimal(repr(round(now + seconds, 3))),
+                        }
+                    ),
+                    ConditionExpression="attribute_not_exists(#pk) OR #exp < :now OR #owner = :me",
+                    ExpressionAttributeNames={"#pk": "file_id", "#exp": "expires_at", "#owner": "owner"},
+                    ExpressionAttributeValues={":now": {"N": repr(round(now, 3))}, ":me": {"S": owner}},
+                )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def release_lease(self, name: str, owner: str) -> None:
+        """Give the lease back if ``owner`` still holds it (an expired one may be another's)."""
+        try:
+            with transient_errors(f"DeleteItem lease {name}"):
+                self._ddb().delete_item(
+                    TableName=self.table_name,
+                    Key=self._key(LEASE_PREFIX + name, LEASE_SORT_KEY),
+                    ConditionExpression="#owner = :me",
+                    ExpressionAttributeNames={"#owner": "owner"},
+                    ExpressionAttributeValues={":me": {"S": owner}},
+                )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
 
     def _put_once(self, item: dict[str, Any]) -> bool:
         """Conditional PutItem: True if written, False if an item with this key exists."""

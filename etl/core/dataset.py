@@ -22,6 +22,7 @@ Shipped to Lambda: Python 3.9 compatible.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -104,14 +105,24 @@ def data_prefix(table: str, file_id: str) -> str:
     return f"{TABLES_PREFIX}{table}/data/file_id={file_id}/"
 
 
-def transactions_data_key(file_id: str, index: int, day: str) -> str:
-    """``tables/transactions/data/file_id=<id>/part-00001-2024-03-15.parquet``."""
-    return f"{data_prefix(TRANSACTIONS_TABLE, file_id)}part-{index:05d}-{day}.parquet"
+def content_tag(body: bytes) -> str:
+    """The name suffix of a data file with these bytes (16 hex digits of their SHA-256)."""
+    return hashlib.sha256(body).hexdigest()[:16]
 
 
-def rejects_data_key(file_id: str, index: int) -> str:
-    """``tables/transaction_rejects/data/file_id=<id>/part-00001.parquet``."""
-    return f"{data_prefix(REJECTS_TABLE, file_id)}part-{index:05d}.parquet"
+def transactions_data_key(file_id: str, index: int, day: str, body: bytes | None = None) -> str:
+    """``tables/transactions/data/file_id=<id>/part-00001-2024-03-15-<content>.parquet``.
+
+    Named by content (SPEC TBL3 I3): a key is only ever written with the same bytes, so no
+    published object is rewritten, whatever re-runs, re-plans or de-duplicates the file."""
+    tag = f"-{content_tag(body)}" if body is not None else ""
+    return f"{data_prefix(TRANSACTIONS_TABLE, file_id)}part-{index:05d}-{day}{tag}.parquet"
+
+
+def rejects_data_key(file_id: str, index: int, body: bytes | None = None) -> str:
+    """``tables/transaction_rejects/data/file_id=<id>/part-00001-<content>.parquet``."""
+    tag = f"-{content_tag(body)}" if body is not None else ""
+    return f"{data_prefix(REJECTS_TABLE, file_id)}part-{index:05d}{tag}.parquet"
 
 
 # ---------------------------------------------------------------------------------------------

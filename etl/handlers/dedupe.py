@@ -207,6 +207,17 @@ def _rewrite_chunk(
     )
 
 
+_DAY = re.compile(r"-(\d{4}-\d{2}-\d{2})(?:-[0-9a-f]{16})?\.parquet$")
+
+
+def _day_of(key: str) -> str:
+    """The transaction date a data file's name carries (etl.core.dataset.transactions_data_key)."""
+    m = _DAY.search(key)
+    if m is None:
+        raise ValueError(f"not a transactions data file name: {key}")
+    return m.group(1)
+
+
 def rewrite_data_files(
     bucket: str,
     chunk: Mapping[str, Any],
@@ -217,16 +228,16 @@ def rewrite_data_files(
     """The chunk's unpublished Iceberg data files without the rows of ``dup`` (found by the
     ``line`` lineage column), and its rejects data file with a ``duplicate`` reject for each
     (SPEC DATA2/DATA4(c)). Runs before the commit, so the commit publishes the de-duplicated
-    files. Same keys, deterministic bytes (``dataset.data_file_bytes``); a data file left with
-    no rows is deleted and leaves ``data_keys``. Idempotent: a retry finds no rows to remove
-    (a file already deleted counts as empty) and replaces its own earlier rejects entries.
+    files. The filtered files are new objects named by their content (an object that may already
+    be published is never rewritten, SPEC TBL3 I3); a data file left with no rows leaves
+    ``data_keys``; the superseded objects are removed with the file's other unreferenced ones
+    when it ends. Idempotent: a retry finds no rows to remove and replaces its own earlier
+    rejects entries.
     Returns ``(data_keys, rejects_data_key)``."""
     drop_lines = pa.array(np.asarray(dup.lines, dtype=np.int64), pa.int64())
     keys: list[str] = []
     removed = 0
     for key in [str(k) for k in (chunk.get("data_keys") or [])]:
-        if not s3.exists(bucket, key):  # emptied and deleted by an earlier attempt
-            continue
         table = _read_parquet(bucket, key)
         mask = pc.is_in(table.column(LINE_COLUMN), value_set=drop_lines)
         hit = np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
@@ -236,18 +247,18 @@ def rewrite_data_files(
             continue
         removed += n_hit
         kept = table.filter(pa.array(~hit))
-        if kept.num_rows == 0:
-            s3.delete_object(bucket, key)
+        if kept.num_rows == 0:  # leaves data_keys; the unreferenced object goes at the end
             continue
-        meta = {"file-id": lineage.file_id}
-        s3.put_bytes(bucket, key, dataset.data_file_bytes(kept), PARQUET_CONTENT_TYPE, meta)
-        keys.append(key)
+        body = dataset.data_file_bytes(kept)
+        new_key = dataset.transactions_data_key(lineage.file_id, int(chunk["index"]), _day_of(key), body)
+        s3.put_bytes(bucket, new_key, body, PARQUET_CONTENT_TYPE, {"file-id": lineage.file_id})
+        keys.append(new_key)
     # Rejects: the chunk's earlier entries (less any of these lines: a retry), then the new ones.
-    rej_key = dataset.rejects_data_key(lineage.file_id, int(chunk["index"]))
     first_of = dict(zip(dup.lines.tolist(), dup.first_lines.tolist()))
     entries: list[tuple[int, str, str, str | None, str]] = []
-    if s3.exists(bucket, rej_key):
-        old = _read_parquet(bucket, rej_key).to_pylist()
+    old_rej_key = chunk.get("rejects_data_key")
+    if old_rej_key and s3.exists(bucket, str(old_rej_key)):
+        old = _read_parquet(bucket, str(old_rej_key)).to_pylist()
         for r in old:
             line, col, rule, reason = int(r["line"]), str(r["column_name"]), str(r["rule"]), str(r["reason"])
             if line in first_of and rule == duplicates.DUPLICATE_RULE:
@@ -267,10 +278,9 @@ def rewrite_data_files(
             )
         )
     entries.sort(key=lambda e: (e[0], e[1]))
-    table = dataset.rejects_table(entries, lineage)
-    s3.put_bytes(
-        bucket, rej_key, dataset.data_file_bytes(table), PARQUET_CONTENT_TYPE, {"file-id": lineage.file_id}
-    )
+    body = dataset.data_file_bytes(dataset.rejects_table(entries, lineage))
+    rej_key = dataset.rejects_data_key(lineage.file_id, int(chunk["index"]), body)
+    s3.put_bytes(bucket, rej_key, body, PARQUET_CONTENT_TYPE, {"file-id": lineage.file_id})
     if removed > len(first_of):
         raise ConservationViolation(
             f"{chunk['chunk_id']}: {removed} rows found in the data files for {len(first_of)} duplicates"

@@ -10,7 +10,9 @@ Shipped to Lambda: Python 3.9 compatible.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -28,11 +30,12 @@ from etl.aws.status import (
     StatusRepository,
     utc_now,
 )
-from etl.core import alerts
+from etl.contracts import TRANSACTIONS_TABLE
+from etl.core import alerts, dataset
 from etl.core.identity import decode_event_key, file_id_for
 from etl.core.schema import load_schema
 from etl.errors import EtlError, InvalidFileState
-from etl.handlers.common import failed_key, output_prefix, rejected_prefix, scratch_prefix, source_name
+from etl.handlers.common import failed_key, output_prefix, scratch_prefix, source_name
 from etl.payloads import Alert, ChunkItem, FileAttrs, FileItem, new_file
 
 REASON_MAX = 2000
@@ -126,20 +129,51 @@ def quarantine(file: Mapping[str, Any]) -> str | None:
     return target
 
 
-def delete_unpublished_data(file: Mapping[str, Any], item: Mapping[str, Any] | None) -> int:
-    """Delete what the file's chunks wrote that was never published (DATA2: a FAILED file
-    leaves nothing): its Iceberg data files (``tables/<table>/data/file_id=<id>/``), its Parquet
-    parts under ``output/`` and its rejects under ``rejected/``. A file whose item records a
-    committed snapshot keeps them: a failure after the commit never unpublishes. Returns the
-    number of objects deleted."""
+def delete_unpublished_data(
+    file: Mapping[str, Any], item: Mapping[str, Any] | None, repo: StatusRepository | None = None
+) -> int:
+    """A failing file leaves no visible rows and no unreferenced data (SPEC DATA2, TBL3 I1/I4).
+
+    The table decides, not the file item: a commit that landed before its Finalize died is
+    found there (the item may never have recorded it) and undone (``catalog.unpublish``: the
+    file's rows out, an earlier version of its key back). Then every object under the file's
+    data prefixes that no snapshot references is deleted, and its Parquet under ``output/``.
+    Its rejects stay (TBL7: the CSV under ``rejected/``; rejects committed to
+    ``transaction_rejects`` by a threshold failure are referenced, so kept). A SUCCEEDED file
+    is never passed here. Returns the number of objects deleted."""
     bucket, partner, file_id = file["bucket"], str(file["partner"]), str(file["file_id"])
-    if (item or {}).get("snapshot_id") is not None:
-        obs.logger.warning("file was published in snapshot %s: data files kept", (item or {})["snapshot_id"])
-        return 0
-    deleted = catalog.delete_unpublished(bucket, file_id)
+    database = catalog.glue_database_name()
+    lineage = dataset.lineage_of({**dict(item or {}), **dict(file)})
+    owner = f"unpublish#{file_id}#{uuid.uuid4().hex[:8]}"
+    reason = str((item or {}).get("error") or "the file failed")
+    if repo is not None:
+        with finalize_turn(repo, owner):
+            undone = catalog.unpublish(database, TRANSACTIONS_TABLE, lineage, reason)
+    else:
+        undone = catalog.unpublish(database, TRANSACTIONS_TABLE, lineage, reason)
+    if undone is not None:
+        obs.logger.warning(
+            "file %s had rows in the table; unpublished in snapshot %s", file_id, undone.snapshot_id
+        )
+        if repo is not None:
+            with contextlib.suppress(InvalidFileState):
+                repo.transition_file(
+                    file_id,
+                    {FAILED},
+                    FAILED,
+                    snapshot_id=None,
+                    published_rows=None,
+                    unpublished_snapshot_id=undone.snapshot_id,
+                )
+    deleted = catalog.remove_unreferenced(database, bucket, file_id)
     deleted += s3.delete_prefix(bucket, output_prefix(load_schema(partner).dataset, partner, file_id))
-    deleted += s3.delete_prefix(bucket, rejected_prefix(partner, file_id))
     return int(deleted or 0)
+
+
+def finalize_turn(repo: StatusRepository, owner: str) -> Any:
+    from etl.handlers.finalize import commit_turn  # the one lease of the transactions table
+
+    return commit_turn(repo, TRANSACTIONS_TABLE, owner)
 
 
 @dataclass
@@ -218,7 +252,7 @@ def fail_file(
             repo.fail_chunk(file_id, chunk["chunk_id"], f"aborted, the file failed: {reason}")
     if file.get("compression") == "gzip":
         s3.delete_prefix(file["bucket"], scratch_prefix(file_id))
-    result.deleted = delete_unpublished_data(file, result.item or item)
+    result.deleted = delete_unpublished_data(file, result.item or item, repo)
     return result
 
 

@@ -29,12 +29,17 @@ Shipped to Lambda: Python 3.9 compatible.
 
 from __future__ import annotations
 
+import contextlib
+import random
+import time
+import uuid
+from collections.abc import Iterator
 from typing import Any, cast
 
-from etl import contracts
+from etl import contracts, faults
 from etl import observability as obs
 from etl.aws import catalog, s3
-from etl.aws.status import PLANNED, PROCESSING, SUCCEEDED, StatusRepository, utc_now
+from etl.aws.status import FAILED, PLANNED, PROCESSING, SUCCEEDED, StatusRepository, utc_now
 from etl.core import dataset
 from etl.core.counts import check_conservation
 from etl.core.manifest import build_manifest, manifest_json
@@ -85,6 +90,37 @@ def check_threshold(rows_total: int, rows_rejected: int, threshold: float) -> No
         )
 
 
+# SPEC TBL6: commits to one table take turns (a DynamoDB lease) so that a burst of files does
+# not turn into a storm of conflicting optimistic commits. The lease only orders the writers:
+# correctness still rests on Glue's optimistic check (a commit whose base moved fails and is
+# re-planned), so a lease that expires under a slow holder costs a retry, never a wrong table.
+COMMIT_LEASE_SECONDS = 60.0
+COMMIT_LEASE_WAIT_SECONDS = 600.0
+_LEASE_POLL_S = (0.05, 0.5)
+
+
+@contextlib.contextmanager
+def commit_turn(repo: StatusRepository, table: str, owner: str) -> Iterator[bool]:
+    """Hold the commit lease of ``table`` (yields whether it was obtained: after
+    COMMIT_LEASE_WAIT_SECONDS the commit goes ahead unordered)."""
+    deadline = time.monotonic() + COMMIT_LEASE_WAIT_SECONDS
+    held = repo.acquire_lease(f"commit/{table}", owner, COMMIT_LEASE_SECONDS)
+    while not held and time.monotonic() < deadline:
+        time.sleep(random.uniform(*_LEASE_POLL_S))
+        held = repo.acquire_lease(f"commit/{table}", owner, COMMIT_LEASE_SECONDS)
+    if not held:
+        obs.logger.warning(
+            "commit lease of %s not obtained in %.0f s; committing unordered",
+            table,
+            COMMIT_LEASE_WAIT_SECONDS,
+        )
+    try:
+        yield held
+    finally:
+        if held:
+            repo.release_lease(f"commit/{table}", owner)
+
+
 def publish_file(
     repo: StatusRepository,
     file: FileRef,
@@ -99,18 +135,23 @@ def publish_file(
     database = catalog.glue_database_name()
     lineage = dataset.lineage_of(file)
     cat = catalog.load_catalog()
+    owner = f"{execution_arn or ''}#{file['file_id']}#{uuid.uuid4().hex[:8]}"
     data_keys = [str(k) for c in chunks for k in (c.get("data_keys") or [])]
-    rows = catalog.publish(
-        database,
-        contracts.TRANSACTIONS_TABLE,
-        file["bucket"],
-        data_keys,
-        lineage,
-        manifest_key,
-        execution_arn,
-        cat,
-    )
-    # From here on the file's rows are visible: record it before anything else can fail.
+    faults.point("finalize.before_commit", file["file_id"])
+    with commit_turn(repo, contracts.TRANSACTIONS_TABLE, owner):
+        rows = catalog.publish(
+            database,
+            contracts.TRANSACTIONS_TABLE,
+            file["bucket"],
+            data_keys,
+            lineage,
+            manifest_key,
+            execution_arn,
+            cat,
+        )
+    # The rows are visible now. Dying here (before the item records it) must not lose them:
+    # a retry finds the commit token; MarkFailed/reconcile check the table, not the item.
+    faults.point("finalize.after_commit", file["file_id"])
     repo.transition_file(
         file["file_id"],
         {PROCESSING, SUCCEEDED},
@@ -118,17 +159,7 @@ def publish_file(
         snapshot_id=rows.snapshot_id,
         published_rows=rows.added_rows,
     )
-    reject_keys = [str(c["rejects_data_key"]) for c in chunks if c.get("rejects_data_key")]
-    rejects = catalog.publish(
-        database,
-        contracts.REJECTS_TABLE,
-        file["bucket"],
-        reject_keys,
-        lineage,
-        manifest_key,
-        execution_arn,
-        cat,
-    )
+    rejects = publish_rejects(repo, file, chunks, manifest_key, execution_arn, owner, cat)
     repo.transition_file(
         file["file_id"],
         {PROCESSING, SUCCEEDED},
@@ -147,6 +178,33 @@ def publish_file(
         },
     )
     return rows
+
+
+def publish_rejects(
+    repo: StatusRepository,
+    file: FileRef,
+    chunks: list[ChunkItem],
+    manifest_key: str | None,
+    execution_arn: str | None,
+    owner: str,
+    cat: Any = None,
+    outcome: str | None = None,
+) -> catalog.Published:
+    """Commit the file's rejects to ``transaction_rejects`` (also for a file the threshold
+    fails, ``outcome="FAILED"``: its rejects stay diagnosable, SPEC TBL7)."""
+    reject_keys = [str(c["rejects_data_key"]) for c in chunks if c.get("rejects_data_key")]
+    with commit_turn(repo, contracts.REJECTS_TABLE, owner):
+        return catalog.publish(
+            catalog.glue_database_name(),
+            contracts.REJECTS_TABLE,
+            file["bucket"],
+            reject_keys,
+            dataset.lineage_of(file),
+            manifest_key,
+            execution_arn,
+            cat,
+            outcome=outcome,
+        )
 
 
 @obs.lambda_handler("Finalize")
@@ -181,6 +239,12 @@ def finalize(event: Any) -> FileResult:
     try:
         check_threshold(rows_total, rows_rejected, schema.reject_threshold)
     except TooManyRejects:
+        # SPEC TBL7: the rejects of a file the threshold fails are what its partner needs to
+        # fix it: they go to transaction_rejects (marked as from a load that did not publish;
+        # its valid rows stay unpublished) and MarkFailed keeps them and the rejects CSV.
+        execution = event.get("execution_arn") or item.get("execution_arn")
+        owner = f"{execution or ''}#{file_id}#{uuid.uuid4().hex[:8]}"
+        rejects = publish_rejects(repo, file, chunks, None, execution, owner, outcome=FAILED)
         # SPEC RUN13: the counts known at failure stay on the file item (MarkFailed keeps them).
         repo.transition_file(
             file_id,
@@ -189,6 +253,8 @@ def finalize(event: Any) -> FileResult:
             rows_total=rows_total,
             rows_valid=rows_valid,
             rows_rejected=rows_rejected,
+            rejects_snapshot_id=rejects.snapshot_id,
+            published_rejects=rejects.added_rows,
         )
         raise
 
@@ -210,7 +276,7 @@ def finalize(event: Any) -> FileResult:
         # files (and output/, rejected/) are deleted.
         holder = content.register(repo, file, digest, done_key)
         if holder is not None:
-            delete_unpublished_data(file, item)
+            delete_unpublished_data(file, item, repo)
             return content.finish_duplicate(repo, file, digest, holder, {PROCESSING})
     s3.put_bytes(bucket, m_key, manifest_json(doc), "application/json", {"file-id": file_id})
     published = publish_file(
@@ -226,6 +292,9 @@ def finalize(event: Any) -> FileResult:
             f"file {file_id}: {rows_valid} valid rows but {published.added_rows} published in "
             f"snapshot {published.snapshot_id}"
         )
+    # I4: attempts that never committed (a re-run chunk, a de-duplicated file) leave objects no
+    # snapshot references; they go before the file is terminal, while no other run can start.
+    catalog.remove_unreferenced(catalog.glue_database_name(), bucket, file_id)
     s3.move_object(bucket, str(file["key"]), done_key, source_version(file))
     # The result message NotifyResult sends; kept on the file item so the outbox (reconcile,
     # `etl notify`) can re-send it (OPS4).

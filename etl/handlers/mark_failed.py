@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from etl import faults
 from etl import observability as obs
 from etl.aws.status import FAILED, SUCCEEDED, StatusRepository
 from etl.core.alerts import SUBJECT_MAX, sns_subject
@@ -83,6 +84,7 @@ def handler(event: Any, context: Any = None) -> FailureResult:
     item: FileItem | None = None
     counts: dict[str, int] = {}
     if file is not None and may_act:
+        faults.point("mark_failed.crash", str(file["file_id"]))
         failure = fail_file(repo, file, reason, error_type)
         chunk_statuses, target, item, counts = (
             failure.chunk_statuses,

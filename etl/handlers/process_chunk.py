@@ -24,6 +24,7 @@ with imports_without_gc():
 
     import pyarrow as pa
 
+    from etl import faults
     from etl import observability as obs
     from etl.aws import s3
     from etl.aws.status import PLANNED, PROCESSING, StatusRepository
@@ -64,7 +65,8 @@ def write_data_files(
     """The chunk's unpublished Iceberg data files (SPEC DATA2): one Parquet file per
     transaction_date under ``tables/transactions/data/file_id=<id>/`` and, when there are
     rejects, one under ``tables/transaction_rejects/data/file_id=<id>/``. Nothing is visible
-    until Finalize commits them; deterministic names and bytes (a re-run overwrites)."""
+    until Finalize commits them. Named by content (etl.core.dataset.transactions_data_key): a
+    re-run writes the same bytes under the same names, different rows get different names."""
     lineage = dataset.lineage_of(file)
     meta = {"file-id": lineage.file_id}
     keys = []
@@ -77,14 +79,15 @@ def write_data_files(
     # allocated by other threads, whose malloc arenas the writers would not reuse).
     pa.default_memory_pool().release_unused()
     for (day, _), body in zip(parts, dataset.data_files(parts)):
-        key = dataset.transactions_data_key(lineage.file_id, index, day)
+        key = dataset.transactions_data_key(lineage.file_id, index, day, body)
         s3.put_bytes(bucket, key, body, PARQUET_CONTENT_TYPE, meta)
         keys.append(key)
     rej_key = None
     if result.rows_rejected:
-        rej_key = dataset.rejects_data_key(lineage.file_id, index)
         table = dataset.rejects_table(result.rejects_table, lineage)
-        s3.put_bytes(bucket, rej_key, dataset.data_file_bytes(table), PARQUET_CONTENT_TYPE, meta)
+        body = dataset.data_file_bytes(table)
+        rej_key = dataset.rejects_data_key(lineage.file_id, index, body)
+        s3.put_bytes(bucket, rej_key, body, PARQUET_CONTENT_TYPE, meta)
     return keys, rej_key
 
 
@@ -167,7 +170,6 @@ def handler(event: Any, context: Any = None) -> ChunkCounts:
     # Refuse to work for a file that is no longer in flight (FAILED, SUCCEEDED).
     repo.transition_file(file_id, {PLANNED, PROCESSING}, PROCESSING)
     previous = repo.start_chunk(file_id, cid)
-    written: list[str] = []
     try:
         schema = load_schema(file["partner"])
         if (schema.schema_id, schema.version) != (header["schema_id"], header["schema_version"]):
@@ -180,7 +182,7 @@ def handler(event: Any, context: Any = None) -> ChunkCounts:
         del data  # RUN12: the chunk's bytes are not needed past here (the outputs are built)
         check_conservation(cid, result.rows_in, result.rows_valid, result.rows_rejected)
         out = write_outputs(file, schema, index, cid, result, previous.get("rejects_key"))
-        written = out.data_keys + ([out.rejects_data_key] if out.rejects_data_key else [])
+        faults.point("process_chunk.after_data_files", file_id)
         repo.complete_chunk(
             file_id,
             cid,
@@ -204,15 +206,9 @@ def handler(event: Any, context: Any = None) -> ChunkCounts:
             repo.fail_chunk(file_id, cid, f"{type(exc).__name__}: {exc}")
         except Exception:  # recording the failure must not hide the failure itself
             obs.logger.exception("could not record the chunk failure")
-        if written:
-            # This chunk's completion was refused or failed: its data files must not outlive
-            # it. (A sibling chunk failed the file and MarkFailed cleaned the prefix while this
-            # one was still writing: without this, its files would be orphans.)
-            try:
-                for key in written:
-                    s3.delete_object(file["bucket"], key)
-            except Exception:
-                obs.logger.exception("could not delete the chunk's unpublished data files")
+        # Data files this attempt wrote stay: named by content, they may be the very files a
+        # published snapshot references (a forced reprocess writes the same bytes). Unreferenced
+        # ones are removed when the file ends, checked against the table (catalog.remove_unreferenced).
         raise
     duration_ms = (time.monotonic() - started) * 1000.0
     obs.add_metric(obs.ROWS_PROCESSED, result.rows_in)

@@ -101,3 +101,51 @@ def test_local_up_run_reuse_and_a_failed_file_exits_one(tmp_path: Path) -> None:
         down = etl("local", "down")
     assert down.returncode == 0
     assert not (tmp_path / "state" / "emulator.json").exists()
+
+
+def test_TBL7_threshold_failed_file_is_diagnosable_and_TBL2_fault_flag(tmp_path: Path) -> None:
+    """A file the reject threshold fails: `local run` exits 1 with the reason (not a storage
+    error), its rejects are kept and copied, `report` and `download` work for it. And
+    `--fault` arms a named fault point in the emulator a command starts."""
+    noisy = tmp_path / "noisy.csv"
+    stats = generate_csv(noisy, rows=800, seed=5, bad_row_share=0.05)  # 5 % > the 1 % threshold
+    good = tmp_path / "good.csv"
+    generate_csv(good, rows=600, seed=2, bad_row_share=0.0)
+    env = {**os.environ, "ETL_LOCAL_DIR": str(tmp_path / "state")}
+    env.pop("AWS_ENDPOINT_URL", None)
+    env.pop("ETL_LOCAL_FAULTS", None)
+
+    def etl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(ETL), *args], capture_output=True, text=True, env=env, timeout=600, check=False, cwd=tmp_path
+        )
+
+    refused = etl("local", "up", "--fault", "no.such_point")
+    assert refused.returncode == 2 and "unknown fault point" in refused.stderr
+    up = etl("local", "up", "--fault", "finalize.after_commit")
+    assert up.returncode == 0, up.stderr[-3000:]
+    try:
+        failed = etl("local", "run", str(noisy), "--json")
+        assert failed.returncode == 1, failed.stderr[-3000:] + failed.stdout[-3000:]
+        report = json.loads(failed.stdout)
+        assert report["status"] == "FAILED"
+        assert report["error"].startswith("TooManyRejects: ")
+        assert report["rows_rejected"] == stats.bad_rows
+        fid = report["file_id"]
+        # The partner's rejects CSV is kept (and in the local copy), the valid rows are not.
+        down = etl("--local", "download", fid, "--to", str(tmp_path / "dl"))
+        assert down.returncode == 0, down.stderr[-3000:]
+        csvs = list((tmp_path / "dl").glob("rejected/**/*.csv"))
+        assert sum(len(p.read_text().splitlines()) - 1 for p in csvs) >= stats.bad_rows
+        assert not list((tmp_path / "dl").glob("output/**/*.parquet"))
+        page = etl("--local", "report", fid, "--out", str(tmp_path / "r.html"))
+        assert page.returncode == 0, page.stderr[-3000:]
+        assert "TooManyRejects" in (tmp_path / "r.html").read_text()
+        # The armed point fires once for this file too; Finalize's retry finds its commit.
+        ok = etl("local", "run", str(good), "--json")
+        assert ok.returncode == 0, ok.stderr[-3000:]
+        assert json.loads(ok.stdout)["published_rows"] == 600
+        log = (tmp_path / "state" / "server.log").read_text(errors="replace")
+        assert "injected fault finalize.after_commit for file " + json.loads(ok.stdout)["file_id"] in log
+    finally:
+        assert etl("local", "down").returncode == 0

@@ -15,18 +15,19 @@ from etl.errors import TransientError
 DB = "transaction_etl_test"
 
 
-def table(etl_aws: Any) -> Any:
+def table(etl_aws: Any, name: str = contracts.TRANSACTIONS_TABLE) -> Any:
     from etl.aws import catalog
 
-    return catalog.load_catalog().load_table(f"{DB}.{contracts.TRANSACTIONS_TABLE}")
+    return catalog.load_catalog().load_table(f"{DB}.{name}")
 
 
 def data_keys(etl_aws: Any, file_id: str) -> list[str]:
     return [k for t in contracts.DATASET_TABLES for k in etl_aws.keys(dataset.data_prefix(t, file_id))]
 
 
-def file_snapshots(etl_aws: Any, file_id: str) -> list[Any]:
-    return [s for s in table(etl_aws).metadata.snapshots if (s.summary or {}).get("etl.file_id") == file_id]
+def file_snapshots(etl_aws: Any, file_id: str, name: str = contracts.TRANSACTIONS_TABLE) -> list[Any]:
+    snaps = table(etl_aws, name).metadata.snapshots
+    return [s for s in snaps if (s.summary or {}).get("etl.file_id") == file_id]
 
 
 def test_DATA1_ensure_tables_custom_resource_is_idempotent_and_delete_does_nothing(etl_dataset: Any) -> None:
@@ -63,20 +64,31 @@ def test_DATA1_ensure_tables_creates_a_missing_table(etl_dataset: Any) -> None:
     assert cat.table_exists(f"{DB}.transaction_rejects")
 
 
-def test_DATA2_threshold_failure_publishes_nothing_and_deletes_the_data_files(
+def test_DATA2_TBL7_threshold_failure_publishes_no_rows_and_keeps_its_rejects(
     chain: Any, etl_aws: Any
 ) -> None:
     run = chain.upload_and_run("incoming/default/bad.csv", chain.make_csv(100, bad=tuple(range(1, 30))))
     assert type(run.error).__name__ == "TooManyRejects"
     fid = run.state["file"]["file_id"]
     assert any(c.get("data_keys") for c in etl_aws.repo.list_chunks(fid))  # they were written
-    assert data_keys(etl_aws, fid) == []
+    # No row published, no transactions data file left ...
+    assert [k for k in data_keys(etl_aws, fid) if k.startswith("tables/transactions/")] == []
     assert file_snapshots(etl_aws, fid) == []
+    # ... but its rejects are kept: in transaction_rejects (marked as from a load that did not
+    # publish) and as the partner's CSV.
+    rejects = file_snapshots(etl_aws, fid, contracts.REJECTS_TABLE)
+    assert len(rejects) >= 1
+    assert {s.summary["etl.load_outcome"] for s in rejects} == {"FAILED"}
+    item = etl_aws.repo.get_file(fid)
+    assert item["status"] == "FAILED" and item["published_rejects"] == 29
+    assert etl_aws.keys(f"rejected/partner=default/file_id={fid}/")
 
 
-def test_DATA2_a_failure_after_the_commit_does_not_unpublish(
+def test_TBL4_a_failure_after_the_commit_unpublishes(
     chain: Any, etl_aws: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """I1: a FAILED file's rows are not visible, even when its commit landed first; its data
+    files stay (the commit's snapshot references them: time travel), nothing is rewritten."""
     from etl.handlers import finalize
 
     real_move = finalize.s3.move_object
@@ -92,11 +104,13 @@ def test_DATA2_a_failure_after_the_commit_does_not_unpublish(
     fid = run.state["file"]["file_id"]
     item = etl_aws.repo.get_file(fid)
     assert item["status"] == "FAILED"
+    assert item.get("snapshot_id") is None and item["unpublished_snapshot_id"]
     snaps = file_snapshots(etl_aws, fid)
-    assert [s.snapshot_id for s in snaps] == [item["snapshot_id"]]
-    assert item["published_rows"] == 40
-    assert data_keys(etl_aws, fid)  # still there: they are the published rows
-    assert table(etl_aws).current_snapshot().snapshot_id == item["snapshot_id"]
+    assert [s.summary.get("etl.operation") for s in snaps][-1] == "unpublish"
+    current = table(etl_aws)
+    assert current.current_snapshot().snapshot_id == item["unpublished_snapshot_id"]
+    assert current.scan(row_filter=dataset.equal_to("file_id", fid)).to_arrow().num_rows == 0
+    assert data_keys(etl_aws, fid)  # still referenced by the commit's snapshot
 
 
 def test_DATA2_a_retried_finalize_commits_once(chain: Any, etl_aws: Any) -> None:
@@ -154,7 +168,7 @@ def test_DATA2_conflicts_are_retried_then_a_transient_error(etl_dataset: Any) ->
 
     mine, mine_keys = files("mine")
     interfering = Interfering()
-    with pytest.raises(TransientError, match="conflicted 3 times"):
+    with pytest.raises(TransientError, match="did not complete in 3 attempts"):
         catalog.publish(
             DB, "transactions", bucket, mine_keys, mine, None, "arn:mine", interfering, attempts=3
         )
