@@ -59,6 +59,11 @@ class InvalidFileState(PermanentError):
     """The status table says this step must not run (e.g. reprocess of a file that succeeded)."""
 
 
+class SupersededVersion(PermanentError):
+    """An older version of a key would replace the rows of a newer one that is live (SPEC TBL5);
+    ``etl reprocess --rollback`` does it on purpose."""
+
+
 class InvalidEvent(PermanentError):
     """The execution input is neither an S3 Object Created event nor a reprocess request."""
 

@@ -41,6 +41,7 @@ class FileRef(FileAttrs):
 
     duplicate: bool
     force: bool
+    rollback: bool  # TBL5: this (older) version may replace the live version's rows
 
 
 class HeaderInfo(TypedDict):
@@ -337,7 +338,9 @@ def new_file(bucket: str, key: str, version_id: str | None, etag: str | None, si
     }
 
 
-def file_ref(item: FileAttrs | FileItem, duplicate: bool, force: bool = False) -> FileRef:
+def file_ref(
+    item: FileAttrs | FileItem, duplicate: bool, force: bool = False, rollback: bool = False
+) -> FileRef:
     """``$.file`` from a file item (or new-file attributes): only the documented keys."""
     key = str(item["key"])
     return {
@@ -352,4 +355,5 @@ def file_ref(item: FileAttrs | FileItem, duplicate: bool, force: bool = False) -
         "compression": item.get("compression") or compression_of(key),
         "duplicate": duplicate,
         "force": force,
+        "rollback": rollback,
     }

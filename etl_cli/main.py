@@ -174,14 +174,22 @@ def list_(obj: Ctx, status_: str | None, partner: str | None, since: str | None,
     is_flag=True,
     help="Also load a DUPLICATE_CONTENT file (its bytes were already loaded by another file).",
 )
+@click.option(
+    "--rollback",
+    is_flag=True,
+    help="Let an older version of a key replace the rows of its newer, live version (TBL5).",
+)
 @click.pass_obj
-def reprocess(obj: Ctx, file_id_or_key: str, wait: bool, as_json: bool, timeout: float, force: bool) -> None:
+def reprocess(
+    obj: Ctx, file_id_or_key: str, wait: bool, as_json: bool, timeout: float, force: bool, rollback: bool
+) -> None:
     """Re-run FILE_ID_OR_KEY, a FAILED file (or with --force a DUPLICATE_CONTENT one), through the
-    state machine (outputs are overwritten)."""
+    state machine (outputs are overwritten). An older version of a key whose newer version is
+    live is refused unless --rollback is given."""
     try:
         pipe = obj.pipeline()
         file_id = pipe.resolve_file_id(file_id_or_key)
-        arn = pipe.reprocess(file_id, force=force)
+        arn = pipe.reprocess(file_id, force=force, rollback=rollback)
     except PipelineError as exc:
         _fail(str(exc))
         return

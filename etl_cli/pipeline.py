@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -81,6 +81,8 @@ class FileReport:
     local_copy: str | None = None  # local runs: where the results were copied on disk
     report: str | None = None  # local runs: the HTML report (etl_cli/html_report.py)
     snapshot_id: int | None = None  # the Iceberg snapshot that published the file (SPEC DATA2)
+    rows_live: str | None = None  # TBL5: "live", "superseded" or "not published"
+    superseded_by: str | None = None  # TBL5: the file whose rows replaced this file's
     published_rows: int | None = None  # rows of the file in the table, read back (local runs)
 
     def to_json(self) -> dict[str, Any]:
@@ -183,14 +185,45 @@ class Pipeline:
 
     # -- workflow --------------------------------------------------------------------------
 
-    def reprocess(self, file_id: str, force: bool = False) -> str:
+    def live_state(self, item: Mapping[str, Any]) -> tuple[str, str | None]:
+        """SPEC TBL5: ``("live", None)`` when the file's rows are the live version of its key,
+        ``("superseded", <file_id>)`` when another version's rows replaced them, else
+        ``("not published", None)``. The live version is the newest registered version whose
+        commit landed, unless a rollback made an older one live (docs/dataset.md)."""
+        if item.get("status") != SUCCEEDED:
+            return "not published", None
+        key = str(item.get("original_key") or item.get("key"))
+        live = self.status.get_live(str(item.get("partner")), key)
+        live_id = str((live or {}).get("live_file_id") or "")
+        if not live_id or live_id == item.get("file_id"):
+            return "live", None
+        return "superseded", live_id
+
+    def newer_live_version(self, item: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The live version of the file's key when it was registered after this file (a
+        reprocess would replace its rows with older ones), else None."""
+        key = str(item.get("original_key") or item.get("key"))
+        live = self.status.get_live(str(item.get("partner")), key)
+        if not live or not live.get("live_file_id") or live.get("live_file_id") == item.get("file_id"):
+            return None
+        return live if str(live.get("live_created_at") or "") > str(item.get("created_at") or "") else None
+
+    def reprocess(self, file_id: str, force: bool = False, rollback: bool = False) -> str:
         """Start the real state machine with a reprocess request (docs/contracts.md).
-        ``force``: load a DUPLICATE_CONTENT file anyway (DATA4(a))."""
+        ``force``: load a DUPLICATE_CONTENT file anyway (DATA4(a)). ``rollback``: let this
+        older version replace the rows of the key's newer, live version (TBL5)."""
         item = self.get_file(file_id)
         if item is None:
             raise PipelineError(f"unknown file {file_id}")
-        if item.get("status") == "SUCCEEDED":
-            raise PipelineError(f"file {file_id} already SUCCEEDED; nothing to reprocess")
+        if item.get("status") == "SUCCEEDED" and not (rollback and self.live_state(item)[0] == "superseded"):
+            raise PipelineError(f"file {file_id} already SUCCEEDED and live; nothing to reprocess")
+        newer = self.newer_live_version(item)
+        if newer is not None and not rollback:
+            raise PipelineError(
+                f"file {file_id} is an older version of {item.get('original_key')}: file "
+                f"{newer.get('live_file_id')} (registered {newer.get('live_created_at')}) is live, and "
+                "reprocessing would replace its rows with these; add --rollback to do that on purpose"
+            )
         if item.get("status") == "DUPLICATE_CONTENT" and not force:
             raise PipelineError(
                 f"file {file_id} is DUPLICATE_CONTENT (same bytes as {item.get('duplicate_of')}); "
@@ -202,7 +235,15 @@ class Pipeline:
         resp = sfn.start_execution(
             stateMachineArn=self.outputs.state_machine_arn,
             name=name[:80],
-            input=json.dumps({"reprocess": {"file_id": file_id, **({"force": True} if force else {})}}),
+            input=json.dumps(
+                {
+                    "reprocess": {
+                        "file_id": file_id,
+                        **({"force": True} if force else {}),
+                        **({"rollback": True} if rollback else {}),
+                    }
+                }
+            ),
         )
         return str(resp["executionArn"])
 
@@ -315,6 +356,7 @@ class Pipeline:
             duplicate_of=item.get("duplicate_of"),
             snapshot_id=item.get("snapshot_id"),
         )
+        rep.rows_live, rep.superseded_by = self.live_state(item) if item else (None, None)
         started = _parse_time(item.get("created_at"))
         finished = _parse_time(item.get("finished_at") or item.get("updated_at"))
         if rep.execution_arn:

@@ -97,6 +97,10 @@ def report_rows(rep: Any) -> list[tuple[str, str]]:
         published = getattr(rep, "published_rows", None)
         in_table = f" ({published:,} rows in the table)" if published is not None else ""
         rows.append(("published", f"snapshot {rep.snapshot_id}{in_table}"))
+    if getattr(rep, "rows_live", None) == "superseded":  # TBL5
+        rows.append(("rows", f"superseded by {rep.superseded_by} (a newer version of the key)"))
+    elif getattr(rep, "rows_live", None) == "live" and rep.status == "SUCCEEDED":
+        rows.append(("rows", "live (this is the key's live version)"))
     for label, value in (
         ("outputs", rep.outputs),
         ("rejects", rep.rejects),

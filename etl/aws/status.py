@@ -60,6 +60,9 @@ TERMINAL_STATUSES = TERMINAL_FILE_STATUSES
 CHUNK_STATUSES = (PENDING, RUNNING, SUCCEEDED, FAILED)
 
 LEASE_PREFIX = "LEASE#"
+# One item per partner key naming its live version (SPEC TBL5); no index sees it.
+LIVE_PREFIX = "LIVE#"
+LIVE_SORT_KEY = "LIVE"
 LEASE_SORT_KEY = "LEASE"
 MAX_ERROR_CHARS = 4000  # an error text is for people; keep items far below the 400 KB limit
 _BATCH_WRITE_ATTEMPTS = 8
@@ -426,6 +429,34 @@ class StatusRepository:
         already exists. Markers have no ``partner``/``created_at``/``open_state``: no index
         sees them."""
         return self._put_once({"file_id": key, "chunk_id": sort_key, "created": utc_now(), **attrs})
+
+    # -- live versions (SPEC TBL5) -----------------------------------------------------------
+    @staticmethod
+    def _live_key(partner: str, original_key: str) -> str:
+        return f"{LIVE_PREFIX}{partner}/{original_key}"
+
+    def get_live(self, partner: str, original_key: str) -> dict[str, Any] | None:
+        """The live version of a partner's key: ``{"live_file_id", "live_created_at",
+        "previous_file_id", ...}`` or None (no version of the key was ever published)."""
+        return self._get(self._live_key(partner, original_key), LIVE_SORT_KEY)
+
+    def set_live(
+        self, partner: str, original_key: str, file_id: str, created_at: str, previous: str | None
+    ) -> None:
+        """Record ``file_id`` as the live version of the key (after its commit landed)."""
+        item = {
+            "file_id": self._live_key(partner, original_key),
+            "chunk_id": LIVE_SORT_KEY,
+            "live_file_id": file_id,
+            "live_created_at": created_at,
+            "previous_file_id": previous,
+            "updated_at": utc_now(),
+        }
+        with transient_errors(f"PutItem live {partner}/{original_key}"):
+            self._ddb().put_item(
+                TableName=self.table_name,
+                Item=_item_to_dynamo({k: v for k, v in item.items() if v is not None}),
+            )
 
     # -- leases (SPEC TBL6: commits to one table take turns in a burst) ----------------------
     def acquire_lease(self, name: str, owner: str, seconds: float) -> bool:

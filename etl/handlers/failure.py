@@ -156,6 +156,18 @@ def delete_unpublished_data(
             "file %s had rows in the table; unpublished in snapshot %s", file_id, undone.snapshot_id
         )
         if repo is not None:
+            live = repo.get_live(lineage.partner, lineage.source_key)
+            if live is not None and live.get("live_file_id") == file_id:
+                # The version this file replaced is live again (its rows were put back).
+                earlier = live.get("previous_file_id")
+                earlier_item = repo.get_file(str(earlier)) if earlier else None
+                repo.set_live(  # "" = no version of the key is live
+                    lineage.partner,
+                    lineage.source_key,
+                    str(earlier) if earlier_item else "",
+                    str((earlier_item or {}).get("created_at") or ""),
+                    None,
+                )
             with contextlib.suppress(InvalidFileState):
                 repo.transition_file(
                     file_id,

@@ -44,7 +44,7 @@ from etl.core import dataset
 from etl.core.counts import check_conservation
 from etl.core.manifest import build_manifest, manifest_json
 from etl.core.schema import load_schema
-from etl.errors import ConservationViolation, InvalidFileState, TooManyRejects
+from etl.errors import ConservationViolation, InvalidFileState, SupersededVersion, TooManyRejects
 from etl.handlers import announce, content, dedupe
 from etl.handlers.common import (
     file_of,
@@ -121,6 +121,31 @@ def commit_turn(repo: StatusRepository, table: str, owner: str) -> Iterator[bool
             repo.release_lease(f"commit/{table}", owner)
 
 
+def created_at_of(repo: StatusRepository, file: FileRef) -> str:
+    """When the file was registered: the order of a key's versions (SPEC TBL5)."""
+    return str((repo.get_file(file["file_id"]) or {}).get("created_at") or "")
+
+
+def check_live_version(repo: StatusRepository, file: FileRef) -> str | None:
+    """SPEC TBL5: the live version of a key is the newest registered version whose commit
+    landed. An older version never replaces a newer live one's rows (its commit deletes every
+    row of the key) unless the request is a rollback. Returns the live file id it replaces."""
+    lineage = dataset.lineage_of(file)
+    live = repo.get_live(lineage.partner, lineage.source_key)
+    if live is None or not live.get("live_file_id"):
+        return None
+    if live.get("live_file_id") == file["file_id"]:  # a retry after our own commit
+        return live.get("previous_file_id")
+    mine = created_at_of(repo, file)
+    if str(live.get("live_created_at") or "") > mine and not file.get("rollback"):
+        raise SupersededVersion(
+            f"file {file['file_id']} (registered {mine}) is an older version of {lineage.source_key} than "
+            f"the live file {live.get('live_file_id')} (registered {live.get('live_created_at')}); its "
+            f"rows would replace newer ones. `etl reprocess --rollback {file['file_id']}` does it on purpose"
+        )
+    return str(live.get("live_file_id"))
+
+
 def publish_file(
     repo: StatusRepository,
     file: FileRef,
@@ -139,6 +164,8 @@ def publish_file(
     data_keys = [str(k) for c in chunks for k in (c.get("data_keys") or [])]
     faults.point("finalize.before_commit", file["file_id"])
     with commit_turn(repo, contracts.TRANSACTIONS_TABLE, owner):
+        # Under the lease: no other version of the key can commit between the check and ours.
+        previous = check_live_version(repo, file)
         rows = catalog.publish(
             database,
             contracts.TRANSACTIONS_TABLE,
@@ -148,6 +175,9 @@ def publish_file(
             manifest_key,
             execution_arn,
             cat,
+        )
+        repo.set_live(
+            lineage.partner, lineage.source_key, file["file_id"], created_at_of(repo, file), previous
         )
     # The rows are visible now. Dying here (before the item records it) must not lose them:
     # a retry finds the commit token; MarkFailed/reconcile check the table, not the item.

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from etl import observability as obs
 from etl.aws import s3
-from etl.aws.status import DUPLICATE_CONTENT, FAILED, REGISTERED, StatusRepository
+from etl.aws.status import DUPLICATE_CONTENT, FAILED, REGISTERED, SUCCEEDED, StatusRepository
 from etl.contracts import INCOMING_PREFIX
 from etl.core.identity import decode_event_key, file_id_for
 from etl.errors import InvalidEvent, InvalidFileState
@@ -112,15 +112,19 @@ def _reprocess(request: Mapping[str, Any], execution_arn: str | None) -> FileRef
     if not isinstance(file_id, str) or not file_id:
         raise InvalidEvent("a reprocess request needs {'reprocess': {'file_id': '<id>'}}")
     force = request.get("force") is True
+    rollback = request.get("rollback") is True
     obs.bind(file_id=file_id)
     repo = StatusRepository(table_name())
     item = repo.get_file(file_id)
     if item is None:
         raise InvalidFileState(f"cannot reprocess file {file_id}: no such file in the status table")
     if item.get("status") == REGISTERED and execution_arn and item.get("execution_arn") == execution_arn:
-        return file_ref(item, duplicate=False, force=force)  # a retry of our own claim
+        return file_ref(item, duplicate=False, force=force, rollback=rollback)  # our own claim, retried
     # DUPLICATE_CONTENT only when forced: without force it would end DUPLICATE_CONTENT again.
+    # SUCCEEDED only for a rollback: an older version whose rows a newer one replaced (TBL5).
     allowed = (FAILED, DUPLICATE_CONTENT) if force else (FAILED,)
+    if rollback:
+        allowed = (*allowed, SUCCEEDED)
     if item.get("status") not in allowed:
         hint = " (use --force to load duplicate content)" if item.get("status") == DUPLICATE_CONTENT else ""
         raise InvalidFileState(
@@ -144,7 +148,7 @@ def _reprocess(request: Mapping[str, Any], execution_arn: str | None) -> FileRef
     obs.logger.info(
         "reprocess claimed", extra={"key": current, "attempts": item.get("attempts"), "force": force}
     )
-    return file_ref(item, duplicate=False, force=force)
+    return file_ref(item, duplicate=False, force=force, rollback=rollback)
 
 
 @obs.lambda_handler("RegisterFile")
