@@ -35,7 +35,7 @@ def test_TBL5_forced_reprocess_of_an_older_version_needs_rollback(stack: Stack, 
     assert pipe.report(str(c.file_id)).rows_live == "live"
 
     # The forced reprocess of D (older than C) is refused: C's rows stay.
-    with pytest.raises(PipelineError, match="older version .* --rollback"):
+    with pytest.raises(PipelineError, match=r"older version .* --rollback"):
         pipe.reprocess(str(d.file_id), force=True)
     # A reprocess started behind the CLI's back is refused by Finalize itself (under the
     # commit lease): D ends FAILED with the reason, C's rows untouched.
