@@ -350,7 +350,11 @@ def test_INF5_every_task_retries_at_most_3_times_with_backoff(templates: dict[st
             assert "States.ALL" not in retrier["ErrorEquals"], name
 
 
-def test_INF5_lambda_tasks_retry_service_errors_and_transient_error(primary: dict[str, Any]) -> None:
+def test_INF5_TBL4_lambda_tasks_retry_service_errors_timeouts_and_transient_error(
+    primary: dict[str, Any],
+) -> None:
+    """TBL4: a function that timed out or whose sandbox died is retried (every step is
+    idempotent; Finalize dying after its commit must get to finish it)."""
     states = {n: s for n, s, _ in all_states(definition(primary)["States"])}
     for step in contracts.HANDLERS:
         (retrier,) = states[step]["Retry"]
@@ -359,6 +363,8 @@ def test_INF5_lambda_tasks_retry_service_errors_and_transient_error(primary: dic
             "Lambda.AWSLambdaException",
             "Lambda.SdkClientException",
             "Lambda.TooManyRequestsException",
+            "Sandbox.Timedout",
+            "Lambda.Unknown",
             "TransientError",
         }
         assert (retrier["IntervalSeconds"], retrier["MaxAttempts"], retrier["BackoffRate"]) == (2, 3, 2)
