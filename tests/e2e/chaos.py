@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from etl.core.identity import file_id_for
 from etl_local import faults
 from etl_local.datagen import generate_csv
 
@@ -82,8 +83,12 @@ def run_schedule(stack: Any, tmp: Path, seed: int, timeout: float = 300.0) -> Ou
         return path
 
     def upload_and_wait(path: Path, name: str) -> Any:
-        info = stack.upload(path, name=name)
-        return stack.wait(info["file_id"], timeout=timeout)
+        # The version id from the PUT itself: two racing uploads of one key each know theirs.
+        key = f"incoming/default/{name}"
+        put = stack.s3.put_object(Bucket=stack.outputs.bucket, Key=key, Body=path.read_bytes())
+        version = put.get("VersionId")
+        file_id = file_id_for(key, None if version in (None, "null") else version, put.get("ETag"))
+        return stack.wait(file_id, timeout=timeout)
 
     # Phase 1: new keys together.
     kinds = ["clean"] * rng.randint(2, 4) + ["noisy"] * rng.randint(0, 1) + ["header"] * rng.randint(0, 1)
