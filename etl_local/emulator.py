@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from etl.aws import clients
-from etl_local import glue_versions, lambda_runtime, retry_clock
+from etl_local import glue_versions, iam, lambda_runtime, retry_clock
 from etl_local.relay import Relay
 from etl_local.replication import ReplicationRelay
 
@@ -82,6 +82,9 @@ class Emulator:
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
         lambda_runtime.install()
+        # Every handler call and state machine integration is authorized against its role from
+        # the synthesized template (docs/local-mode.md, "IAM is enforced locally").
+        iam.install()
         glue_versions.install()  # optimistic Glue commits, as on AWS (Iceberg conflicts)
         retry_clock.install(sleep=self.retry_sleep, jitter=self.retry_jitter)  # type: ignore[arg-type]
         if not self.port:
@@ -119,6 +122,7 @@ class Emulator:
         moto_api(self.endpoint, "reset", {})
         moto_api(self.endpoint, "config", {"stepfunctions": {"execute_state_machine": True}})
         lambda_runtime.STATE.clear()
+        iam.ROLES.clear()
         retry_clock.CLOCK.clear()
         if self.relay:
             self.relay.clear()
@@ -134,6 +138,7 @@ class Emulator:
         if self._server is not None:
             self._server.stop()  # type: ignore[attr-defined]
             self._server = None
+            iam.uninstall()
             self._restore_process_state()
         lambda_runtime.restore_environment()
 

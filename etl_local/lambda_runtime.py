@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from etl_local import iam
+
 PATCH_MODULE = "moto.awslambda.models"
 PATCH_CLASS = "LambdaFunction"
 PATCH_METHOD = "_invoke_lambda"
@@ -277,7 +279,10 @@ def _invoke_in_process(self: Any, event: Any = None) -> tuple[str, bool, str]:
     _ENV.acquire(env)
     try:
         handler = _resolve_handler(self.handler)
-        result = handler(event, LambdaContext(self))
+        # Every AWS call the handler makes (on this thread and on the pool threads it submits
+        # to) is authorized against this function's role (etl_local/iam.py).
+        with iam.acting_as(iam.Principal(str(self.role), str(self.function_name))):
+            result = handler(event, LambdaContext(self))
         return json.dumps(result), False, ""
     except Exception as exc:  # the function's error, reported as Lambda reports it
         record.error_type = type(exc).__name__

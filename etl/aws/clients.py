@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from typing import Any, Callable
 
 import boto3
 from botocore.config import Config
@@ -28,6 +28,10 @@ _lock = threading.Lock()
 # Keyed by (service, region): on Lambda the region never changes; the local emulator runs the
 # functions of both regions' stacks (DR4) in one process, each invocation with its AWS_REGION.
 _clients: dict[tuple[str, str], Any] = {}
+# Called with (service, client) for each client created here. Empty on Lambda; the local
+# emulator registers its IAM check (etl_local/iam.py) so every handler call is authorized
+# against the calling function's role. etl/ never imports etl_local.
+_on_create: list[Callable[[str, Any], None]] = []
 
 
 def current_region() -> str:
@@ -65,6 +69,8 @@ def client(service: str) -> Any:
             # lazy initialisation is not thread-safe.
             session = boto3.session.Session()
             found = session.client(service, config=_config(service), region_name=region or None)
+            for hook in list(_on_create):
+                hook(service, found)
             _clients[(service, region)] = found
         return found
 
@@ -77,6 +83,19 @@ def s3() -> Any:
 def dynamodb() -> Any:
     """The DynamoDB (low-level) client."""
     return client("dynamodb")
+
+
+def on_client_created(hook: Callable[[str, Any], None]) -> None:
+    """Call ``hook(service, client)`` for every client created from now on (idempotent)."""
+    with _lock:
+        if hook not in _on_create:
+            _on_create.append(hook)
+
+
+def remove_client_hook(hook: Callable[[str, Any], None]) -> None:
+    with _lock:
+        if hook in _on_create:
+            _on_create.remove(hook)
 
 
 def reset_clients() -> None:
