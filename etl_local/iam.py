@@ -41,7 +41,7 @@ import json
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,7 +154,7 @@ def statement_applies(statement: Mapping[str, Any], need: Need) -> bool:
     )
 
 
-def evaluate(statements: list[Mapping[str, Any]], need: Need) -> str:
+def evaluate(statements: Sequence[Mapping[str, Any]], need: Need) -> str:
     """:data:`ALLOW`, :data:`EXPLICIT_DENY` or :data:`IMPLICIT_DENY`, as AWS decides for one
     identity's policies (no resource policy, SCP or boundary)."""
     allowed = False
@@ -170,7 +170,7 @@ def evaluate(statements: list[Mapping[str, Any]], need: Need) -> str:
     return ALLOW if allowed else IMPLICIT_DENY
 
 
-def is_allowed(statements: list[Mapping[str, Any]], need: Need) -> bool:
+def is_allowed(statements: Sequence[Mapping[str, Any]], need: Need) -> bool:
     return evaluate(statements, need) == ALLOW
 
 
@@ -574,7 +574,9 @@ class _Checker:
     def record(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
         if not _ENFORCING.is_set():
             return
-        context["etl_local_iam"] = Call("", _service_name(model), model.name, dict(params), region=self.region)
+        context["etl_local_iam"] = Call(
+            "", _service_name(model), model.name, dict(params), region=self.region
+        )
 
     def before_call(self, model: Any, context: dict[str, Any], **_: Any) -> Any:
         call = context.get("etl_local_iam")
@@ -595,7 +597,9 @@ class _Checker:
                 return _denied_response(call.service, denial_message(principal, need, decision))
         return None
 
-    def after_call(self, http_response: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+    def after_call(
+        self, http_response: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any
+    ) -> None:
         """A missing key answers 404 only to a caller that may list the bucket; else 403."""
         call, principal = context.get("etl_local_iam"), context.get("etl_local_iam_principal")
         if call is None or principal is None or call.service != "s3":
@@ -644,7 +648,9 @@ def _submit_in_context(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
 
 PARSER_CLIENT_MODULE = "moto.stepfunctions.parser.asl.utils.boto_client"
 PARSER_CLIENT_FUNCTION = "boto_client_for"
-EXPECTED_PARSER_SIGNATURE = "(region: str, service: str, state_credentials: Any = None) -> botocore.client.BaseClient"
+EXPECTED_PARSER_SIGNATURE = (
+    "(region: str, service: str, state_credentials: Any = None) -> botocore.client.BaseClient"
+)
 PARSER_PACKAGE = "moto.stepfunctions.parser"
 # Where the states (and their integrations) live; every module there is imported up front.
 PARSER_COMPONENTS = "moto.stepfunctions.parser.asl.component"
@@ -685,7 +691,9 @@ def check_patch_targets() -> None:
     patches expect (the e2e suite calls it through :func:`install`)."""
     sig = str(inspect.signature(_parser_original()))
     if sig != EXPECTED_PARSER_SIGNATURE:
-        raise PatchTargetChanged(f"{PARSER_CLIENT_FUNCTION} signature is {sig}, expected {EXPECTED_PARSER_SIGNATURE}")
+        raise PatchTargetChanged(
+            f"{PARSER_CLIENT_FUNCTION} signature is {sig}, expected {EXPECTED_PARSER_SIGNATURE}"
+        )
     submit_sig = str(inspect.signature(_ORIGINAL_SUBMIT))
     if submit_sig != EXPECTED_SUBMIT_SIGNATURE:
         raise PatchTargetChanged(f"ThreadPoolExecutor.submit signature is {submit_sig}")
@@ -693,7 +701,9 @@ def check_patch_targets() -> None:
     if not any(u.endswith("lambda_eval_utils") for u in users) or not any(
         u.endswith("state_task_service_sqs") for u in users
     ):
-        raise PatchTargetChanged(f"the parser's Lambda/SQS tasks no longer use {PARSER_CLIENT_FUNCTION}: {users}")
+        raise PatchTargetChanged(
+            f"the parser's Lambda/SQS tasks no longer use {PARSER_CLIENT_FUNCTION}: {users}"
+        )
 
 
 def _state_machine_client(region: str, service: str, state_credentials: Any = None) -> Any:

@@ -51,12 +51,16 @@ def test_TBL1_wildcards_actions_ignore_case_resources_do_not() -> None:
     assert iam.is_allowed([_allow("S3:getobject*")], Need("s3:GetObjectVersion", f"{BUCKET}/k"))
     assert iam.is_allowed([_allow("dynamodb:?etItem")], Need("dynamodb:GetItem", "t"))
     assert not iam.is_allowed([_allow("dynamodb:?etItem")], Need("dynamodb:BatchGetItem", "t"))
-    assert not iam.is_allowed([_allow("s3:GetObject", f"{BUCKET}/Output/*")], Need("s3:GetObject", f"{BUCKET}/output/k"))
+    assert not iam.is_allowed(
+        [_allow("s3:GetObject", f"{BUCKET}/Output/*")], Need("s3:GetObject", f"{BUCKET}/output/k")
+    )
     # `[` is literal in IAM (fnmatch would read a character class).
     assert not iam.is_allowed([_allow("s3:GetObject", f"{BUCKET}/[ab]")], Need("s3:GetObject", f"{BUCKET}/a"))
     assert iam.is_allowed([_allow("s3:GetObject", f"{BUCKET}/[ab]")], Need("s3:GetObject", f"{BUCKET}/[ab]"))
     # `*` spans slashes.
-    assert iam.is_allowed([_allow("s3:GetObject", f"{BUCKET}/output/*")], Need("s3:GetObject", f"{BUCKET}/output/a/b/c"))
+    assert iam.is_allowed(
+        [_allow("s3:GetObject", f"{BUCKET}/output/*")], Need("s3:GetObject", f"{BUCKET}/output/a/b/c")
+    )
 
 
 def test_TBL1_s3_prefix_conditions() -> None:
@@ -72,8 +76,12 @@ def test_TBL1_s3_prefix_conditions() -> None:
     assert iam.is_allowed([not_like], Need("s3:ListBucket", BUCKET, "output/"))
     assert not iam.is_allowed([not_like], Need("s3:ListBucket", BUCKET, "tables/x"))
     assert iam.is_allowed([not_like], Need("s3:ListBucket", BUCKET))  # absent key: negation holds
-    passed = _allow("iam:PassRole", "arn:r", Condition={"StringEquals": {"iam:PassedToService": "s3.amazonaws.com"}})
-    assert iam.is_allowed([passed], Need("iam:PassRole", "arn:r", keys=(("iam:PassedToService", "s3.amazonaws.com"),)))
+    passed = _allow(
+        "iam:PassRole", "arn:r", Condition={"StringEquals": {"iam:PassedToService": "s3.amazonaws.com"}}
+    )
+    assert iam.is_allowed(
+        [passed], Need("iam:PassRole", "arn:r", keys=(("iam:PassedToService", "s3.amazonaws.com"),))
+    )
     assert not iam.is_allowed([passed], Need("iam:PassRole", "arn:r"))
 
 
@@ -200,7 +208,9 @@ def test_TBL1_a_refused_call_fails_like_AWS(enforced: Any) -> None:
 
 
 def test_TBL1_a_missing_key_answers_403_without_list_permission(enforced: Any) -> None:
-    iam.ROLES.register(ROLE, [*(iam.ROLES.statements(ROLE) or []), _allow("s3:GetObject", f"{BUCKET}/scratch/*")])
+    iam.ROLES.register(
+        ROLE, [*(iam.ROLES.statements(ROLE) or []), _allow("s3:GetObject", f"{BUCKET}/scratch/*")]
+    )
     with iam.acting_as(FN):
         with pytest.raises(ClientError) as listed:
             enforced.head_object(Bucket="data", Key="output/missing")
@@ -236,6 +246,6 @@ def test_TBL1_handler_code_outside_any_invocation_is_not_silently_allowed(enforc
 
 
 def test_TBL1_a_role_the_emulator_does_not_know_is_refused(enforced: Any) -> None:
-    with iam.acting_as(iam.Principal("arn:aws:iam::123456789012:role/ghost", "fn")):
-        with pytest.raises(iam.Unattributed, match="not deployed"):
-            enforced.put_object(Bucket="data", Key="output/a", Body=b"x")
+    ghost = iam.Principal("arn:aws:iam::123456789012:role/ghost", "fn")
+    with iam.acting_as(ghost), pytest.raises(iam.Unattributed, match="not deployed"):
+        enforced.put_object(Bucket="data", Key="output/a", Body=b"x")
