@@ -351,8 +351,9 @@ def deploy(
 
 
 def _create_roles(d: _Deploy) -> None:
-    """Every role of the template, and its identity policies registered with the emulator's IAM
-    check (etl_local/iam.py): each function runs as its own role, the state machine as its."""
+    """Every role of the template with its identity policies (resolved, as one inline policy):
+    the emulator's IAM check (etl_local/iam.py) reads them from there. Each function runs as
+    its own role, the state machine as its."""
     from etl_local import iam as local_iam
 
     iam = d.client("iam")
@@ -363,7 +364,11 @@ def _create_roles(d: _Deploy) -> None:
                 AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
             )
         statements = local_iam.role_statements(d.template, lid, lambda value: resolve(value, d.r))
-        local_iam.ROLES.register(d.r.attrs[(lid, "Arn")], statements)
+        iam.put_role_policy(
+            RoleName=d.r.refs[lid],
+            PolicyName=local_iam.TEMPLATE_POLICY,
+            PolicyDocument=local_iam.policy_document(statements),
+        )
 
 
 def _create_buckets(d: _Deploy) -> None:

@@ -122,7 +122,6 @@ class Emulator:
         moto_api(self.endpoint, "reset", {})
         moto_api(self.endpoint, "config", {"stepfunctions": {"execute_state_machine": True}})
         lambda_runtime.STATE.clear()
-        iam.ROLES.clear()
         retry_clock.CLOCK.clear()
         if self.relay:
             self.relay.clear()

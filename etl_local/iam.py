@@ -14,8 +14,9 @@ local test and fail on AWS with AccessDenied. This module closes that gap:
   mapped to the IAM actions and resources AWS checks (a CopyObject reads the source and its
   tags, a TransactWriteItems is checked per item ...). tests/unit/handlers/test_iam_coverage.py
   uses the same mapping and evaluator.
-- **Enforcement in the emulator** (:func:`install`): each role of a deployed template is
-  registered (:data:`ROLES`, filled by ``etl_local.deploy``); every call a handler makes through
+- **Enforcement in the emulator** (:func:`install`): each role of a deployed template holds its
+  statements as an inline policy in the emulator's IAM (put by ``etl_local.deploy``, read by
+  :data:`ROLES`); every call a handler makes through
   ``etl.aws.clients`` is checked against the role of the function running it (a context
   variable set by ``etl_local.lambda_runtime`` and carried into thread pools), and every call of
   the state machine's service integrations (moto's Step Functions parser) against the state
@@ -35,6 +36,7 @@ import concurrent.futures
 import contextlib
 import contextvars
 import functools
+import hashlib
 import importlib
 import inspect
 import json
@@ -42,7 +44,7 @@ import re
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 ACCOUNT = "123456789012"
@@ -431,30 +433,42 @@ def _resolve_statement(statement: Mapping[str, Any], resolve: Callable[[Any], An
             except ValueError:
                 if statement.get("Effect") == "Deny" or key == "NotResource":
                     raise
-                items.append(f"arn:etl-local:unresolved:{json.dumps(item, sort_keys=True)}")
+                # (a valid ARN: moto's IAM validates the policies put on its roles)
+                digest = hashlib.sha256(json.dumps(item, sort_keys=True).encode()).hexdigest()[:16]
+                items.append(f"arn:aws:etl-local-unresolved:::{digest}")
         out[key] = items
     return out
 
 
-@dataclass
+# The name of the inline policy that holds a deployed role's template statements.
+TEMPLATE_POLICY = "etl-local-template"
+
+
+def policy_document(statements: list[dict[str, Any]]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
 class RoleRegistry:
-    """Role ARN -> its statements, for every role of the templates deployed on the emulator."""
+    """Role ARN -> its statements, read from the emulator's IAM (moto's backend in this process).
 
-    roles: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def register(self, role_arn: str, statements: list[dict[str, Any]]) -> None:
-        with self.lock:
-            self.roles[role_arn] = [dict(s) for s in statements]
+    The deploy (``etl_local.deploy``) puts each role's template statements as an inline policy
+    through the IAM API, so they live with the emulator: in the background server process of
+    ``etl local up`` as well as in the e2e tests' in-process emulator, reset with it, and
+    editable like on AWS (``put_role_policy``/``delete_role_policy``)."""
 
     def statements(self, role_arn: str) -> list[dict[str, Any]] | None:
-        with self.lock:
-            found = self.roles.get(role_arn)
-            return None if found is None else list(found)
+        from moto.iam.exceptions import NotFoundException
+        from moto.iam.models import iam_backends
 
-    def clear(self) -> None:
-        with self.lock:
-            self.roles.clear()
+        account = role_arn.split(":")[4] if role_arn.count(":") >= 5 else ACCOUNT
+        try:
+            role = iam_backends[account]["aws"].get_role_by_arn(role_arn)
+        except NotFoundException:
+            return None
+        out: list[dict[str, Any]] = []
+        for document in list(role.policies.values()):
+            out += _as_list(json.loads(document).get("Statement", []))
+        return out
 
 
 ROLES = RoleRegistry()
@@ -758,7 +772,6 @@ def uninstall() -> None:
         concurrent.futures.ThreadPoolExecutor.submit = _ORIGINAL_SUBMIT  # type: ignore[method-assign]
         clients.remove_client_hook(_attach_to_handler_client)
         clients.reset_clients()
-        ROLES.clear()
 
 
 def enforcing() -> bool:

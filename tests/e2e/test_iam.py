@@ -17,7 +17,8 @@ pytestmark = pytest.mark.e2e
 
 
 def _without(stack: Stack, role_arn: str, action: str, resource_part: str) -> None:
-    """Remove ``action`` on resources containing ``resource_part`` from the deployed role."""
+    """Remove ``action`` on resources containing ``resource_part`` from the deployed role (the
+    template's statements, an inline policy of the role in the emulator's IAM)."""
     statements = iam.ROLES.statements(role_arn)
     assert statements is not None, role_arn
     kept: list[dict[str, Any]] = []
@@ -36,7 +37,12 @@ def _without(stack: Stack, role_arn: str, action: str, resource_part: str) -> No
             continue
         kept.append(s)
     assert removed, f"{role_arn} has no {action} on *{resource_part}*"
-    iam.ROLES.register(role_arn, kept)
+    # Through the IAM API, as an operator would edit the deployed role on AWS.
+    stack.pipeline.client("iam").put_role_policy(
+        RoleName=role_arn.rsplit("/", 1)[1],
+        PolicyName=iam.TEMPLATE_POLICY,
+        PolicyDocument=iam.policy_document(kept),
+    )
 
 
 def _role_of(stack: Stack, step: str) -> str:

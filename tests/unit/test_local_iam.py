@@ -160,6 +160,13 @@ ROLE = "arn:aws:iam::123456789012:role/fn-role"
 FN = iam.Principal(ROLE, "etl-fn-local")
 
 
+def _put_policy(statements: list[dict[str, Any]]) -> None:
+    """The role's policy in the emulator's IAM, where the deploy puts it (etl_local/deploy.py)."""
+    boto3.client("iam").put_role_policy(
+        RoleName="fn-role", PolicyName=iam.TEMPLATE_POLICY, PolicyDocument=iam.policy_document(statements)
+    )
+
+
 @pytest.fixture
 def enforced(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """IAM enforcement installed (as the emulator installs it) on moto's in-process mock."""
@@ -177,12 +184,12 @@ def enforced(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="data")
         iam.install()
         try:
-            iam.ROLES.register(
-                ROLE,
+            boto3.client("iam").create_role(RoleName="fn-role", AssumeRolePolicyDocument="{}")
+            _put_policy(
                 [
                     _allow(["s3:GetObject", "s3:PutObject"], f"{BUCKET}/output/*"),
                     _allow("s3:ListBucket", BUCKET, Condition={"StringLike": {"s3:prefix": "output/*"}}),
-                ],
+                ]
             )
             yield clients.s3()
         finally:
@@ -208,9 +215,7 @@ def test_TBL1_a_refused_call_fails_like_AWS(enforced: Any) -> None:
 
 
 def test_TBL1_a_missing_key_answers_403_without_list_permission(enforced: Any) -> None:
-    iam.ROLES.register(
-        ROLE, [*(iam.ROLES.statements(ROLE) or []), _allow("s3:GetObject", f"{BUCKET}/scratch/*")]
-    )
+    _put_policy([*(iam.ROLES.statements(ROLE) or []), _allow("s3:GetObject", f"{BUCKET}/scratch/*")])
     with iam.acting_as(FN):
         with pytest.raises(ClientError) as listed:
             enforced.head_object(Bucket="data", Key="output/missing")
