@@ -679,7 +679,7 @@ def _parser_original() -> Callable[..., Any]:
     fn = getattr(module, PARSER_CLIENT_FUNCTION, None)
     if fn is None:
         raise PatchTargetChanged(f"{PARSER_CLIENT_MODULE}.{PARSER_CLIENT_FUNCTION} no longer exists")
-    return getattr(fn, "_etl_local_original", fn)  # type: ignore[no-any-return]
+    return fn  # type: ignore[no-any-return]  # (its own module is never patched)
 
 
 def _parser_users() -> list[Any]:
@@ -729,8 +729,6 @@ def _state_machine_client(region: str, service: str, state_credentials: Any = No
     return _Checker(region, unattributed_reason=reason).attach(client)
 
 
-_state_machine_client._etl_local_original = None  # type: ignore[attr-defined]
-
 _ENFORCING = threading.Event()
 _install_lock = threading.Lock()
 _installs = {"count": 0}
@@ -745,8 +743,6 @@ def install() -> None:
         _installs["count"] += 1
         if _installs["count"] > 1:
             return
-        original = _parser_original()
-        _state_machine_client._etl_local_original = original  # type: ignore[attr-defined]
         for module in _parser_users():
             setattr(module, PARSER_CLIENT_FUNCTION, _state_machine_client)
         concurrent.futures.ThreadPoolExecutor.submit = _submit_in_context  # type: ignore[method-assign]

@@ -254,3 +254,24 @@ def test_TBL1_a_role_the_emulator_does_not_know_is_refused(enforced: Any) -> Non
     ghost = iam.Principal("arn:aws:iam::123456789012:role/ghost", "fn")
     with iam.acting_as(ghost), pytest.raises(iam.Unattributed, match="not deployed"):
         enforced.put_object(Bucket="data", Key="output/a", Body=b"x")
+
+
+def test_TBL1_the_state_machine_integrations_are_wrapped_while_enforced(enforced: Any) -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_sqs,
+    )
+
+    assert lambda_eval_utils.boto_client_for is iam._state_machine_client
+    assert state_task_service_sqs.boto_client_for is iam._state_machine_client
+
+
+def test_TBL1_the_parser_patch_fails_loudly_if_moto_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    monkeypatch.setattr(boto_client, "boto_client_for", lambda region, service: None)
+    with pytest.raises(iam.PatchTargetChanged, match="signature"):
+        iam.check_patch_targets()
+    monkeypatch.delattr(boto_client, "boto_client_for")
+    with pytest.raises(iam.PatchTargetChanged, match="no longer exists"):
+        iam.check_patch_targets()
