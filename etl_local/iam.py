@@ -467,8 +467,14 @@ class RoleRegistry:
             return None
         out: list[dict[str, Any]] = []
         for document in list(role.policies.values()):
-            out += _as_list(json.loads(document).get("Statement", []))
+            out += _parsed(document)
         return out
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(document: str) -> tuple[dict[str, Any], ...]:
+    """A policy document's statements (parsed once: every call of a function reads them)."""
+    return tuple(_as_list(json.loads(document).get("Statement", [])))
 
 
 ROLES = RoleRegistry()
