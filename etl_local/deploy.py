@@ -29,7 +29,13 @@ from etl_local.relay import RELAY_QUEUE_PREFIX, RULE_TAG, SCHEDULE_TAG, target_t
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_SUFFIX = "local"
-ROLE_NAME = "etl-local-execution-role"
+
+
+def role_name(logical_id: str, region: str) -> str:
+    """The emulated name of the template's role ``logical_id`` (unique per region: both stacks'
+    roles are enforced in one emulator; IAM names are at most 64 characters)."""
+    digest = hashlib.sha256(f"{region}/{logical_id}".encode()).hexdigest()[:8]
+    return f"{logical_id[:48]}-{digest}"
 
 
 # Python functions that only serve CloudFormation custom resources: local mode does their work
@@ -261,7 +267,7 @@ def _plan_names(template: dict[str, Any], r: Resolver) -> None:
             r.refs[lid] = name
             r.attrs[(lid, "Arn")] = f"arn:aws:events:{region}:{acct}:rule/{name}"
         elif t == "AWS::IAM::Role":
-            name = f"{ROLE_NAME}"
+            name = role_name(lid, region)
             r.refs[lid] = name
             r.attrs[(lid, "Arn")] = f"arn:aws:iam::{acct}:role/{name}"
         elif t == "AWS::Logs::LogGroup":
@@ -301,10 +307,6 @@ class _Deploy:
     def account(self) -> str:
         return self.r.account
 
-    @property
-    def role_arn(self) -> str:
-        return f"arn:aws:iam::{self.account}:role/{ROLE_NAME}"
-
     def client(self, service: str) -> Any:
         return self.session.client(service, endpoint_url=self.endpoint, region_name=self.region)
 
@@ -336,7 +338,7 @@ def deploy(
     # workflow references but we do not emulate fails when the definition is resolved.
     for lid, spec in template.get("Resources", {}).items():
         d.by_type.setdefault(spec.get("Type", ""), []).append((lid, spec))
-    _create_role(d)
+    _create_roles(d)
     _create_buckets(d)
     _create_tables(d)
     _create_queues(d)
@@ -348,12 +350,24 @@ def deploy(
     return _stack_outputs(d, stack_name)
 
 
-def _create_role(d: _Deploy) -> None:
+def _create_roles(d: _Deploy) -> None:
+    """Every role of the template with its identity policies (resolved, as one inline policy):
+    the emulator's IAM check (etl_local/iam.py) reads them from there. Each function runs as
+    its own role, the state machine as its."""
+    from etl_local import iam as local_iam
+
     iam = d.client("iam")
-    with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
-        iam.create_role(
-            RoleName=ROLE_NAME,
-            AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+    for lid, _spec in d.of_type("AWS::IAM::Role"):
+        with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
+            iam.create_role(
+                RoleName=d.r.refs[lid],
+                AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+            )
+        statements = local_iam.role_statements(d.template, lid, lambda value: resolve(value, d.r))
+        iam.put_role_policy(
+            RoleName=d.r.refs[lid],
+            PolicyName=local_iam.TEMPLATE_POLICY,
+            PolicyDocument=local_iam.policy_document(statements),
         )
 
 
@@ -433,7 +447,7 @@ def _create_functions(d: _Deploy) -> None:
         lam.create_function(
             FunctionName=d.r.refs[lid],
             Runtime=p.get("Runtime", "python3.12"),
-            Role=d.role_arn,
+            Role=resolve(p["Role"], d.r),
             Handler=p["Handler"],
             Code={"ZipFile": code},
             Timeout=int(p.get("Timeout", 900)),
@@ -467,7 +481,7 @@ def _create_state_machine(d: _Deploy) -> None:
     d.state_machine_arn = d.client("stepfunctions").create_state_machine(
         name=d.r.attrs[(sm_lid, "Name")],
         definition=_state_machine_definition(d, p),
-        roleArn=d.role_arn,
+        roleArn=resolve(p["RoleArn"], d.r),
         type=p.get("StateMachineType", "STANDARD"),
     )["stateMachineArn"]
 

@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from etl.aws import clients
-from etl_local import faults, glue_versions, lambda_runtime, retry_clock
+from etl_local import faults, glue_versions, iam, lambda_runtime, retry_clock
 from etl_local.relay import Relay
 from etl_local.replication import ReplicationRelay
 
@@ -84,6 +84,9 @@ class Emulator:
         lambda_runtime.install()
         faults.install()  # TBL2: named fault points; armed by ETL_LOCAL_FAULTS or --fault
         faults.arm_from_env()
+        # Every handler call and state machine integration is authorized against its role from
+        # the synthesized template (docs/local-mode.md, "IAM is enforced locally").
+        iam.install()
         glue_versions.install()  # optimistic Glue commits, as on AWS (Iceberg conflicts)
         retry_clock.install(sleep=self.retry_sleep, jitter=self.retry_jitter)  # type: ignore[arg-type]
         if not self.port:
@@ -137,6 +140,7 @@ class Emulator:
         if self._server is not None:
             self._server.stop()  # type: ignore[attr-defined]
             self._server = None
+            iam.uninstall()
             self._restore_process_state()
         lambda_runtime.restore_environment()
 

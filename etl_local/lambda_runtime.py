@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from etl import contracts
-from etl_local import faults
+from etl_local import faults, iam
 
 PATCH_MODULE = "moto.awslambda.models"
 PATCH_CLASS = "LambdaFunction"
@@ -297,7 +297,13 @@ def _invoke_in_process(self: Any, event: Any = None) -> tuple[str, bool, str]:
     _ENV.acquire(env)
     try:
         handler = _resolve_handler(self.handler)
-        with faults.invocation(_step_of(self.handler), _file_id_of(event)):
+        # Every AWS call the handler makes (on this thread and on the pool threads it submits
+        # to) is authorized against this function's role (etl_local/iam.py); fault points
+        # know which step and file they are in (etl_local/faults.py).
+        with (
+            iam.acting_as(iam.Principal(str(self.role), str(self.function_name))),
+            faults.invocation(_step_of(self.handler), _file_id_of(event)),
+        ):
             result = handler(event, LambdaContext(self))
         return json.dumps(result), False, ""
     except Exception as exc:  # the function's error, reported as Lambda reports it

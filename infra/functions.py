@@ -163,7 +163,9 @@ ACCESS: dict[str, Access] = {
             (GET_CURRENT + PUT + WRITE_TAGS, (PROC,)),
             (PUT, (MAN,)),
             (GET_CURRENT + DELETE, (SCR,)),
-            (DELETE, (OUT, REJ)),
+            # DATA4(c): a chunk holding an id repeated from another chunk has its Parquet part
+            # and rejects CSV read and rewritten (etl/handlers/dedupe.py _rewrite_chunk).
+            (GET_CURRENT + PUT + DELETE, (OUT, REJ)),
             (GET_CURRENT + PUT + DELETE, (TAB,)),
             # DR3: is the file in the announcement ledger already (HeadObject)?
             (GET_CURRENT, (ANN,)),

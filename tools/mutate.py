@@ -161,6 +161,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         (IAM,),
     ),
     Mutation(
+        "grant-finalize-dedupe-rewrite",
+        "infra/functions.py",
+        "            (GET_CURRENT + PUT + DELETE, (OUT, REJ)),\n",
+        "            (DELETE, (OUT, REJ)),\n",
+        (IAM,),
+    ),
+    Mutation(
         "grant-state-machine-alert-key",
         "infra/workflow.py",
         'alert_key.grant(self.state_machine, "kms:Decrypt", "kms:GenerateDataKey*")',

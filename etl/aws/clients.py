@@ -102,6 +102,8 @@ def commit_client(service: str) -> Any:
 def add_client_hook(hook: Callable[[str, Any], None]) -> None:
     """Run ``hook(service, client)`` on every client, existing and future (local mode)."""
     with _lock:
+        if hook in _client_hooks:
+            return
         _client_hooks.append(hook)
         existing = list(_clients.items())
     for (service, _), found in existing:
@@ -124,6 +126,13 @@ def s3() -> Any:
 def dynamodb() -> Any:
     """The DynamoDB (low-level) client."""
     return client("dynamodb")
+
+
+def on_client_created(hook: Callable[[str, Any], None]) -> None:
+    """Call ``hook(service, client)`` for every client created from now on (idempotent)."""
+    with _lock:
+        if hook not in _client_hooks:
+            _client_hooks.append(hook)
 
 
 def reset_clients() -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from etl_cli.pipeline import FileReport, Pipeline
-from etl_local import lambda_runtime
+from etl_local import iam, lambda_runtime
 from etl_local.deploy import LOCAL_SUFFIX, deploy, synth_primary_template
 from etl_local.emulator import Emulator
 from etl_local.harness import local_session
@@ -118,6 +118,8 @@ class Stack:
 @pytest.fixture
 def stack(emulator: Emulator, template: dict[str, Any]) -> Iterator[Stack]:
     emulator.reset()
+    # TBL1: every e2e test runs with the template's IAM roles enforced (etl_local/iam.py).
+    assert iam.enforcing(), "the emulator is not enforcing IAM"
     session = local_session()
     outputs = deploy(template, session, emulator.endpoint, chunk_size_bytes=SMALL_CHUNK, stack_name="e2e")
     st = Stack(emulator, Pipeline(session, outputs))

@@ -267,6 +267,7 @@ def test_DATA2_two_commits_at_the_same_moment_both_land(
     from etl.core.process import process_chunk
     from etl.core.schema import load_schema
     from etl.handlers.process_chunk import write_data_files
+    from etl_local import iam
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", stack.emulator.endpoint)
     clients.reset_clients()
@@ -284,7 +285,9 @@ def test_DATA2_two_commits_at_the_same_moment_both_land(
                 "original_key": f"incoming/default/c{n}.csv",
                 "version_id": None,
             }
-            keys, _ = write_data_files(bucket, file, 1, result)
+            # Handler code run by the test itself: as the operator (etl_local/iam.py).
+            with iam.operator():
+                keys, _ = write_data_files(bucket, file, 1, result)
             files.append((file, keys, result.rows_valid))
 
         barrier = threading.Barrier(2, timeout=60)

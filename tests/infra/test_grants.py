@@ -73,3 +73,39 @@ def test_INF8_every_publisher_to_an_encrypted_topic_may_use_its_key(
     # The state machine publishes the alert itself (SnsPublish task).
     (machine,) = resources(template, "AWS::StepFunctions::StateMachine").values()
     assert _role_id(props(machine)["RoleArn"]) in publishers
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_TBL1_finalize_may_read_and_rewrite_a_chunks_output_and_rejects(
+    templates: dict[str, Any], stack: str
+) -> None:
+    """DATA4(c): Finalize rewrites the Parquet part and rejects CSV of a chunk holding a repeated
+    transaction id (etl/handlers/dedupe.py), so it reads and writes output/ and rejected/;
+    evaluated by the evaluator local mode enforces (etl_local/iam.py)."""
+    from etl import contracts
+    from etl_local import iam
+    from infra.template_tools import resolve_intrinsics
+
+    template = templates[stack]
+    kinds = {lid: spec["Type"] for lid, spec in resources(template).items()}
+
+    def resolver(logical_id: str, attribute: str | None) -> str:
+        if kinds.get(logical_id) == "AWS::S3::Bucket" and attribute == "Arn":
+            return f"arn:aws:s3:::{logical_id}"
+        return f"arn:test:{logical_id}:{attribute}"
+
+    handler = contracts.ALL_FUNCTIONS["Finalize"][1]
+    (fn,) = [
+        f for f in resources(template, "AWS::Lambda::Function").values() if props(f)["Handler"] == handler
+    ]
+    role = _role_id(props(fn)["Role"])
+    statements = iam.role_statements(template, role, lambda v: resolve_intrinsics(v, resolver))
+    buckets = [lid for lid, kind in kinds.items() if kind == "AWS::S3::Bucket"]
+    for prefix in (contracts.OUTPUT_PREFIX, contracts.REJECTED_PREFIX):
+        for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"):
+            assert any(
+                iam.is_allowed(
+                    statements, iam.Need(action, f"arn:aws:s3:::{b}/{prefix}p/file_id=f/part-00002")
+                )
+                for b in buckets
+            ), f"Finalize lacks {action} on {prefix}"

@@ -5,23 +5,23 @@ the role the synthesized template gives that function, and every action granted 
 moto does not enforce IAM, so a missing grant would pass every other local test and only fail
 on AWS. Here the handler chain runs its main paths (plain, gzip, failure + reprocess, re-plan)
 while a botocore hook records each call with the step that made it; each call is then
-mapped to the IAM actions and resources AWS would authorize it against and checked against
-the Allow statements of that step's role (resolved from the template).
+mapped to the IAM actions and resources AWS would authorize it against and evaluated against
+that step's role (resolved from the template) by etl_local.iam, the same mapping and evaluator
+the local emulator enforces on every call (docs/local-mode.md, "IAM is enforced locally").
 """
 
 from __future__ import annotations
 
-import fnmatch
 import gzip
 import json
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from etl import contracts
+from etl_local import iam
 from infra.template_tools import resolve_intrinsics, synth_templates
 
 # The names tests/conftest.py gives the mocked bucket and table (asserted below).
@@ -45,31 +45,13 @@ RECONCILE = "Reconcile"
 _current = {"step": "?"}
 
 
-@dataclass
-class Call:
-    step: str
-    service: str
-    operation: str
-    params: dict[str, Any]
-    status: int = 0  # the HTTP status of the response (set by the after-call hook)
-
-
-@dataclass(frozen=True)
-class Need:
-    """One authorization AWS makes for a call: an action on a resource (plus the s3:prefix
-    condition key for ListBucket)."""
-
-    action: str
-    resource: str
-    prefix: str | None = None
-
-
 # ---- the roles, from the synthesized template --------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def allowed() -> dict[str, list[dict[str, Any]]]:
-    """Step name -> the Allow statements of its function's role, intrinsics resolved."""
+    """Step name -> the statements of its function's role, intrinsics resolved (by the same
+    code the local emulator enforces them with: etl_local.iam)."""
     templates = synth_templates({"environmentSuffix": "iam"})
     template = next(t for name, t in templates.items() if name == "EtlPipeline-iam")
     resources = template["Resources"]
@@ -104,13 +86,7 @@ def allowed() -> dict[str, list[dict[str, Any]]]:
             continue
         step = by_handler.get(fn["Properties"]["Handler"], fn["Properties"]["Handler"])
         role_id = fn["Properties"]["Role"]["Fn::GetAtt"][0]
-        documents = [p["PolicyDocument"] for p in resources[role_id]["Properties"].get("Policies", [])]
-        documents += [
-            r["Properties"]["PolicyDocument"]
-            for r in resources.values()
-            if r["Type"] == "AWS::IAM::Policy" and {"Ref": role_id} in r["Properties"]["Roles"]
-        ]
-        statements = [s for d in documents for s in resolve_intrinsics(d["Statement"], resolver)]
+        statements = iam.role_statements(template, role_id, lambda v: resolve_intrinsics(v, resolver))
         # The template names the Glue database after its suffix ("iam"); the mocked catalog
         # is tests/conftest.py's. Same rule (etl.contracts.glue_database), other suffix.
         statements = json.loads(
@@ -118,182 +94,17 @@ def allowed() -> dict[str, list[dict[str, Any]]]:
             .replace(f"database/{contracts.glue_database('iam')}", f"database/{database}")
             .replace(f"table/{contracts.glue_database('iam')}/", f"table/{database}/")
         )
-        out[step] = [s for s in statements if s["Effect"] == "Allow"]
+        out[step] = statements
     assert set(contracts.ALL_FUNCTIONS) <= set(out)
     return out
 
 
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
-def is_allowed(statements: list[dict[str, Any]], need: Need) -> bool:
-    for s in statements:
-        if not any(fnmatch.fnmatchcase(need.action, a) for a in _as_list(s["Action"])):
-            continue
-        if not any(fnmatch.fnmatchcase(need.resource, r) for r in _as_list(s["Resource"])):
-            continue
-        conditions = s.get("Condition", {})
-        unknown = set(conditions) - {"StringLike"} or set(conditions.get("StringLike", {})) - {"s3:prefix"}
-        assert not unknown, f"the checker does not evaluate condition {unknown} in {s}"
-        patterns = conditions.get("StringLike", {}).get("s3:prefix")
-        if patterns is not None and not any(
-            fnmatch.fnmatchcase(need.prefix or "", p) for p in _as_list(patterns)
-        ):
-            continue
-        return True
-    return False
-
-
-# ---- what AWS authorizes for each call ---------------------------------------------------------
+_as_list = iam._as_list
+Call, Need, needs, is_allowed = iam.Call, iam.Need, iam.needs, iam.is_allowed
 
 
 def _object(bucket: str, key: str) -> str:
     return f"arn:aws:s3:::{bucket}/{key}"
-
-
-def _dynamodb_needs(call: Call) -> list[Need]:
-    p, op = call.params, call.operation
-    if p.get("IndexName"):
-        return [Need(f"dynamodb:{op}", f"{TABLE_ARN}/index/{p['IndexName']}")]
-    return [Need(f"dynamodb:{op}", TABLE_ARN)]
-
-
-def _sns_needs(call: Call) -> list[Need]:
-    return [Need(f"sns:{call.operation}", call.params["TopicArn"])]
-
-
-def _sqs_needs(call: Call) -> list[Need]:
-    name = str(call.params["QueueUrl"]).rstrip("/").rsplit("/", 1)[1]
-    return [Need(f"sqs:{call.operation}", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}")]
-
-
-def _states_needs(call: Call) -> list[Need]:
-    p, op = call.params, call.operation
-    if op in ("ListExecutions", "StartExecution"):
-        return [Need(f"states:{op}", p["stateMachineArn"])]
-    if op in ("DescribeExecution", "StopExecution"):
-        return [Need(f"states:{op}", p["executionArn"])]
-    raise AssertionError(f"{call.step} calls states:{op}: teach this test (and the role) about it")
-
-
-def _glue_needs(call: Call) -> list[Need]:
-    # Glue authorizes table calls against the catalog, the database and the table.
-    p, op = call.params, call.operation
-    if op == "GetDatabase":
-        database, table = p.get("Name"), None
-    else:
-        database = p.get("DatabaseName")
-        table = p.get("Name") or (p.get("TableInput") or {}).get("Name")
-    glue = f"arn:aws:glue:{REGION}:{ACCOUNT}"
-    out = [Need(f"glue:{op}", f"{glue}:catalog")]
-    if database:
-        out.append(Need(f"glue:{op}", f"{glue}:database/{database}"))
-    if database and table:
-        out.append(Need(f"glue:{op}", f"{glue}:table/{database}/{table}"))
-    return out
-
-
-def _s3_read_needs(call: Call) -> list[Need]:
-    p = call.params
-    versioned = "VersionId" in p
-    out = [Need("s3:GetObjectVersion" if versioned else "s3:GetObject", _object(p["Bucket"], p["Key"]))]
-    if call.status == 404:
-        # S3 answers 404 for a missing key only to a caller that may list it; without
-        # s3:ListBucket it answers 403 AccessDenied, which the handlers do not read as
-        # "missing" (RegisterFile's raw-key fallback, the moves' "already moved" check).
-        out.append(Need("s3:ListBucket", f"arn:aws:s3:::{p['Bucket']}", p["Key"]))
-    return out
-
-
-_S3_WRITES = ("PutObject", "CreateMultipartUpload", "UploadPart", "UploadPartCopy", "CompleteMultipartUpload")
-
-
-def _s3_write_needs(call: Call) -> list[Need]:
-    p = call.params
-    out = [Need("s3:PutObject", _object(p["Bucket"], p["Key"]))]
-    if call.operation == "UploadPartCopy":
-        out += needs(Call(call.step, "s3", "GetObject", _copy_source(p["CopySource"])))
-    return out
-
-
-def _s3_copy_needs(call: Call) -> list[Need]:
-    # The copy carries the source's tags (TaggingDirective COPY, the default): S3 reads
-    # them from the source and writes them on the copy.
-    p = call.params
-    source = _copy_source(p["CopySource"])
-    tagging = "s3:GetObjectVersionTagging" if "VersionId" in source else "s3:GetObjectTagging"
-    return [
-        Need("s3:PutObject", _object(p["Bucket"], p["Key"])),
-        Need("s3:PutObjectTagging", _object(p["Bucket"], p["Key"])),
-        *needs(Call(call.step, "s3", "GetObject", source)),
-        Need(tagging, _object(source["Bucket"], source["Key"])),
-    ]
-
-
-def _s3_delete_needs(call: Call) -> list[Need]:
-    p = call.params
-    if call.operation == "DeleteObject":
-        action = "s3:DeleteObjectVersion" if "VersionId" in p else "s3:DeleteObject"
-        return [Need(action, _object(p["Bucket"], p["Key"]))]
-    return [
-        Need(
-            "s3:DeleteObjectVersion" if "VersionId" in o else "s3:DeleteObject",
-            _object(p["Bucket"], o["Key"]),
-        )
-        for o in p["Delete"]["Objects"]
-    ]
-
-
-def _s3_needs(call: Call) -> list[Need]:
-    p, op = call.params, call.operation
-    if op in ("GetObject", "HeadObject"):
-        return _s3_read_needs(call)
-    if op in _S3_WRITES:
-        return _s3_write_needs(call)
-    if op == "AbortMultipartUpload":
-        return [Need("s3:AbortMultipartUpload", _object(p["Bucket"], p["Key"]))]
-    if op == "CopyObject":
-        return _s3_copy_needs(call)
-    if op in ("DeleteObject", "DeleteObjects"):
-        return _s3_delete_needs(call)
-    if op in ("ListObjectsV2", "ListObjects"):
-        return [Need("s3:ListBucket", f"arn:aws:s3:::{p['Bucket']}", p.get("Prefix", ""))]
-    if op == "ListObjectVersions":
-        return [Need("s3:ListBucketVersions", f"arn:aws:s3:::{p['Bucket']}", p.get("Prefix", ""))]
-    raise AssertionError(f"{call.step} calls s3:{op}: teach this test (and the role) about it")
-
-
-def _ssm_needs(call: Call) -> list[Need]:
-    name = str(call.params["Name"]).lstrip("/")
-    return [Need(f"ssm:{call.operation}", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{name}")]
-
-
-_NEEDS_BY_SERVICE: dict[str, Callable[[Call], list[Need]]] = {
-    "dynamodb": _dynamodb_needs,
-    "sns": _sns_needs,
-    "ssm": _ssm_needs,
-    "sqs": _sqs_needs,
-    "sfn": _states_needs,
-    "stepfunctions": _states_needs,
-    "glue": _glue_needs,
-    "s3": _s3_needs,
-}
-
-
-def needs(call: Call) -> list[Need]:
-    """The IAM actions (and resources) one recorded AWS call needs."""
-    by_service = _NEEDS_BY_SERVICE.get(call.service)
-    assert by_service is not None, call
-    return by_service(call)
-
-
-def _copy_source(source: Any) -> dict[str, Any]:
-    if isinstance(source, dict):
-        return dict(source)
-    bucket, _, rest = str(source).lstrip("/").partition("/")
-    key, _, query = rest.partition("?versionId=")
-    return {"Bucket": bucket, "Key": key, **({"VersionId": query} if query else {})}
 
 
 # ---- recording the handlers' calls -------------------------------------------------------------
@@ -307,6 +118,7 @@ def recorded(chain: Any) -> Iterator[list[Call]]:
 
     def hook(params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
         call = Call(_current["step"], model.service_model.service_name, model.name, dict(params))
+        call.region, call.account = REGION, ACCOUNT
         context["iam_coverage_call"] = call
         calls.append(call)
 
@@ -415,10 +227,16 @@ def run_scenarios(chain: Any, etl_aws: Any, admission: Any, monkeypatch: pytest.
     monkeypatch.setattr(content, "loaded_by", lambda *a, **k: None)
     raced = chain.upload_and_run("incoming/default/plain-race.csv", chain.make_csv(120, bad=(50,)))
     assert raced.state["result"]["status"] == "DUPLICATE_CONTENT", raced.failure
-    # DATA4(c): an id repeated in a later chunk: Finalize rewrites that chunk's outputs.
-    dup_ids = chain.make_csv(150).replace(b"T000140,", b"T000002,")
+    # DATA4(c): an id repeated in a later chunk: Finalize reads and rewrites that chunk's
+    # outputs (small chunks: the two ids must land in different chunks).
+    monkeypatch.setenv("CHUNK_SIZE_BYTES", "2048")
+    # A bad row next to the repeated id: the chunk's rejects CSV is read and merged (2 of 250
+    # rows rejected: under the 1% threshold).
+    dup_ids = chain.make_csv(250, bad=(139,)).replace(b"T000140,", b"T000002,")
     dups = chain.upload_and_run("incoming/default/dups.csv", dup_ids)
-    assert dups.error is None and dups.state["result"]["rows_rejected"] == 1, dups.failure
+    assert dups.error is None and dups.state["result"]["rows_rejected"] == 2, dups.failure
+    assert dups.state["plan"]["chunk_count"] > 1
+    monkeypatch.setenv("CHUNK_SIZE_BYTES", str(1 << 20))
     # A RegisterFile failure: MarkFailed registers the file itself before moving it.
     # (its input is the execution input itself, the S3 event, plus $.error)
     late = chain.mark_failed(
@@ -583,7 +401,7 @@ def unused_grants(statements: dict[str, list[dict[str, Any]]], calls: list[Call]
     unused = []
     for function, granted in sorted(statements.items()):
         used = by_function.get(function, [])
-        for s in granted:
+        for s in (s for s in granted if s["Effect"] == "Allow"):
             for action in _as_list(s["Action"]):
                 if action.split(":", 1)[0] in ("logs", "xray"):
                     continue
@@ -591,14 +409,15 @@ def unused_grants(statements: dict[str, list[dict[str, Any]]], calls: list[Call]
                     hits = [
                         n
                         for n in used
-                        if fnmatch.fnmatchcase(n.action, action) and fnmatch.fnmatchcase(n.resource, resource)
+                        if iam.wildcard_match(action, n.action, ignore_case=True)
+                        and iam.wildcard_match(resource, n.resource)
                     ]
                     if not hits:
                         unused.append(f"{function}: {action} on {resource}")
                         continue
                     prefixes = s.get("Condition", {}).get("StringLike", {}).get("s3:prefix")
                     for pattern in _as_list(prefixes) if prefixes is not None else []:
-                        if not any(fnmatch.fnmatchcase(n.prefix or "", pattern) for n in hits):
+                        if not any(iam.wildcard_match(pattern, n.prefix or "") for n in hits):
                             unused.append(f"{function}: {action} on {resource} with s3:prefix {pattern}")
     return unused
 
@@ -641,8 +460,8 @@ def test_OPS5_every_granted_action_is_used_by_that_function(
 
 def test_OPS5_the_converse_checker_names_an_unused_grant(allowed: dict[str, list[dict[str, Any]]]) -> None:
     used = [
-        Call("ValidateHeader", "dynamodb", "UpdateItem", {}),
-        Call("ValidateHeader", "dynamodb", "GetItem", {}),
+        Call("ValidateHeader", "dynamodb", "UpdateItem", {"TableName": TEST_TABLE}),
+        Call("ValidateHeader", "dynamodb", "GetItem", {"TableName": TEST_TABLE}),
     ]
     statements = {
         "ValidateHeader": [
