@@ -77,6 +77,9 @@ class Access:
     list_prefixes: tuple[str, ...] = ()
     # Glue Data Catalog actions on the dataset's database and its two tables (SPEC DATA1).
     glue: tuple[str, ...] = ()
+    # The tables its glue:UpdateTable is for, when not all of them (MarkFailed and reconcile
+    # only ever undo a commit on transactions, TBL4).
+    glue_write_tables: tuple[str, ...] = ()
     # DR2/DR3: reads the region role switch (ssm:GetParameter on that one parameter).
     region_role: bool = False
 
@@ -165,7 +168,9 @@ ACCESS: dict[str, Access] = {
             (GET_CURRENT + DELETE, (SCR,)),
             # DATA4(c): a chunk holding an id repeated from another chunk has its Parquet part
             # and rejects CSV read and rewritten (etl/handlers/dedupe.py _rewrite_chunk).
-            (GET_CURRENT + PUT + DELETE, (OUT, REJ)),
+            # A duplicate-content race loser's output/ Parquet is deleted; rejects stay (TBL7).
+            (GET_CURRENT + PUT + DELETE, (OUT,)),
+            (GET_CURRENT + PUT, (REJ,)),
             (GET_CURRENT + PUT + DELETE, (TAB,)),
             # DR3: is the file in the announcement ledger already (HeadObject)?
             (GET_CURRENT, (ANN,)),
@@ -178,7 +183,7 @@ ACCESS: dict[str, Access] = {
             "dynamodb:PutItem",
             "dynamodb:DeleteItem",
         ),
-        list_prefixes=(INC, FAIL, PROC, SCR, OUT, REJ, TAB, ANN),
+        list_prefixes=(INC, FAIL, PROC, SCR, OUT, TAB, ANN),
         glue=("glue:GetDatabase", "glue:GetTable", "glue:UpdateTable"),
         region_role=True,
     ),
@@ -206,6 +211,7 @@ ACCESS: dict[str, Access] = {
         ),
         list_prefixes=(INC, FAIL, PROC, SCR, OUT, TAB),
         glue=("glue:GetDatabase", "glue:GetTable", "glue:UpdateTable"),
+        glue_write_tables=(c.TRANSACTIONS_TABLE,),
         region_role=True,
     ),
     # Admission control (OPS2): no bucket or table access; its queue and state machine grants
@@ -450,7 +456,19 @@ class EtlFunctions(Construct):
             # GetDatabase is authorised against the catalog and the database only; table
             # calls against the table too (OPS5: no action granted where it is never checked).
             on_database = [a for a in access.glue if a == "glue:GetDatabase"]
-            on_tables = [a for a in access.glue if a != "glue:GetDatabase"]
+            scoped = ["glue:UpdateTable"] if access.glue_write_tables else []
+            on_tables = [a for a in access.glue if a != "glue:GetDatabase" and a not in scoped]
+            if scoped and "glue:UpdateTable" in access.glue:
+                role.add_to_principal_policy(
+                    iam.PolicyStatement(
+                        actions=scoped,
+                        resources=[
+                            glue_arn("catalog"),
+                            glue_arn("database", database),
+                            *(glue_arn("table", f"{database}/{t}") for t in access.glue_write_tables),
+                        ],
+                    )
+                )
             if on_database:
                 role.add_to_principal_policy(
                     iam.PolicyStatement(

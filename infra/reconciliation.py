@@ -67,6 +67,7 @@ ACCESS = Access(
     ),
     list_prefixes=(INC, FAIL, SCR, OUT, TAB, ANN),
     glue=("glue:GetDatabase", "glue:GetTable", "glue:UpdateTable"),
+    glue_write_tables=(c.TRANSACTIONS_TABLE,),
     region_role=True,
 )
 

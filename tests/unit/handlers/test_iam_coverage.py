@@ -131,6 +131,7 @@ def recorded(chain: Any) -> Iterator[list[Call]]:
         clients.s3(),
         clients.dynamodb(),
         *(clients.client(s) for s in ("sns", "sqs", "stepfunctions", "glue", "ssm")),
+        clients.commit_client("glue"),  # the catalog's (etl.aws.catalog.load_catalog)
     ):
         client.meta.events.register("before-parameter-build.*.*", hook)
         client.meta.events.register("after-call.*.*", status)
@@ -321,8 +322,34 @@ def run_scenarios(chain: Any, etl_aws: Any, admission: Any, monkeypatch: pytest.
         late_chunk = chain.upload_and_run("incoming/default/refused.csv", chain.make_csv(30))
     assert isinstance(late_chunk.error, InvalidFileState)
 
+    # TBL4: a file whose commit landed before its Finalize died for good: MarkFailed finds the
+    # commit in the table and undoes it (Glue, table metadata, the commit lease).
+    with monkeypatch.context() as patched:
+        patched.setattr(finalize_module().s3, "move_object", _move_failing_into_processed())
+        landed = chain.upload_and_run("incoming/default/landed.csv", chain.make_csv(40))
+    assert isinstance(landed.error, RuntimeError), landed.failure
+    assert etl_aws.repo.get_file(landed.state["file"]["file_id"]).get("unpublished_snapshot_id")
+
     _reconcile_scenarios(chain, etl_aws, monkeypatch)
     _ensure_tables_scenario(etl_aws)
+
+
+def finalize_module() -> Any:
+    from etl.handlers import finalize
+
+    return finalize
+
+
+def _move_failing_into_processed() -> Callable[..., Any]:
+    """Finalize's move to processed/ (after its commits) fails; other moves work."""
+    real = finalize_module().s3.move_object
+
+    def move(bucket: str, src: str, dst: str, *args: Any, **kwargs: Any) -> Any:
+        if dst.startswith(contracts.PROCESSED_PREFIX):
+            raise RuntimeError("move failed (injected)")
+        return real(bucket, src, dst, *args, **kwargs)
+
+    return move
 
 
 ENSURE_TABLES = "etl.handlers.ensure_tables.handler"
@@ -552,6 +579,22 @@ def _reconcile_scenarios(chain: Any, etl_aws: Any, monkeypatch: pytest.MonkeyPat
         with pytest.raises(RuntimeError, match="injected"):
             chain.reconcile({"detail-type": STATUS_CHANGE, "detail": detail}, None)
     assert chain.reconcile({"detail-type": STATUS_CHANGE, "detail": detail}, None)["action"] == "failed"
+    # TBL4: stopped after its commit landed (Finalize never finished): reconcile undoes it.
+    landed_arn = sfn.start_execution(stateMachineArn=machine, name="landed")["executionArn"]
+    sfn.stop_execution(executionArn=landed_arn)
+    landed_event = chain.upload("incoming/acme/landed.csv", chain.make_csv(40))
+    ls: dict[str, Any] = {"file": chain.register({"event": landed_event, "execution_arn": landed_arn}, None)}
+    ls["header"] = chain.validate({"file": ls["file"]}, None)
+    ls["plan"] = chain.plan(dict(ls), None)
+    for entry in ls["plan"]["chunks"]:
+        chain.process({**ls, "chunk": entry}, None)
+    with monkeypatch.context() as patched:
+        patched.setattr(finalize_module().s3, "move_object", _move_failing_into_processed())
+        with pytest.raises(RuntimeError, match="injected"):
+            chain.finalize({**ls, "execution_arn": landed_arn}, None)
+    detail = {"executionArn": landed_arn, "status": "ABORTED", "input": json.dumps(landed_event)}
+    assert chain.reconcile({"detail-type": STATUS_CHANGE, "detail": detail}, None)["action"] == "failed"
+    assert etl_aws.repo.get_file(ls["file"]["file_id"]).get("unpublished_snapshot_id")
     # A gzip file stopped midway: its scratch chunks are removed.
     gz_arn = sfn.start_execution(stateMachineArn=machine, name="stopped-gz")["executionArn"]
     sfn.stop_execution(executionArn=gz_arn)
