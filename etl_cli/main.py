@@ -26,10 +26,13 @@ from etl_cli.pipeline import (
     parse_since,
 )
 from etl_cli.render import (
+    ROW_FORMATS,
     chunk_progress,
     render_chunks,
     render_file_list,
     render_report,
+    render_rows,
+    row_format,
     upload_progress,
 )
 from etl_cli.render import fmt_bytes as _fmt_bytes
@@ -657,29 +660,58 @@ def demo(
     )
 
 
+FORMAT_OPTION = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(ROW_FORMATS),
+    default=None,
+    help="Output: table (default on a terminal), csv (default otherwise; values never cut), json.",
+)
+
+
+def _local_pipe() -> tuple[str, Pipeline]:
+    """The running emulator's endpoint and pipeline, or a one-line error."""
+    from etl_local import harness
+
+    emu = harness.running_emulator()
+    if emu is None:
+        raise PipelineError(f"no local emulator is running: start one with `etl local up` ({_state_hint()})")
+    return emu.endpoint, Pipeline(*harness.local_stack(emu.endpoint))
+
+
+def _state_hint() -> str:
+    from etl_local import state
+
+    return f"state directory {state.STATE_DIR}, env ETL_LOCAL_DIR"
+
+
+def _uses_local_dataset(obj: Ctx) -> bool:
+    """Dataset commands read the emulator unless a stack or an endpoint is named."""
+    return obj.local or (not obj.stack_explicit and obj.endpoint is None)
+
+
 @cli.command()
 @click.argument("sql")
-@click.option("--json", "as_json", is_flag=True, help="Rows as a JSON list of objects.")
-@click.option("--timeout", default=300.0, show_default=True, help="Athena: seconds to wait.")
+@FORMAT_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option("--timeout", type=TIMEOUT_S, default=300.0, show_default=True, help="Athena: seconds to wait.")
 @click.pass_obj
-def query(obj: Ctx, sql: str, as_json: bool, timeout: float) -> None:
+def query(obj: Ctx, sql: str, fmt: str | None, as_json: bool, timeout: float) -> None:
     """Run SQL over the dataset tables (transactions, transaction_rejects).
 
     Locally (the emulator of `etl local up`; the default unless --stack/ETL_STACK is given):
     DuckDB over pyiceberg scans. Against a deployed stack: Athena, in the stack's workgroup.
+    Both read Athena's metadata tables ("transactions$snapshots", "$history", "$files",
+    "$partitions") and time travel: FROM transactions FOR VERSION AS OF <snapshot id>, or
+    FOR TIMESTAMP AS OF TIMESTAMP '2026-12-07 10:00:00 UTC'. An error in the SQL is one line
+    on stderr and exit code 2.
     """
     from etl_cli import dataset
 
-    use_local = obj.local or (not obj.stack_explicit and obj.endpoint is None)
     try:
-        if use_local:
-            from etl_local import harness
-
-            emu = harness.running_emulator()
-            if emu is None:
-                raise PipelineError("no local emulator is running: start one with `etl local up`")
-            pipe = Pipeline(*harness.local_stack(emu.endpoint))
-            table = query_local_sql(sql, emu.endpoint, pipe)
+        if _uses_local_dataset(obj):
+            endpoint, pipe = _local_pipe()
+            table = query_local_sql(sql, endpoint, pipe)
             columns, rows = table.column_names, [list(r.values()) for r in table.to_pylist()]
         else:
             session = make_session(obj.region, obj.profile)
@@ -690,21 +722,44 @@ def query(obj: Ctx, sql: str, as_json: bool, timeout: float) -> None:
                 )
             database = outputs.glue_database or glue_database_of_stack(obj.stack)
             columns, rows = dataset.query_athena(sql, session, outputs.athena_workgroup, database, timeout)
-    except (PipelineError, dataset.AthenaError) as exc:
+    except (PipelineError, dataset.AthenaError, dataset.QueryError) as exc:
         _fail(str(exc))
         return
-    if as_json:
-        click.echo(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str))
-        return
-    from rich.console import Console
-    from rich.table import Table
+    render_rows(columns, rows, "json" if as_json else row_format(fmt))
 
-    out = Table()
-    for c in columns:
-        out.add_column(c)
-    for r in rows:
-        out.add_row(*("" if v is None else str(v) for v in r))
-    Console().print(out)
+
+@cli.command()
+@click.option("--partner", default=None, help="Only loads of this partner.")
+@click.option("--since", default=None, help="Only loads since: ISO 8601 time, or an age like 30m, 6h, 2d.")
+@FORMAT_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.pass_obj
+def history(obj: Ctx, partner: str | None, since: str | None, fmt: str | None, as_json: bool) -> None:
+    """Loads of the transactions table, oldest first: time, file, partner, key, rows added and
+    removed, snapshot (the load audit trail; use the snapshot id with FOR VERSION AS OF)."""
+    from etl_cli import dataset
+
+    try:
+        since_at = parse_since(since) if since else None
+        if _uses_local_dataset(obj):
+            from etl_local.catalog import emulator_catalog
+
+            endpoint, pipe = _local_pipe()
+            catalog = emulator_catalog(endpoint, pipe.outputs.region)
+            database = pipe.outputs.glue_database or glue_database_of_stack("EtlPipeline-local")
+        else:
+            session = make_session(obj.region, obj.profile)
+            outputs = outputs_from_stack(session, obj.stack, obj.endpoint)
+            catalog = dataset.aws_catalog(session)
+            database = outputs.glue_database or glue_database_of_stack(obj.stack)
+        loads = dataset.load_history(catalog, database, partner=partner, since=since_at)
+    except PipelineError as exc:
+        _fail(str(exc))
+        return
+    columns = list(dataset.HISTORY_COLUMNS)
+    render_rows(
+        columns, [[load[c] for c in columns] for load in loads], "json" if as_json else row_format(fmt)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
