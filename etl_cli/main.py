@@ -16,6 +16,8 @@ from typing import Any
 
 import click
 
+from etl.aws.status import FILE_STATUSES
+from etl_cli import exits
 from etl_cli.pipeline import (
     OK_FILE_STATES,
     FileReport,
@@ -24,6 +26,7 @@ from etl_cli.pipeline import (
     make_session,
     outputs_from_stack,
     parse_since,
+    require_credentials,
 )
 from etl_cli.render import (
     ROW_FORMATS,
@@ -62,7 +65,7 @@ class Ctx:
 
             emu = harness.running_emulator()
             if emu is None:
-                raise PipelineError("no local emulator is running: start one with `etl local up`")
+                raise PipelineError(no_emulator())
             return Pipeline(*harness.local_stack(emu.endpoint))
         session = make_session(self.region, self.profile)
         return Pipeline(session, outputs_from_stack(session, self.stack, self.endpoint))
@@ -70,7 +73,7 @@ class Ctx:
 
 def _fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
-    sys.exit(2)
+    sys.exit(exits.USAGE)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -139,7 +142,13 @@ def status(obj: Ctx, file_id_or_key: str, as_json: bool, show_chunks: bool) -> N
 
 
 @cli.command(name="list")
-@click.option("--status", "status_", default=None, help="Only files in this status (e.g. FAILED).")
+@click.option(
+    "--status",
+    "status_",
+    type=click.Choice(FILE_STATUSES, case_sensitive=False),
+    default=None,
+    help="Only files in this status.",
+)
 @click.option("--partner", default=None, help="Only files of this partner (the incoming/<partner>/ folder).")
 @click.option(
     "--since", default=None, help="Only files registered since: ISO 8601 time, or an age like 30m, 6h, 2d."
@@ -337,9 +346,15 @@ def local() -> None:
 def up(as_json: bool) -> None:
     """Start a persistent background emulator and deploy the stack on it."""
     from etl.contracts import DATASET_TABLES
-    from etl_local import harness
+    from etl_local import harness, state
 
-    emu = harness.running_emulator() or harness.start_background()
+    emu = harness.running_emulator()
+    if emu is None:
+        if not as_json:
+            click.echo(f"starting the local emulator (state in {state.STATE_DIR})...", err=True)
+        emu = harness.start_background()
+    if not as_json:
+        click.echo("deploying the synthesized stack on it (reused when already deployed)...", err=True)
     outputs = harness.ensure_deployed(emu.endpoint)
     if as_json:
         click.echo(
@@ -352,25 +367,35 @@ def up(as_json: bool) -> None:
                     "tables": list(DATASET_TABLES),
                     "warehouse": f"s3://{outputs.bucket}/tables/",
                     "pid": emu.pid,
+                    "state_dir": str(state.STATE_DIR),
                 }
             )
         )
         return
     click.echo(f"emulator at {emu.endpoint} (pid {emu.pid}); bucket {outputs.bucket}")
     click.echo(f"Glue database {outputs.glue_database}: tables {', '.join(DATASET_TABLES)}")
+    click.echo(f"state directory {state.STATE_DIR} (set ETL_LOCAL_DIR to use another)")
     click.echo('use it with: etl --local list | status | upload | reprocess; etl query "SELECT ..."')
 
 
 @local.command()
 def down() -> None:
-    """Stop the background emulator."""
-    from etl_local import harness
+    """Stop the background emulator; everything it held (in memory) is discarded."""
+    from etl_local import harness, state
 
-    click.echo("stopped" if harness.stop_background() else "no emulator was running")
+    current = state.read() or {}
+    if not harness.stop_background():
+        click.echo("no emulator was running")
+        return
+    click.echo(
+        f"stopped the emulator (pid {current.get('pid', '?')}): it kept everything in memory, so its "
+        "buckets, tables, status items, queues and executions are discarded"
+    )
+    click.echo(f"kept on disk: {state.STATE_DIR} (results of local runs, demo files, server.log)")
 
 
 def results_dir() -> Path:
-    """Where local runs copy their results (``.etl-local/results``)."""
+    """Where local runs copy their results (``results/`` in the state directory)."""
     from etl_local import state
 
     return state.STATE_DIR / "results"
@@ -675,14 +700,15 @@ def _local_pipe() -> tuple[str, Pipeline]:
 
     emu = harness.running_emulator()
     if emu is None:
-        raise PipelineError(f"no local emulator is running: start one with `etl local up` ({_state_hint()})")
+        raise PipelineError(no_emulator())
     return emu.endpoint, Pipeline(*harness.local_stack(emu.endpoint))
 
 
-def _state_hint() -> str:
+def no_emulator() -> str:
+    """No emulator: say where the CLI looked (the state directory, ETL_LOCAL_DIR)."""
     from etl_local import state
 
-    return f"state directory {state.STATE_DIR}, env ETL_LOCAL_DIR"
+    return f"no local emulator is running: start one with `etl local up` (looked in {state.STATE_DIR})"
 
 
 def _uses_local_dataset(obj: Ctx) -> bool:
@@ -776,9 +802,13 @@ def _dr_regions(obj: Ctx) -> list[Any]:
 
         emu = harness.running_emulator()
         if emu is None:
-            raise PipelineError("no local emulator is running: start one with `etl local up`")
+            raise PipelineError(no_emulator())
         session, primary = harness.local_stack(emu.endpoint)
-        secondary = harness.ensure_dr_deployed(emu.endpoint, primary, session=session)
+
+        def announce() -> None:  # the first DR command deploys the second region (~30 s)
+            click.echo("deploying the DR region (eu-west-1) on the emulator, once (~30 s)...", err=True)
+
+        secondary = harness.ensure_dr_deployed(emu.endpoint, primary, session=session, on_deploy=announce)
         suffix = "local"
         return [
             dr.Region("primary", primary.region, session, primary, suffix, emu.endpoint),
@@ -791,6 +821,7 @@ def _dr_regions(obj: Ctx) -> list[Any]:
         ("dr", f"EtlPipelineDr-{suffix}", dr.DR_REGION),
     ):
         session = make_session(region, obj.profile)
+        require_credentials(session)  # no credentials is a setup error, not an unreachable region
         try:
             outputs = outputs_from_stack(session, stack, obj.endpoint)
         except PipelineError:
@@ -875,7 +906,10 @@ def glue_database_of_stack(stack: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The ``etl`` entry point: user errors become one ``error: ...`` line and exit code 2."""
+    """The ``etl`` entry point: user errors become one ``error: ...`` line and exit code 2, a
+    failed AWS or emulator call one line and exit code 3 (etl_cli/exits.py, docs/cli.md)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     from infra.node_env import quiet_jsii
 
     quiet_jsii()  # before any synth: jsii's banner is silenced only for the running Node major
@@ -885,17 +919,20 @@ def main(argv: list[str] | None = None) -> None:
     except click.UsageError as exc:  # bad option or argument value, unknown command
         hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx else ""
         click.echo(f"error: {exc.format_message()}{hint}", err=True)
-        sys.exit(2)
+        sys.exit(exits.USAGE)
     except click.ClickException as exc:  # e.g. a file that cannot be opened
         click.echo(f"error: {exc.format_message()}", err=True)
-        sys.exit(2)
+        sys.exit(exits.USAGE)
     except PipelineError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(exits.USAGE)
+    except (BotoCoreError, ClientError) as exc:
+        click.echo(f"error: AWS: {' '.join(str(exc).split())}", err=True)
+        sys.exit(exits.INFRASTRUCTURE)
     except click.Abort:
         click.echo("aborted", err=True)
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+        sys.exit(exits.INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else exits.OK)
 
 
 if __name__ == "__main__":
