@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from etl.aws.status import FILE_STATUSES
-from etl_cli import exits
+from etl_cli import exits, onboard
 from etl_cli.pipeline import (
     OK_FILE_STATES,
     FileReport,
@@ -896,6 +896,11 @@ def dr_demote(obj: Ctx, as_json: bool) -> None:
     from etl_cli import dr
 
     _dr_switch(obj, dr.PRIMARY_REGION, as_json)
+
+
+# Offline onboarding (UX5): etl validate, etl schema infer | check (etl_cli/onboard.py)
+cli.add_command(onboard.validate)
+cli.add_command(onboard.schema_group)
 
 
 def glue_database_of_stack(stack: str) -> str:

@@ -132,3 +132,21 @@ def test_UX8_exit_code_table_in_the_docs_is_the_code_s() -> None:
         if re.match(r"\|\s*`?\d", line)
     ]
     assert [(int(r[0]), r[1]) for r in rows] == [(c, outcome) for c, outcome, _ in exits.EXIT_CODES]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["validate", "no-such.csv"], ["no-such.csv"]),
+        (["validate", "."], ["."]),
+        (["validate", "README.md", "--partner", "p", "--schema", "etl/schemas/default.json"], ["not both"]),
+        (["validate", "README.md", "--schema", "pyproject.toml"], ["pyproject.toml"]),
+        (["schema", "infer", "no-such.csv", "--partner", "p"], ["no-such.csv"]),
+        (["schema", "check", "no-such.json"], ["no-such.json"]),
+    ],
+)
+def test_UX5_offline_commands_refuse_bad_paths_in_one_line(args: list[str], expected: list[str]) -> None:
+    proc = subprocess.run(
+        [str(ETL), *args], capture_output=True, text=True, cwd=REPO, timeout=120, check=False
+    )
+    assert_one_line_user_error(proc, *expected)

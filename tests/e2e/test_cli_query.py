@@ -130,3 +130,42 @@ def test_UX4_history_lists_each_load_with_its_snapshot(two_loads: dict[str, Any]
     text = etl("history")
     assert text.exit_code == 0 and a["file_id"] in text.stdout  # CSV off a terminal: ids whole
     assert_one_line_error(etl("history", "--since", "yesterday"), "yesterday")
+
+
+def test_UX5_validate_counts_equal_what_the_pipeline_publishes(stack: Stack, tmp_path: Path) -> None:
+    """The same file offline and through the emulator: equal counts, equal rejects by rule and
+    column (the pipeline's from the transaction_rejects table), a repeated id across chunks."""
+    from etl.contracts import REJECTS_TABLE
+    from etl_cli.dataset import rows_of_file
+    from etl_cli.validate import validate_file
+
+    from .conftest import SMALL_CHUNK
+
+    src = tmp_path / "src.csv"
+    generate_csv(src, rows=2500, seed=17, bad_row_share=0.006)
+    lines = src.read_bytes().rstrip(b"\n").split(b"\n")
+    first_id = lines[1].split(b",", 1)[0]
+    lines[-1] = first_id + b"," + lines[-1].split(b",", 1)[1]  # repeated far from the first
+    path = tmp_path / "tx.csv"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+    offline = validate_file(path, "etl/schemas/default.json", chunk_size=SMALL_CHUNK, workers=2)
+    assert offline.chunks > 1 and offline.rejects_by_rule["duplicate"] >= 1
+
+    info = stack.upload(path, "default")
+    rep = stack.wait(info["file_id"])
+    assert rep.status == offline.status == "SUCCEEDED", rep.error
+    assert (rep.rows_total, rep.rows_valid, rep.rows_rejected) == (
+        offline.rows_total,
+        offline.rows_valid,
+        offline.rows_rejected,
+    )
+    cat = emulator_catalog(stack.emulator.endpoint, stack.outputs.region)
+    rejects = rows_of_file(cat, stack.outputs.glue_database, info["file_id"], REJECTS_TABLE).to_pylist()
+    by_rule: dict[str, int] = {}
+    by_column: dict[str, int] = {}
+    for r in rejects:
+        by_rule[r["rule"]] = by_rule.get(r["rule"], 0) + 1
+        by_column[r["column_name"]] = by_column.get(r["column_name"], 0) + 1
+    assert by_rule == dict(offline.rejects_by_rule)
+    assert by_column == dict(offline.rejects_by_column)
