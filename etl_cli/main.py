@@ -356,10 +356,14 @@ def up(as_json: bool) -> None:
     if not as_json:
         click.echo("deploying the synthesized stack on it (reused when already deployed)...", err=True)
     outputs = harness.ensure_deployed(emu.endpoint)
+    from etl_local.clients import write_client_config
+
+    clients = write_client_config(emu.endpoint, outputs.region)
     if as_json:
         click.echo(
             json.dumps(
                 {
+                    **clients,
                     "endpoint": emu.endpoint,
                     "region": outputs.region,
                     "bucket": outputs.bucket,
@@ -375,6 +379,10 @@ def up(as_json: bool) -> None:
     click.echo(f"emulator at {emu.endpoint} (pid {emu.pid}); bucket {outputs.bucket}")
     click.echo(f"Glue database {outputs.glue_database}: tables {', '.join(DATASET_TABLES)}")
     click.echo(f"state directory {state.STATE_DIR} (set ETL_LOCAL_DIR to use another)")
+    click.echo(
+        f"pyiceberg/DuckDB: . {clients['env_file']}; then pyiceberg --catalog etl-local list "
+        f"(config {clients['pyiceberg_config']})"
+    )
     click.echo('use it with: etl --local list | status | upload | reprocess; etl query "SELECT ..."')
 
 

@@ -169,3 +169,41 @@ def test_UX5_validate_counts_equal_what_the_pipeline_publishes(stack: Stack, tmp
         by_column[r["column_name"]] = by_column.get(r["column_name"], 0) + 1
     assert by_rule == dict(offline.rejects_by_rule)
     assert by_column == dict(offline.rejects_by_column)
+
+
+def test_UX6_written_client_config_lets_pyiceberg_and_duckdb_read_the_tables(
+    stack: Stack, two_loads: dict[str, Any], tmp_path: Path
+) -> None:
+    """The files `etl local up` writes: the pyiceberg CLI, a pyiceberg script and DuckDB reach
+    the tables with nothing but `. client.env` (no endpoint, no keys, no arguments)."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    from etl_local.clients import write_client_config
+
+    paths = write_client_config(stack.emulator.endpoint, stack.outputs.region, tmp_path / "state")
+    db = stack.outputs.glue_database
+    total = sum(load["rows"] for load in two_loads.values())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYICEBERG_"))}
+    env["HOME"] = str(tmp_path)  # no ~/.pyiceberg.yaml: only client.env points at the config
+
+    def sourced(command: str) -> str:
+        script = f". {shlex.quote(paths['env_file'])} && {command}"
+        proc = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    pyiceberg = Path(sys.executable).with_name("pyiceberg")
+    assert db in sourced(f"{pyiceberg} --catalog etl-local list")
+    tables = sourced(f"{pyiceberg} --catalog etl-local list {db}")
+    assert "transactions" in tables and "transaction_rejects" in tables
+    script = (
+        "from pyiceberg.catalog import load_catalog; "
+        f"t = load_catalog('etl-local').load_table('{db}.transactions'); "
+        "con = t.scan().to_duckdb(table_name='transactions'); "
+        "print(t.scan().to_arrow().num_rows, con.execute('SELECT count(*) FROM transactions').fetchone()[0])"
+    )
+    out = sourced(f"{shlex.quote(sys.executable)} -c {shlex.quote(script)}").split()
+    assert out == [str(total), str(total)]
