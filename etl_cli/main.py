@@ -620,6 +620,14 @@ def run(path: Path, partner: str, chunk_mb: float | None, as_json: bool, keep: b
     sys.exit(run_local_file(path, partner, chunk_mb, as_json, keep, timeout))
 
 
+def demo_intro(path: Path, stats: Any, seed: int) -> str:
+    """The demo's first line (tools/readme_blocks.py checks the README's copy of it, UX9)."""
+    return (
+        f"generated {path} ({_fmt_bytes(stats.bytes_written)}, {stats.rows:,} rows, "
+        f"{stats.bad_rows:,} bad on purpose, seed {seed})"
+    )
+
+
 @local.command()
 @click.option(
     "--size-mb",
@@ -670,10 +678,7 @@ def demo(
     stats = generate_csv(
         path, size_bytes=int(size_mb * 1024 * 1024), seed=seed, bad_row_share=bad_share, schema=partner
     )
-    intro = (
-        f"generated {path} ({_fmt_bytes(stats.bytes_written)}, {stats.rows:,} rows, "
-        f"{stats.bad_rows:,} bad on purpose, seed {seed})"
-    )
+    intro = demo_intro(path, stats, seed)
     name = f"transactions-{time.strftime('%Y%m%d-%H%M%S')}.csv"
     generated = {"generate": round(time.monotonic() - t0, 2)}
     sys.exit(
