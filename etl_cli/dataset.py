@@ -12,6 +12,7 @@ it runs the SQL in the stack's Athena workgroup (stack output ``AthenaWorkGroupN
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import re
 import time
@@ -139,6 +140,18 @@ def _register(con: Any, catalog: Any, database: str, sql: str) -> str:
     return sql
 
 
+def _whole_numbers(table: Any) -> Any:
+    """DuckDB's sums of integers are HUGEINT (decimal(38,0) in Arrow): as int64 where they fit,
+    so ``--format json`` prints numbers (Athena returns them as bigint)."""
+    import pyarrow as pa
+
+    for i, col in enumerate(table.schema):
+        if pa.types.is_decimal(col.type) and col.type.scale == 0:
+            with contextlib.suppress(pa.ArrowInvalid):  # beyond int64: stays an exact decimal
+                table = table.set_column(i, col.name, table.column(i).cast(pa.int64()))
+    return table
+
+
 def query_local(sql: str, catalog: Any, database: str) -> Any:
     """Run ``sql`` in DuckDB over pyiceberg scans of the tables it names; returns an Arrow table.
 
@@ -149,7 +162,7 @@ def query_local(sql: str, catalog: Any, database: str) -> Any:
     con = duckdb.connect()
     try:
         sql = _register(con, catalog, database, sql)
-        return con.sql(sql).to_arrow_table()
+        return _whole_numbers(con.sql(sql).to_arrow_table())
     except duckdb.Error as exc:
         raise QueryError(one_line(str(exc))) from exc
     except NoSuchTableError as exc:

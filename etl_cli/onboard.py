@@ -108,7 +108,10 @@ def _print_validation(result: Any) -> None:
     help="HTML report to write (default: etl-validate-<file name>.html in the current folder).",
 )
 @click.option(
-    "--chunk-mb", type=click.FloatRange(min=0.01, max=1024), default=None, help="Chunk size (default 50)."
+    "--chunk-mb",
+    type=click.FloatRange(min=0.01, max=1024),
+    default=None,
+    help="Chunk size in MB, 0.01-1024 (default 50).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def validate(

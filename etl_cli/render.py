@@ -12,7 +12,6 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import click
@@ -323,10 +322,8 @@ def row_format(requested: str | None) -> str:
 
 
 def plain_value(value: Any) -> Any:
-    """A JSON/CSV-friendly value: Arrow maps (lists of pairs) become objects, whole-number
-    decimals (DuckDB's sums and counts) integers; other decimals stay exact (strings in JSON)."""
-    if isinstance(value, Decimal) and value.is_finite() and value.as_tuple().exponent == 0:
-        return int(value)
+    """A JSON/CSV-friendly value: Arrow maps (lists of pairs) become objects; decimals stay
+    exact (strings in JSON)."""
     if isinstance(value, list) and value and all(isinstance(v, tuple) and len(v) == 2 for v in value):
         return {str(k): plain_value(v) for k, v in value}
     return value

@@ -207,3 +207,15 @@ def test_UX6_written_client_config_lets_pyiceberg_and_duckdb_read_the_tables(
     )
     out = sourced(f"{shlex.quote(sys.executable)} -c {shlex.quote(script)}").split()
     assert out == [str(total), str(total)]
+
+
+def test_UX7_dr_status_says_it_deploys_the_second_region_once(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_cli_state(stack, tmp_path, monkeypatch)
+    first = etl("dr", "status")
+    assert first.exit_code == 0, (first.output, first.stderr)
+    assert "deploying the DR region (eu-west-1)" in first.stderr  # not 30 s of silence
+    assert "eu-west-1" in first.stdout
+    again = etl("dr", "status")
+    assert again.exit_code == 0 and again.stderr == ""  # deployed already: nothing to say
