@@ -26,7 +26,7 @@ CHAOS_SEED ?= 1000
 LAYER_PYTHON ?= $(shell $(PY) -c "import json; print(json.load(open('cdk.json'))['context']['lambdaRuntime'].removeprefix('python'))" 2>/dev/null || echo 3.13)
 LAYER_ARCH ?= $(shell $(PY) -c "import json; print(json.load(open('cdk.json'))['context']['architecture'])" 2>/dev/null || echo x86_64)
 
-.PHONY: help install test-deps layer size-budget test test-fast test-runtimes lint complexity mutate synth deploy destroy demo bench chaos clean
+.PHONY: help install test-deps layer size-budget test test-fast test-runtimes lint complexity mutate synth deploy destroy demo docs bench chaos clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -94,6 +94,9 @@ destroy: install ## Delete both stacks and everything in them
 
 demo: install ## The main job: generate a realistic file and run it through the local pipeline
 	.venv/bin/etl local demo --size-mb $(DEMO_MB)
+
+docs: install ## Regenerate the README's figures that come from a run (the demo, seed 42; UX9)
+	$(PY) tools/readme_blocks.py
 
 bench: install ## Benchmarks (PERF1-5, RUN12): scan, chunk vs peers (DuckDB/Polars/pandas), chunk function + cost, init, memory; results go to docs/benchmarks.md by hand
 	$(PY) benchmarks/bench_scan.py

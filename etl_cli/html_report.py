@@ -30,19 +30,21 @@ SAMPLE_REJECTS = 50
 CSP = "default-src 'none'; style-src 'unsafe-inline'"
 MAX_BARS = 15
 
-# A reject's rule, from the reason text of etl/core/process.py, for rejects CSVs that have no
-# ``rule`` column (written before it existed). First match wins.
+# A reject's rule, from the reason text of etl/core/rules.py, for rejects CSVs that have no
+# ``rule`` column (written before it existed): the same stable codes as the rule column and the
+# rejects table (etl.core.rules.RULES, SPEC UX8; a test checks every reason the validator
+# writes). First match wins.
 _RULES_FROM_REASON = (
     (r"required value is missing", "required"),
-    (r"is not a decimal number|decimals$|digits before the decimal point", "decimal"),
-    (r"is not an integer", "integer"),
-    (r"is not a real calendar date|is not a date in", "date"),
-    (r"is not an ISO 8601 timestamp", "datetime"),
+    (r"duplicates the transaction id of line", "duplicate"),
+    (r"decimals$|digits before the decimal point|is outside", "range"),
+    (r"is not a decimal number|is not an integer|is not a real calendar date|is not a date in", "type"),
+    (r"is not an ISO 8601 timestamp|is not valid$", "type"),
     (r"does not match the pattern", "pattern"),
     (r"is not one of|is not an allowed value", "enum"),
     (r"is shorter than|characters long, more than", "length"),
     (r"invalid UTF-8", "encoding"),
-    (r"expected \d+ fields, found", "field count"),
+    (r"expected \d+ fields, found", "fields"),
 )
 
 
@@ -279,6 +281,15 @@ def _column_counts(data: ReportData) -> list[tuple[str, int]]:
     return [("(whole record)" if c == "*" else c, n) for c, n in data.by_column.most_common()]
 
 
+def _reason_html(f: Any) -> str:
+    """``<b>Type</b>: message``, the type said once (file items store ``Type: message``)."""
+    kind = str(f.get("error_type") or "reason")
+    text = str(f["error"])
+    if text.startswith(kind + ": "):
+        text = text[len(kind) + 2 :]
+    return f"<b>{_e(kind)}</b>: {_e(text)}"
+
+
 def render(data: ReportData) -> str:
     f, rep = data.file, data.report
     status = str(f.get("status", "UNKNOWN"))
@@ -311,10 +322,7 @@ def render(data: ReportData) -> str:
         f" {_e(f.get('schema_version') or '')} · generated {_e(data.generated_at)}</p>",
     ]
     if f.get("error"):
-        out.append(
-            f"<div class='reason' id='reason'><b>{_e(f.get('error_type') or 'reason')}</b>: "
-            f"{_e(f['error'])}</div>"
-        )
+        out.append(f"<div class='reason' id='reason'>{_reason_html(f)}</div>")
     out.append("<div class='cards' id='counts'>")
     for label, value in cards:
         out.append(

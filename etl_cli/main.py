@@ -16,6 +16,8 @@ from typing import Any
 
 import click
 
+from etl.aws.status import FILE_STATUSES
+from etl_cli import exits, onboard
 from etl_cli.pipeline import (
     OK_FILE_STATES,
     FileReport,
@@ -24,12 +26,16 @@ from etl_cli.pipeline import (
     make_session,
     outputs_from_stack,
     parse_since,
+    require_credentials,
 )
 from etl_cli.render import (
+    ROW_FORMATS,
     chunk_progress,
     render_chunks,
     render_file_list,
     render_report,
+    render_rows,
+    row_format,
     upload_progress,
 )
 from etl_cli.render import fmt_bytes as _fmt_bytes
@@ -59,7 +65,7 @@ class Ctx:
 
             emu = harness.running_emulator()
             if emu is None:
-                raise PipelineError("no local emulator is running: start one with `etl local up`")
+                raise PipelineError(no_emulator())
             return Pipeline(*harness.local_stack(emu.endpoint))
         session = make_session(self.region, self.profile)
         return Pipeline(session, outputs_from_stack(session, self.stack, self.endpoint))
@@ -67,7 +73,7 @@ class Ctx:
 
 def _fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
-    sys.exit(2)
+    sys.exit(exits.USAGE)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -136,7 +142,13 @@ def status(obj: Ctx, file_id_or_key: str, as_json: bool, show_chunks: bool) -> N
 
 
 @cli.command(name="list")
-@click.option("--status", "status_", default=None, help="Only files in this status (e.g. FAILED).")
+@click.option(
+    "--status",
+    "status_",
+    type=click.Choice(FILE_STATUSES, case_sensitive=False),
+    default=None,
+    help="Only files in this status.",
+)
 @click.option("--partner", default=None, help="Only files of this partner (the incoming/<partner>/ folder).")
 @click.option(
     "--since", default=None, help="Only files registered since: ISO 8601 time, or an age like 30m, 6h, 2d."
@@ -365,15 +377,25 @@ def arm_faults(fault: tuple[str, ...]) -> None:
 def up(as_json: bool, fault: tuple[str, ...]) -> None:
     """Start a persistent background emulator and deploy the stack on it."""
     from etl.contracts import DATASET_TABLES
-    from etl_local import harness
+    from etl_local import harness, state
 
     arm_faults(fault)
-    emu = harness.running_emulator() or harness.start_background()
+    emu = harness.running_emulator()
+    if emu is None:
+        if not as_json:
+            click.echo(f"starting the local emulator (state in {state.STATE_DIR})...", err=True)
+        emu = harness.start_background()
+    if not as_json:
+        click.echo("deploying the synthesized stack on it (reused when already deployed)...", err=True)
     outputs = harness.ensure_deployed(emu.endpoint)
+    from etl_local.clients import write_client_config
+
+    clients = write_client_config(emu.endpoint, outputs.region)
     if as_json:
         click.echo(
             json.dumps(
                 {
+                    **clients,
                     "endpoint": emu.endpoint,
                     "region": outputs.region,
                     "bucket": outputs.bucket,
@@ -381,25 +403,39 @@ def up(as_json: bool, fault: tuple[str, ...]) -> None:
                     "tables": list(DATASET_TABLES),
                     "warehouse": f"s3://{outputs.bucket}/tables/",
                     "pid": emu.pid,
+                    "state_dir": str(state.STATE_DIR),
                 }
             )
         )
         return
     click.echo(f"emulator at {emu.endpoint} (pid {emu.pid}); bucket {outputs.bucket}")
     click.echo(f"Glue database {outputs.glue_database}: tables {', '.join(DATASET_TABLES)}")
+    click.echo(f"state directory {state.STATE_DIR} (set ETL_LOCAL_DIR to use another)")
+    click.echo(
+        f"pyiceberg/DuckDB: . {clients['env_file']}; then pyiceberg --catalog etl-local list "
+        f"(config {clients['pyiceberg_config']})"
+    )
     click.echo('use it with: etl --local list | status | upload | reprocess; etl query "SELECT ..."')
 
 
 @local.command()
 def down() -> None:
-    """Stop the background emulator."""
-    from etl_local import harness
+    """Stop the background emulator; everything it held (in memory) is discarded."""
+    from etl_local import harness, state
 
-    click.echo("stopped" if harness.stop_background() else "no emulator was running")
+    current = state.read() or {}
+    if not harness.stop_background():
+        click.echo("no emulator was running")
+        return
+    click.echo(
+        f"stopped the emulator (pid {current.get('pid', '?')}): it kept everything in memory, so its "
+        "buckets, tables, status items, queues and executions are discarded"
+    )
+    click.echo(f"kept on disk: {state.STATE_DIR} (results of local runs, demo files, server.log)")
 
 
 def results_dir() -> Path:
-    """Where local runs copy their results (``.etl-local/results``)."""
+    """Where local runs copy their results (``results/`` in the state directory)."""
     from etl_local import state
 
     return state.STATE_DIR / "results"
@@ -626,6 +662,14 @@ def run(
     sys.exit(run_local_file(path, partner, chunk_mb, as_json, keep, timeout))
 
 
+def demo_intro(path: Path, stats: Any, seed: int) -> str:
+    """The demo's first line (tools/readme_blocks.py checks the README's copy of it, UX9)."""
+    return (
+        f"generated {path} ({_fmt_bytes(stats.bytes_written)}, {stats.rows:,} rows, "
+        f"{stats.bad_rows:,} bad on purpose, seed {seed})"
+    )
+
+
 @local.command()
 @click.option(
     "--size-mb",
@@ -676,10 +720,7 @@ def demo(
     stats = generate_csv(
         path, size_bytes=int(size_mb * 1024 * 1024), seed=seed, bad_row_share=bad_share, schema=partner
     )
-    intro = (
-        f"generated {path} ({_fmt_bytes(stats.bytes_written)}, {stats.rows:,} rows, "
-        f"{stats.bad_rows:,} bad on purpose, seed {seed})"
-    )
+    intro = demo_intro(path, stats, seed)
     name = f"transactions-{time.strftime('%Y%m%d-%H%M%S')}.csv"
     generated = {"generate": round(time.monotonic() - t0, 2)}
     sys.exit(
@@ -699,29 +740,59 @@ def demo(
     )
 
 
+FORMAT_OPTION = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(ROW_FORMATS),
+    default=None,
+    help="Output: table (default on a terminal), csv (default otherwise; values never cut), json.",
+)
+
+
+def _local_pipe() -> tuple[str, Pipeline]:
+    """The running emulator's endpoint and pipeline, or a one-line error."""
+    from etl_local import harness
+
+    emu = harness.running_emulator()
+    if emu is None:
+        raise PipelineError(no_emulator())
+    return emu.endpoint, Pipeline(*harness.local_stack(emu.endpoint))
+
+
+def no_emulator() -> str:
+    """No emulator: say where the CLI looked (the state directory, ETL_LOCAL_DIR)."""
+    from etl_local import state
+
+    return f"no local emulator is running: start one with `etl local up` (looked in {state.STATE_DIR})"
+
+
+def _uses_local_dataset(obj: Ctx) -> bool:
+    """Dataset commands read the emulator unless a stack or an endpoint is named."""
+    return obj.local or (not obj.stack_explicit and obj.endpoint is None)
+
+
 @cli.command()
 @click.argument("sql")
-@click.option("--json", "as_json", is_flag=True, help="Rows as a JSON list of objects.")
-@click.option("--timeout", default=300.0, show_default=True, help="Athena: seconds to wait.")
+@FORMAT_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option("--timeout", type=TIMEOUT_S, default=300.0, show_default=True, help="Athena: seconds to wait.")
 @click.pass_obj
-def query(obj: Ctx, sql: str, as_json: bool, timeout: float) -> None:
+def query(obj: Ctx, sql: str, fmt: str | None, as_json: bool, timeout: float) -> None:
     """Run SQL over the dataset tables (transactions, transaction_rejects).
 
     Locally (the emulator of `etl local up`; the default unless --stack/ETL_STACK is given):
     DuckDB over pyiceberg scans. Against a deployed stack: Athena, in the stack's workgroup.
+    Both read Athena's metadata tables ("transactions$snapshots", "$history", "$files",
+    "$partitions") and time travel: FROM transactions FOR VERSION AS OF <snapshot id>, or
+    FOR TIMESTAMP AS OF TIMESTAMP '2026-12-07 10:00:00 UTC'. An error in the SQL is one line
+    on stderr and exit code 2.
     """
     from etl_cli import dataset
 
-    use_local = obj.local or (not obj.stack_explicit and obj.endpoint is None)
     try:
-        if use_local:
-            from etl_local import harness
-
-            emu = harness.running_emulator()
-            if emu is None:
-                raise PipelineError("no local emulator is running: start one with `etl local up`")
-            pipe = Pipeline(*harness.local_stack(emu.endpoint))
-            table = query_local_sql(sql, emu.endpoint, pipe)
+        if _uses_local_dataset(obj):
+            endpoint, pipe = _local_pipe()
+            table = query_local_sql(sql, endpoint, pipe)
             columns, rows = table.column_names, [list(r.values()) for r in table.to_pylist()]
         else:
             session = make_session(obj.region, obj.profile)
@@ -732,21 +803,44 @@ def query(obj: Ctx, sql: str, as_json: bool, timeout: float) -> None:
                 )
             database = outputs.glue_database or glue_database_of_stack(obj.stack)
             columns, rows = dataset.query_athena(sql, session, outputs.athena_workgroup, database, timeout)
-    except (PipelineError, dataset.AthenaError) as exc:
+    except (PipelineError, dataset.AthenaError, dataset.QueryError) as exc:
         _fail(str(exc))
         return
-    if as_json:
-        click.echo(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str))
-        return
-    from rich.console import Console
-    from rich.table import Table
+    render_rows(columns, rows, "json" if as_json else row_format(fmt))
 
-    out = Table()
-    for c in columns:
-        out.add_column(c)
-    for r in rows:
-        out.add_row(*("" if v is None else str(v) for v in r))
-    Console().print(out)
+
+@cli.command()
+@click.option("--partner", default=None, help="Only loads of this partner.")
+@click.option("--since", default=None, help="Only loads since: ISO 8601 time, or an age like 30m, 6h, 2d.")
+@FORMAT_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.pass_obj
+def history(obj: Ctx, partner: str | None, since: str | None, fmt: str | None, as_json: bool) -> None:
+    """Loads of the transactions table, oldest first: time, file, partner, key, rows added and
+    removed, snapshot (the load audit trail; use the snapshot id with FOR VERSION AS OF)."""
+    from etl_cli import dataset
+
+    try:
+        since_at = parse_since(since) if since else None
+        if _uses_local_dataset(obj):
+            from etl_local.catalog import emulator_catalog
+
+            endpoint, pipe = _local_pipe()
+            catalog = emulator_catalog(endpoint, pipe.outputs.region)
+            database = pipe.outputs.glue_database or glue_database_of_stack("EtlPipeline-local")
+        else:
+            session = make_session(obj.region, obj.profile)
+            outputs = outputs_from_stack(session, obj.stack, obj.endpoint)
+            catalog = dataset.aws_catalog(session)
+            database = outputs.glue_database or glue_database_of_stack(obj.stack)
+        loads = dataset.load_history(catalog, database, partner=partner, since=since_at)
+    except PipelineError as exc:
+        _fail(str(exc))
+        return
+    columns = list(dataset.HISTORY_COLUMNS)
+    render_rows(
+        columns, [[load[c] for c in columns] for load in loads], "json" if as_json else row_format(fmt)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -763,9 +857,13 @@ def _dr_regions(obj: Ctx) -> list[Any]:
 
         emu = harness.running_emulator()
         if emu is None:
-            raise PipelineError("no local emulator is running: start one with `etl local up`")
+            raise PipelineError(no_emulator())
         session, primary = harness.local_stack(emu.endpoint)
-        secondary = harness.ensure_dr_deployed(emu.endpoint, primary, session=session)
+
+        def announce() -> None:  # the first DR command deploys the second region (~30 s)
+            click.echo("deploying the DR region (eu-west-1) on the emulator, once (~30 s)...", err=True)
+
+        secondary = harness.ensure_dr_deployed(emu.endpoint, primary, session=session, on_deploy=announce)
         suffix = "local"
         return [
             dr.Region("primary", primary.region, session, primary, suffix, emu.endpoint),
@@ -778,6 +876,7 @@ def _dr_regions(obj: Ctx) -> list[Any]:
         ("dr", f"EtlPipelineDr-{suffix}", dr.DR_REGION),
     ):
         session = make_session(region, obj.profile)
+        require_credentials(session)  # no credentials is a setup error, not an unreachable region
         try:
             outputs = outputs_from_stack(session, stack, obj.endpoint)
         except PipelineError:
@@ -854,6 +953,11 @@ def dr_demote(obj: Ctx, as_json: bool) -> None:
     _dr_switch(obj, dr.PRIMARY_REGION, as_json)
 
 
+# Offline onboarding (UX5): etl validate, etl schema infer | check (etl_cli/onboard.py)
+cli.add_command(onboard.validate)
+cli.add_command(onboard.schema_group)
+
+
 def glue_database_of_stack(stack: str) -> str:
     """``EtlPipeline-<suffix>`` -> the Glue database of that suffix (etl.contracts)."""
     from etl.contracts import glue_database
@@ -862,7 +966,10 @@ def glue_database_of_stack(stack: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The ``etl`` entry point: user errors become one ``error: ...`` line and exit code 2."""
+    """The ``etl`` entry point: user errors become one ``error: ...`` line and exit code 2, a
+    failed AWS or emulator call one line and exit code 3 (etl_cli/exits.py, docs/cli.md)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     from infra.node_env import quiet_jsii
 
     quiet_jsii()  # before any synth: jsii's banner is silenced only for the running Node major
@@ -872,17 +979,20 @@ def main(argv: list[str] | None = None) -> None:
     except click.UsageError as exc:  # bad option or argument value, unknown command
         hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx else ""
         click.echo(f"error: {exc.format_message()}{hint}", err=True)
-        sys.exit(2)
+        sys.exit(exits.USAGE)
     except click.ClickException as exc:  # e.g. a file that cannot be opened
         click.echo(f"error: {exc.format_message()}", err=True)
-        sys.exit(2)
+        sys.exit(exits.USAGE)
     except PipelineError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(exits.USAGE)
+    except (BotoCoreError, ClientError) as exc:
+        click.echo(f"error: AWS: {' '.join(str(exc).split())}", err=True)
+        sys.exit(exits.INFRASTRUCTURE)
     except click.Abort:
         click.echo("aborted", err=True)
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+        sys.exit(exits.INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else exits.OK)
 
 
 if __name__ == "__main__":

@@ -33,13 +33,37 @@ class PipelineError(RuntimeError):
     """An operator-facing error (missing stack, unknown file...)."""
 
 
-def make_session(region: str | None = None, profile: str | None = None) -> Any:
-    import boto3
+NO_AWS_HINT = "or use --local for the emulator of `etl local up`"
 
-    return boto3.session.Session(profile_name=profile, region_name=region)
+
+def make_session(region: str | None = None, profile: str | None = None) -> Any:
+    """A boto3 session, or one line saying what to set when there is no AWS configuration
+    (SPEC UX7: never botocore's ``NoRegionError`` traceback)."""
+    import boto3
+    from botocore.exceptions import ProfileNotFound
+
+    try:
+        session = boto3.session.Session(profile_name=profile, region_name=region)
+    except ProfileNotFound as exc:
+        raise PipelineError(f"{exc}: check --profile / AWS_PROFILE ({NO_AWS_HINT})") from exc
+    if not session.region_name:
+        raise PipelineError(
+            f"no AWS region: set AWS_REGION, pass --region, or configure a profile ({NO_AWS_HINT})"
+        )
+    return session
+
+
+def require_credentials(session: Any) -> None:
+    """One line when no credentials are found (env, profile, SSO, instance role)."""
+    if session.get_credentials() is None:
+        raise PipelineError(
+            "no AWS credentials: set AWS_PROFILE (after `aws configure` or `aws sso login`) "
+            f"or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY ({NO_AWS_HINT})"
+        )
 
 
 def outputs_from_stack(session: Any, stack_name: str, endpoint: str | None = None) -> Outputs:
+    require_credentials(session)
     cfn = session.client("cloudformation", endpoint_url=endpoint)
     try:
         stacks = cfn.describe_stacks(StackName=stack_name)["Stacks"]
@@ -160,6 +184,8 @@ class Pipeline:
     def resolve_file_id(self, file_id_or_key: str) -> str:
         """A file id, or an S3 key (incoming/, processed/, failed/) of a registered file."""
         if re.fullmatch(r"[0-9a-f]{32}", file_id_or_key):
+            if self.get_file(file_id_or_key) is None:  # an unknown id is an error, not UNKNOWN
+                raise PipelineError(f"no registered file with id {file_id_or_key}")
             return file_id_or_key
         key = file_id_or_key
         if key.startswith("s3://"):

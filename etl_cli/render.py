@@ -312,3 +312,50 @@ def chunk_progress(
         yield update
         if last:
             progress.update(task, description=f"{last['status']:10} chunks")
+
+
+# ---------------------------------------------------------------------------------------------
+# Result sets (etl query, etl history): SPEC UX4
+
+ROW_FORMATS = ("table", "csv", "json")
+
+
+def row_format(requested: str | None) -> str:
+    """``--format``: as given, else a table on a terminal and CSV in a pipe or a file."""
+    return requested or ("table" if is_tty() else "csv")
+
+
+def plain_value(value: Any) -> Any:
+    """A JSON/CSV-friendly value: Arrow maps (lists of pairs) become objects; decimals stay
+    exact (strings in JSON)."""
+    if isinstance(value, list) and value and all(isinstance(v, tuple) and len(v) == 2 for v in value):
+        return {str(k): plain_value(v) for k, v in value}
+    return value
+
+
+def render_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> None:
+    """Rows in ``fmt``; no value is ever shortened (a table folds long values instead)."""
+    plain = [[plain_value(v) for v in r] for r in rows]
+    if fmt == "json":
+        click.echo(json.dumps([dict(zip(columns, r, strict=True)) for r in plain], default=str))
+        return
+    if fmt == "csv":
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(columns)
+        for r in plain:
+            writer.writerow(["" if v is None else json.dumps(v) if isinstance(v, dict) else v for v in r])
+        click.echo(buf.getvalue(), nl=False)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Table()
+    for c in columns:
+        out.add_column(c, overflow="fold")
+    for r in plain:
+        out.add_row(*("" if v is None else str(v) for v in r))
+    Console().print(out)

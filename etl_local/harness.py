@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +51,7 @@ def running_emulator() -> RunningEmulator | None:
 
 
 def start_background(timeout: float = 60.0) -> RunningEmulator:
-    """Start ``python -m etl_local.server`` detached; its output goes to .etl-local/server.log."""
+    """Start ``python -m etl_local.server`` detached; its output goes to server.log in the state directory."""
     state.STATE_DIR.mkdir(parents=True, exist_ok=True)
     state.clear()
     port = free_port()
@@ -150,9 +151,15 @@ def local_stack(
 
 
 def ensure_dr_deployed(
-    endpoint: str, primary: Outputs, suffix: str = LOCAL_SUFFIX, session: Any = None
+    endpoint: str,
+    primary: Outputs,
+    suffix: str = LOCAL_SUFFIX,
+    session: Any = None,
+    on_deploy: Callable[[], None] | None = None,
 ) -> Outputs:
-    """The eu-west-1 stack on the same emulator (DR4), and replication between the two buckets."""
+    """The eu-west-1 stack on the same emulator (DR4), and replication between the two buckets.
+
+    ``on_deploy`` is called before a (slow, ~30 s) deploy: the CLI says what it is doing."""
     from etl_local.deploy import configure_replication, deploy_dr
 
     session = session or local_session()
@@ -166,6 +173,8 @@ def ensure_dr_deployed(
             return outputs
         except Exception:
             pass  # the emulator was reset: deploy again
+    if on_deploy is not None:
+        on_deploy()
     outputs = deploy_dr(session, endpoint, suffix, chunk_size_bytes=primary.chunk_size_bytes)
     configure_replication(session, endpoint, primary, outputs)
     if current.get("endpoint") == endpoint:

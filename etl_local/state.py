@@ -1,4 +1,9 @@
-"""The local emulator's state file (``.etl-local/emulator.json``): port, pid, deployed outputs."""
+"""The local emulator's state directory: ``emulator.json`` (port, pid, deployed outputs),
+``server.log``, demo files and run results.
+
+One absolute directory whatever the working directory (SPEC UX7), so ``etl --local ...`` finds
+the emulator from any folder: ``$ETL_LOCAL_DIR`` if set, else ``$XDG_STATE_HOME/etl-local``
+(``~/.local/state/etl-local``)."""
 
 from __future__ import annotations
 
@@ -7,7 +12,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-STATE_DIR = Path(os.environ.get("ETL_LOCAL_DIR", Path.cwd() / ".etl-local"))
+
+def state_dir() -> Path:
+    """Where the local emulator keeps its state (absolute)."""
+    configured = os.environ.get("ETL_LOCAL_DIR")
+    if configured:
+        return Path(configured).expanduser().resolve()
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base).expanduser().resolve() / "etl-local"
+
+
+STATE_DIR = state_dir()
 STATE_FILE = STATE_DIR / "emulator.json"
 
 

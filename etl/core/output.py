@@ -20,7 +20,9 @@ import pyarrow.parquet as pq
 
 from etl.core.schema import Schema
 
-REJECT_COLUMNS = ("line", "column", "reason", "record")
+# ``rule`` (the stable code of etl.core.rules.RULES, as in the rejects table) was added last so
+# readers of the first four columns by position are unaffected (SPEC UX8).
+REJECT_COLUMNS = ("line", "column", "reason", "record", "rule")
 _CSV_BATCH = 10_000
 # Parquet writer settings: snappy because the AWS SDK for pandas layer's pyarrow has no zstd;
 # statistics on (readers prune on dates/amounts); no wall-clock anywhere, so bytes are stable.
@@ -85,8 +87,8 @@ def neutralise_cell(value: str) -> str:
 
 
 def rejects_to_csv(rejects: Sequence[tuple[Any, ...]]) -> bytes:
-    """RFC 4180 CSV with header ``line,column,reason,record`` (records keep their newlines) from
-    tuples starting ``(line, column, reason, record, ...)``.
+    """RFC 4180 CSV with header ``line,column,reason,record,rule`` (records keep their newlines)
+    from tuples ``(line, column, reason, record[, rule, ...])`` (no rule: an empty cell).
 
     Text cells are neutralised (:func:`neutralise_cell`) and always quoted (with ``\n`` as the
     line terminator, minimal quoting would leave a bare CR unquoted, which readers take for a
@@ -97,7 +99,11 @@ def rejects_to_csv(rejects: Sequence[tuple[Any, ...]]) -> bytes:
     # joined at the end (RUN12: a chunk of many short rejected rows must not hold its rejects
     # CSV twice or three times; BytesIO grows in place and getvalue() does not copy).
     for lo in range(0, len(rejects), _CSV_BATCH):
-        out.write(_csv_rows((r[0], r[1], r[2], r[3]) for r in rejects[lo : lo + _CSV_BATCH]))
+        out.write(
+            _csv_rows(
+                (r[0], r[1], r[2], r[3], r[4] if len(r) > 4 else "") for r in rejects[lo : lo + _CSV_BATCH]
+            )
+        )
     return out.getvalue()
 
 
@@ -115,6 +121,7 @@ def rejects_table_to_csv(table: pa.Table) -> bytes:
                     part.column("column").to_pylist(),
                     part.column("reason").to_pylist(),
                     part.column("record").to_pylist(),
+                    part.column("rule").to_pylist(),
                 )
             )
         )
@@ -124,11 +131,11 @@ def rejects_table_to_csv(table: pa.Table) -> bytes:
 _CSV_HEADER = (",".join(REJECT_COLUMNS) + "\n").encode("utf-8")
 
 
-def _csv_rows(rows: Iterable[tuple[Any, str, str, str]]) -> bytes:
+def _csv_rows(rows: Iterable[tuple[Any, str, str, str, str]]) -> bytes:
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
     w.writerows(
-        (line, neutralise_cell(c), neutralise_cell(reason), neutralise_cell(rec))
-        for line, c, reason, rec in rows
+        (line, neutralise_cell(c), neutralise_cell(reason), neutralise_cell(rec), rule)
+        for line, c, reason, rec, rule in rows
     )
     return out.getvalue().encode("utf-8")

@@ -86,27 +86,34 @@ def _record(row: Mapping[str, Any], schema: Schema) -> str:
 
 
 def _merge_rejects(
-    bucket: str, key: str | None, new: list[tuple[int, str, str, str]], first_of: Mapping[int, int]
-) -> tuple[bytes, list[tuple[int, str, str, str]]]:
+    bucket: str, key: str | None, new: list[tuple[int, str, str, str, str]], first_of: Mapping[int, int]
+) -> tuple[bytes, list[tuple[int, str, str, str, str]]]:
     """The chunk's rejects plus ``new`` (replacing an earlier attempt's identical entries).
     ``first_of`` maps a removed row's line to the file-wide first line of its id: a
     within-chunk duplicate reject that named the removed row names that first line instead."""
-    old: list[tuple[int, str, str, str]] = []
+    old: list[tuple[int, str, str, str, str]] = []
     if key:
         text = s3.get_bytes(bucket, key).decode("utf-8")
         reader = csv.reader(io.StringIO(text, newline=""))
         header = next(reader, None)
-        if header is not None and tuple(header) != REJECT_COLUMNS:
+        # A chunk written before the rule column (a retry across a deploy) has the first four.
+        if header is not None and tuple(header) not in (REJECT_COLUMNS, REJECT_COLUMNS[:4]):
             raise ConservationViolation(f"unexpected rejects header in {key}: {header}")
-        old = [(int(r[0]), r[1], r[2], r[3]) for r in reader]
-    replaced = {(line, col) for line, col, _, _ in new}
+        old = [(int(r[0]), r[1], r[2], r[3], r[4] if len(r) > 4 else "") for r in reader]
+    replaced = {(r[0], r[1]) for r in new}
     kept = []
     for r in old:
         if (r[0], r[1]) in replaced:
             continue
         m = _NAMED_LINE.search(r[2]) if r[1] == duplicates.ID_COLUMN else None
         if m and int(m.group(1)) in first_of:
-            r = (r[0], r[1], r[2][: m.start(1)] + str(first_of[int(m.group(1))]) + r[2][m.end(1) :], r[3])
+            r = (
+                r[0],
+                r[1],
+                r[2][: m.start(1)] + str(first_of[int(m.group(1))]) + r[2][m.end(1) :],
+                r[3],
+                r[4],
+            )
         kept.append(r)
     merged = kept + new
     merged.sort(key=lambda r: r[0])
@@ -166,6 +173,7 @@ def _rewrite_chunk(
                 duplicates.ID_COLUMN,
                 duplicates.duplicate_reason(str(row[duplicates.ID_COLUMN]), int(first)),
                 _record(row, schema),
+                duplicates.DUPLICATE_RULE,
             )
             for row, line, first in zip(removed, dup.lines.tolist(), dup.first_lines.tolist())
         ]

@@ -135,7 +135,7 @@ def _walk(command: click.Command, path: str) -> list[tuple[str, click.Command]]:
     return found
 
 
-UNIT_WORDS = ("seconds", "mb", "0-1", "seed")
+UNIT_WORDS = ("seconds", "mb", "0-1", "seed", "rows")  # rows: a count of records
 
 
 def test_UX1_every_command_option_and_argument_has_help_with_units() -> None:

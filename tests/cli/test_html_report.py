@@ -7,7 +7,7 @@ import csv
 import io
 from pathlib import Path
 
-from etl.core.process import process_chunk
+from etl.core.process import RULES, process_chunk
 from etl.core.schema import load_schema
 from etl_cli import html_report
 from etl_local.datagen import generate_csv
@@ -18,14 +18,16 @@ def test_UX3_every_reason_the_validator_writes_maps_to_a_rule(tmp_path: Path) ->
     generate_csv(path, rows=4000, seed=3, bad_row_share=0.05)
     result = process_chunk(path.read_bytes(), load_schema("default"), 2)
     assert result.rows_rejected > 50
-    rules = {html_report.rule_of({"reason": reason}) for _, _, reason, _ in result.rejects}
-    assert "other" not in rules
-    assert {"pattern", "enum", "required", "date", "datetime", "decimal", "field count"} <= rules
+    # UX8: read from the reason, the rule is the validator's own code (one vocabulary).
+    for line, _column, rule, _value, reason in result.reject_entries:
+        assert html_report.rule_of({"reason": reason}) == rule, (line, reason)
+    assert {"pattern", "enum", "required", "type", "range", "fields"} <= {e[2] for e in result.reject_entries}
+    assert {e[2] for e in result.reject_entries} <= set(RULES)
 
 
 def test_UX3_a_rule_column_wins_over_the_reason_text() -> None:
     assert html_report.rule_of({"rule": "R042", "reason": "amount: '1e3' is not a decimal number"}) == "R042"
-    assert html_report.rule_of({"reason": "amount: '1e3' is not a decimal number"}) == "decimal"
+    assert html_report.rule_of({"reason": "amount: '1e3' is not a decimal number"}) == "type"
     assert html_report.rule_of({"reason": "something new"}) == "other"
 
 
@@ -59,7 +61,7 @@ def test_UX3_counts_by_rule_and_column_and_the_offending_value() -> None:
     data = html_report.ReportData(file={}, chunks=[], report={})
     html_report.add_rejects(data, text, columns)
     assert data.rejects_total == 3
-    assert data.by_rule == {"decimal": 1, "pattern": 1, "field count": 1}
+    assert data.by_rule == {"type": 1, "pattern": 1, "fields": 1}
     assert data.by_column == {"amount": 1, "currency": 1, "*": 1}
     assert [(r.line, r.value) for r in data.sample] == [(4, "x"), (9, "usd"), (12, "a,b,c,d")]
 
@@ -88,3 +90,19 @@ def test_UX3_everything_from_the_data_is_escaped() -> None:
     page = html_report.render(data)
     assert "<img" not in page and "onerror=alert(1)>" not in page
     assert page.count("&lt;img src=x onerror=alert(1)&gt;") >= 8
+
+
+def test_UX8_the_failure_reason_names_its_type_once() -> None:
+    data = html_report.ReportData(
+        file={
+            "file_id": "f" * 32,
+            "status": "FAILED",
+            "error_type": "SchemaMismatch",
+            "error": "SchemaMismatch: header has 'ccy' where the schema expects 'currency'",
+        },
+        chunks=[],
+        report={},
+    )
+    page = html_report.render(data)
+    assert page.count("SchemaMismatch") == 1
+    assert "<b>SchemaMismatch</b>: header has" in page

@@ -78,6 +78,10 @@ def test_local_up_run_reuse_and_a_failed_file_exits_one(tmp_path: Path) -> None:
     assert up.returncode == 0, up.stderr[-3000:]
     try:
         state = json.loads((tmp_path / "state" / "emulator.json").read_text())
+        # UX7/UX6: up names its state directory and the client files it wrote for this emulator.
+        assert f"state directory {tmp_path / 'state'}" in up.stdout
+        assert (tmp_path / "state" / "client.env").read_text().count("PYICEBERG_HOME") == 1
+        assert state["endpoint"] in (tmp_path / "state" / ".pyiceberg.yaml").read_text()
         failed = etl("local", "run", str(bad), "--json")
         assert failed.returncode == 1, failed.stderr[-3000:]
         report = json.loads(failed.stdout)
@@ -100,6 +104,7 @@ def test_local_up_run_reuse_and_a_failed_file_exits_one(tmp_path: Path) -> None:
     finally:
         down = etl("local", "down")
     assert down.returncode == 0
+    assert "discarded" in down.stdout and "kept on disk" in down.stdout  # UX7
     assert not (tmp_path / "state" / "emulator.json").exists()
 
 

@@ -147,9 +147,9 @@ def test_DATA5_whole_record_rejects_are_fields_and_encoding() -> None:
 @pytest.mark.parametrize("cell", ['=HYPERLINK("x")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"])
 def test_DATA5_spreadsheet_formulas_are_neutralised_in_the_rejects_csv(cell: str) -> None:
     assert neutralise_cell(cell) == "'" + cell
-    text = rejects_to_csv([(7, "description", cell, cell)]).decode()
+    text = rejects_to_csv([(7, "description", cell, cell, "type")]).decode()
     got = list(csv.reader(io.StringIO(text, newline="")))[1]
-    assert got == ["7", "description", "'" + cell, "'" + cell]
+    assert got == ["7", "description", "'" + cell, "'" + cell, "type"]
 
 
 @pytest.mark.parametrize("cell", ["plain", "12.50", "a=b", " =x", ""])

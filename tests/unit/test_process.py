@@ -53,7 +53,8 @@ def assert_conserved(r: ChunkResult) -> ChunkResult:
     assert r.valid_table.num_rows == r.rows_valid
     assert pq.read_table(io.BytesIO(r.parquet)).num_rows == r.rows_valid
     rej = list(csv.reader(io.StringIO(r.rejects_csv.decode("utf-8"))))
-    assert rej[0] == ["line", "column", "reason", "record"]
+    assert rej[0] == ["line", "column", "reason", "record", "rule"]
+    assert [row[4] for row in rej[1:]] == [e[2] for e in r.reject_entries]  # UX8: the stable code
     assert len(rej) - 1 == r.rows_rejected == len(r.rejects)
     assert sum(r.rejects_by_column.values()) == r.rows_rejected
     return r
@@ -84,7 +85,7 @@ def test_valid_rows_typed_output():
     assert rows[0]["description"] == "line one\nline two"
     assert rows[0]["merchant_name"] == 'Café, "Bar"'
     assert rows[1]["posted_at"] is None and rows[1]["merchant_name"] is None  # empty optional -> null
-    assert r.rejects_csv == b"line,column,reason,record\n"
+    assert r.rejects_csv == b"line,column,reason,record,rule\n"
 
 
 def test_parquet_round_trip_decimals_exact():

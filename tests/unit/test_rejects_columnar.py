@@ -56,9 +56,9 @@ def test_RUN12_columnar_rejects_keep_every_field_of_every_reject():
 
 def test_RUN12_the_csv_from_the_columns_equals_the_csv_from_the_tuples():
     r = process_chunk(_mixed_chunk(), SCHEMA, 2)
-    assert r.rejects_csv == rejects_to_csv(r.rejects)
+    assert r.rejects_csv == rejects_to_csv([(*t, e[2]) for t, e in zip(r.rejects, r.reject_entries)])
     parsed = list(csv.reader(io.StringIO(r.rejects_csv.decode(), newline="")))
-    assert parsed[0] == ["line", "column", "reason", "record"]
+    assert parsed[0] == ["line", "column", "reason", "record", "rule"]
     assert [row[0] for row in parsed[1:]] == ["3", "4", "5", "6"]
     assert parsed[4][3] == '\'=cmd,"multi\nline",x'  # neutralised, newline kept
 
@@ -84,7 +84,7 @@ def test_RUN12_to_table_sorts_by_line_consumes_the_list_and_spans_batches(monkey
     assert entries[0] == (3, "*", "fields", "r7", "why 7")
     assert entries[-1] == (10, "amount", "type", "v", "why 0")
     assert rejects_table_to_csv(table) == rejects_to_csv(
-        [(e[0], e[1], e[4], r) for e, r in zip(entries, table.column("record").to_pylist())]
+        [(e[0], e[1], e[4], r, e[2]) for e, r in zip(entries, table.column("record").to_pylist())]
     )
 
 
