@@ -57,12 +57,14 @@ PUT = ("s3:PutObject",)
 # Deletes without a version id: outputs a re-plan no longer produces, scratch prefixes,
 # unpublished data of a failed file.
 DELETE = ("s3:DeleteObject",)
-# A move (to processed/ or failed/) deletes exactly the copied source version (etl/aws/s3.py
-# move_object): version deletes only where the code moves objects from (OPS5).
-DELETE_VERSION = ("s3:DeleteObjectVersion",)
 # CopyObject (the moves) copies the source's tags as well: read on the source (the moves always
 # copy a named version), write on the copy.
 READ_TAGS = ("s3:GetObjectVersionTagging",)
+# DR5: no function deletes an object version. A move (to processed/ or failed/) copies the
+# source version and hides the source key behind a delete marker (etl/aws/s3.py move_object):
+# it HEADs the key's current version (GetObject) and deletes without a version id
+# (DeleteObject), only on the prefixes the code moves objects from (OPS5).
+MOVE_SOURCE = GET + READ_TAGS + DELETE
 WRITE_TAGS = ("s3:PutObjectTagging",)
 
 
@@ -156,8 +158,7 @@ ACCESS: dict[str, Access] = {
     # conflict), and swaps the table's metadata pointer in Glue (GetTable + UpdateTable).
     "Finalize": Access(
         s3=(
-            (GET_VERSION + READ_TAGS + DELETE_VERSION, (INC,)),
-            (GET + READ_TAGS + DELETE_VERSION, (FAIL,)),
+            (MOVE_SOURCE, (INC, FAIL)),
             (GET_CURRENT + PUT + WRITE_TAGS, (PROC,)),
             (PUT, (MAN,)),
             (GET_CURRENT + DELETE, (SCR,)),
@@ -178,9 +179,9 @@ ACCESS: dict[str, Access] = {
     # before its commit leaves no data (etl/handlers/failure.py delete_unpublished_data).
     "MarkFailed": Access(
         s3=(
-            (GET_VERSION + READ_TAGS + DELETE_VERSION, (INC,)),
+            (MOVE_SOURCE, (INC,)),
             (GET_CURRENT + PUT + WRITE_TAGS, (FAIL,)),
-            (GET + READ_TAGS + DELETE_VERSION, (PROC,)),
+            (MOVE_SOURCE, (PROC,)),
             (DELETE, (SCR, OUT, REJ, TAB)),
         ),
         table=("dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"),

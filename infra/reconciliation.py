@@ -23,11 +23,9 @@ from etl import contracts as c
 from infra.config import EtlConfig
 from infra.functions import (
     DELETE,
-    DELETE_VERSION,
     GET_CURRENT,
-    GET_VERSION,
+    MOVE_SOURCE,
     PUT,
-    READ_TAGS,
     WRITE_TAGS,
     Access,
     EtlFunctions,
@@ -49,7 +47,7 @@ ANN = c.ANNOUNCED_PREFIX
 # (DR2: a standby sends nothing) and the announcement ledger (DR3).
 ACCESS = Access(
     s3=(
-        (GET_VERSION + READ_TAGS + DELETE_VERSION, (INC,)),
+        (MOVE_SOURCE, (INC,)),
         (GET_CURRENT + PUT + WRITE_TAGS, (FAIL,)),
         (DELETE, (SCR, OUT, REJ, TAB)),
         # DR3: the announcement ledger (is a file in it? write its marker after a re-send).

@@ -11,6 +11,12 @@ from infra.config import EtlConfig
 from infra.nag import acknowledge
 
 ATHENA_RESULTS_DAYS = 7
+# DR5: a move leaves a delete marker and keeps the version (etl/aws/s3.py move_object), so an
+# object version lives on, noncurrent, for this many days: long enough for S3 replication to
+# deliver every version written before or during a regional outage (replication resumes when
+# the region returns; plan for outages up to this long) and for an operator to recover a file.
+# docs/disaster-recovery.md states it as the longest outage the design covers without loss.
+NONCURRENT_VERSION_DAYS = 30
 
 
 class DataStorage(Construct):
@@ -80,10 +86,10 @@ class DataStorage(Construct):
                     expiration=Duration.days(ATHENA_RESULTS_DAYS),
                 ),
                 # Moves (incoming/ -> processed/ or failed/) and re-runs leave noncurrent
-                # versions behind; keep them long enough for an operator to recover a file.
+                # versions behind (DR5); they expire after NONCURRENT_VERSION_DAYS.
                 s3.LifecycleRule(
                     id="expire-noncurrent-versions",
-                    noncurrent_version_expiration=Duration.days(30),
+                    noncurrent_version_expiration=Duration.days(NONCURRENT_VERSION_DAYS),
                     expired_object_delete_marker=True,
                 ),
                 s3.LifecycleRule(
