@@ -19,6 +19,8 @@ from infra.guardrails import apply_guardrails
 from infra.iceberg_layer import IcebergLayer
 from infra.monitoring import Monitoring
 from infra.notifications import Notifications
+from infra.nag import logical_id
+from infra.partners import PartnerRoles
 from infra.reconciliation import Reconciliation
 from infra.replication import Replication, link_of_region
 from infra.status_table import StatusTable
@@ -153,6 +155,14 @@ class EtlPipelineStack(Stack):
             access_point = UploadAccessPoint(
                 self, "UploadAccessPoint", config=config, primary_bucket=storage.bucket
             )
+            partners = PartnerRoles(
+                self,
+                "Partners",
+                config=config,
+                access_point_arn=access_point.arn,
+                access_point_id=logical_id(access_point.access_point),
+            )
+            access_point.allow_partners(partners.roles)
             dr_outputs[out.UPLOAD_ACCESS_POINT_ALIAS] = access_point.alias
             dr_outputs[out.UPLOAD_ACCESS_POINT_ARN] = access_point.arn
             dr_outputs[out.REPLICATION_ROLE_ARN] = replication.forward_role.role_arn

@@ -296,17 +296,11 @@ def test_DR3_one_multi_region_access_point_over_both_buckets(primary: dict[str, 
     assert set(p) == {"Name", "Regions", "PublicAccessBlockConfiguration"}
 
 
-def test_DR3_access_point_policy_allows_uploads_under_incoming_only(primary: dict[str, Any]) -> None:
-    (mrap_id,) = resources(primary, "AWS::S3::MultiRegionAccessPoint")
-    (policy,) = resources(primary, "AWS::S3::MultiRegionAccessPointPolicy").values()
-    assert props(policy)["MrapName"] == {"Ref": mrap_id}
-    (statement,) = props(policy)["Policy"]["Statement"]
-    assert statement["Effect"] == "Allow"
-    assert sorted(as_list(statement["Action"])) == ["s3:AbortMultipartUpload", "s3:PutObject"]
-    assert text(statement["Resource"]) == (
-        f"arn:aws:s3::{ACCOUNT}:accesspoint/<{mrap_id}.Alias>/object/{contracts.INCOMING_PREFIX}*"
-    )
-    assert text(statement["Principal"]) == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
+def test_DR3_SEC1_access_point_has_no_policy_without_partners(primary: dict[str, Any]) -> None:
+    # SEC1: the policy names each partner's role (tests/infra/test_dr_sec.py); with no partner
+    # in context there is none, so S3 refuses every request through the access point.
+    assert not resources(primary, "AWS::S3::MultiRegionAccessPointPolicy")
+    assert contracts.INCOMING_PREFIX == "incoming/"
 
 
 @pytest.mark.parametrize("stack", [PRIMARY, DR])
