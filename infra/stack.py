@@ -18,8 +18,8 @@ from infra.functions import EtlFunctions
 from infra.guardrails import apply_guardrails
 from infra.iceberg_layer import IcebergLayer
 from infra.monitoring import Monitoring
-from infra.notifications import Notifications
 from infra.nag import logical_id
+from infra.notifications import Notifications
 from infra.partners import PartnerRoles
 from infra.reconciliation import Reconciliation
 from infra.replication import Replication, link_of_region

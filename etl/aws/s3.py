@@ -288,7 +288,10 @@ def move_object(bucket: str, src_key: str, dst_key: str, version_id: str | None 
     copied = _copied_already(bucket, dst_key, info)
     if copied is not None and not hide_source:
         return {"key": dst_key, "version_id": copied.version_id, "moved": False}
-    dst_version = copied.version_id if copied is not None else _copy(bucket, src_key, dst_key, source_version, info)
+    if copied is not None:
+        dst_version = copied.version_id
+    else:
+        dst_version = _copy(bucket, src_key, dst_key, source_version, info)
     if hide_source:
         # No version id: a delete marker on versioned buckets (the version stays, noncurrent);
         # on an unversioned bucket the object itself (there is nothing else to delete).
@@ -296,7 +299,9 @@ def move_object(bucket: str, src_key: str, dst_key: str, version_id: str | None 
     return {"key": dst_key, "version_id": dst_version, "moved": True}
 
 
-def _copy(bucket: str, src_key: str, dst_key: str, source_version: str | None, info: ObjectInfo) -> str | None:
+def _copy(
+    bucket: str, src_key: str, dst_key: str, source_version: str | None, info: ObjectInfo
+) -> str | None:
     """Copy that version of ``src_key`` to ``dst_key``; the destination's version id."""
     copy_source: dict[str, str] = {"Bucket": bucket, "Key": src_key, **_version_args(source_version)}
     s3 = clients.s3()

@@ -143,9 +143,12 @@ class Policy:
     def _applies(self, statement: dict[str, Any], action: str, resource: str, principal: str | None) -> bool:
         if "Condition" in statement:
             raise AssertionError(f"teach the evaluator this condition: {statement['Condition']}")
-        if principal is not None and "Principal" in statement:
-            if not self._matches(statement["Principal"].get("AWS", []), principal, ignore_case=False):
-                return False
+        if (
+            principal is not None
+            and "Principal" in statement
+            and not self._matches(statement["Principal"].get("AWS", []), principal, ignore_case=False)
+        ):
+            return False
         return self._matches(statement["Action"], action, ignore_case=True) and self._matches(
             statement["Resource"], resource, ignore_case=False
         )
