@@ -43,6 +43,9 @@ DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024
 # Process settings every function gets (and the benchmarks reproduce). Arrow's system allocator
 # returns freed buffers to the OS promptly: measured on a 50 MiB chunk, peak RSS 7.3x the chunk
 # against 8.0-8.2x with jemalloc, at the same speed (docs/benchmarks.md, PERF2).
+# SEC2: ValidateHeader's comma-separated list of partners declared (context ``partners``) to use
+# the default schema; any other partner without a schema file is refused (UnknownPartner).
+DEFAULT_SCHEMA_PARTNERS_ENV = "DEFAULT_SCHEMA_PARTNERS"
 RUNTIME_ENV = {"ARROW_DEFAULT_MEMORY_POOL": "system"}
 
 # Observability names: the handlers emit them (etl/observability.py) and the dashboard and

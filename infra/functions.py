@@ -268,10 +268,18 @@ class EtlFunctions(Construct):
             "ProcessChunk": config.chunk_reserved_concurrency,
             "StartFiles": STARTER_RESERVED_CONCURRENCY,
         }
+        # SEC2: the header step refuses partners without a schema unless declared to use the default.
+        extra = {"ValidateHeader": {c.DEFAULT_SCHEMA_PARTNERS_ENV: ",".join(config.default_schema_partners)}}
         for step in ACCESS:
             short_name, handler = c.ALL_FUNCTIONS[step]
             self.add_function(
-                self, step, short_name, handler, ACCESS[step], reserved_concurrency=reserved.get(step)
+                self,
+                step,
+                short_name,
+                handler,
+                ACCESS[step],
+                extra_environment=extra.get(step),
+                reserved_concurrency=reserved.get(step),
             )
             if step in c.HANDLERS:
                 self._acknowledge_workflow_step(self.functions[step])

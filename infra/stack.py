@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
@@ -188,6 +189,7 @@ class EtlPipelineStack(Stack):
             out.BUFFER_QUEUE_URL: admission.buffer_queue.queue_url,
             out.BUFFER_DLQ_URL: admission.buffer_dlq.queue_url,
             out.MAX_FILES_IN_FLIGHT: str(config.max_files_in_flight),
+            out.DEFAULT_SCHEMA_PARTNERS: json.dumps(list(config.default_schema_partners)),
             **dr_outputs,
         }
         for step in contracts.ALL_FUNCTIONS:

@@ -310,3 +310,22 @@ def test_SEC1_partners_context_is_validated() -> None:
         ("globex", "222233334444", "default"),
     ]
     assert EtlConfig(partners=parsed).default_schema_partners == ("globex",)
+
+
+# ---- SEC2: the declared default-schema partners reach the header step and the CLI -------------
+def test_SEC2_default_schema_partners_reach_validate_header_and_the_outputs(
+    partner_synth: Synth, primary: dict[str, Any]
+) -> None:
+    for template, expected in (
+        (partner_synth.primary, "globex"),
+        (partner_synth.dr, "globex"),
+        (primary, ""),
+    ):
+        (fn,) = [
+            r
+            for r in resources(template, "AWS::Lambda::Function").values()
+            if str(text(props(r).get("FunctionName", ""))).startswith("etl-validate-header-")
+        ]
+        assert props(fn)["Environment"]["Variables"]["DEFAULT_SCHEMA_PARTNERS"] == expected
+        outputs = template["Outputs"]
+        assert json.loads(outputs["DefaultSchemaPartners"]["Value"]) == ([expected] if expected else [])
