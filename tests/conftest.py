@@ -66,7 +66,7 @@ class EtlAws:
 
 # SEC2: partners the tests upload under that have no schema file (context ``partners`` declares
 # such partners with "schema": "default" in a real deployment).
-TEST_DEFAULT_SCHEMA_PARTNERS = ("acme", "acme-bank", "acme2", "bank42", "other", "p", "x")
+TEST_DEFAULT_SCHEMA_PARTNERS = ("acme", "acme-bank", "acme2", "bank42", "globex", "other", "p", "x")
 
 
 @pytest.fixture

@@ -30,7 +30,9 @@ WAIT_TIMEOUT = 120.0
 
 # SEC2: the partners e2e tests upload under without a schema file of their own, declared as a
 # deployment declares them (context ``partners``, "schema": "default").
-E2E_PARTNERS = {name: {"principal": "123456789012", "schema": "default"} for name in ("acme", "acme2")}
+E2E_PARTNERS = {
+    name: {"principal": "123456789012", "schema": "default"} for name in ("acme", "acme2", "globex")
+}
 
 
 @pytest.fixture(scope="session")

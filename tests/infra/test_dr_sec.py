@@ -329,3 +329,24 @@ def test_SEC2_default_schema_partners_reach_validate_header_and_the_outputs(
         assert props(fn)["Environment"]["Variables"]["DEFAULT_SCHEMA_PARTNERS"] == expected
         outputs = template["Outputs"]
         assert json.loads(outputs["DefaultSchemaPartners"]["Value"]) == ([expected] if expected else [])
+
+
+# ---- SEC4: every function, CDK-internal ones included, has a 30-day log group ------------------
+@pytest.mark.parametrize("stack", STACKS)
+def test_SEC4_every_function_logs_to_a_30_day_destroyable_log_group(
+    templates: dict[str, Any], stack: str
+) -> None:
+    template = templates[stack]
+    groups = resources(template, "AWS::Logs::LogGroup")
+    for lid, fn in resources(template, "AWS::Lambda::Function").items():
+        target = props(fn).get("LoggingConfig", {}).get("LogGroup")
+        assert target is not None, f"{lid} logs to a group CloudFormation does not own"
+        (group_id,) = [
+            g
+            for g in groups
+            if target == {"Ref": g} or text(target) == text(props(groups[g])["LogGroupName"])
+        ]
+        assert props(groups[group_id])["RetentionInDays"] == 30, lid
+        assert groups[group_id]["DeletionPolicy"] == "Delete", lid
+    provider = [lid for lid in resources(template, "AWS::Lambda::Function") if "AutoDeleteObjects" in lid]
+    assert len(provider) == 1
