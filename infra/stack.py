@@ -15,6 +15,7 @@ from infra.access_point import UploadAccessPoint, access_point_name
 from infra.admission import Admission
 from infra.config import DR_REGION, PRIMARY_REGION, EtlConfig
 from infra.dataset import Dataset
+from infra.dr_defaults import InitialRoutes, QuietStandbyAlarms
 from infra.functions import EtlFunctions
 from infra.guardrails import apply_guardrails
 from infra.iceberg_layer import IcebergLayer
@@ -151,6 +152,9 @@ class EtlPipelineStack(Stack):
             out.PEER_BUCKET_NAME: config.data_bucket_name(self.account, peer_region),
             out.UPLOAD_ACCESS_POINT_NAME: access_point_name(config),
         }
+        if role == "dr":
+            # DR7: the standby pages nobody from its first deploy on.
+            QuietStandbyAlarms(self, "StandbyDefaults", config=config, alarms=monitoring.alarms)
         if role == "primary":
             replication = Replication(self, "Replication", config=config, primary_bucket=storage.bucket)
             access_point = UploadAccessPoint(
@@ -164,6 +168,14 @@ class EtlPipelineStack(Stack):
                 access_point_id=logical_id(access_point.access_point),
             )
             access_point.allow_partners(partners.roles)
+            # DR7: uploads go 100 % to the primary from the first deploy on.
+            InitialRoutes(
+                self,
+                "InitialRoutes",
+                config=config,
+                access_point_arn=access_point.arn,
+                primary_bucket=storage.bucket.bucket_name,
+            ).node.add_dependency(access_point.access_point)
             dr_outputs[out.UPLOAD_ACCESS_POINT_ALIAS] = access_point.alias
             dr_outputs[out.UPLOAD_ACCESS_POINT_ARN] = access_point.arn
             dr_outputs[out.REPLICATION_ROLE_ARN] = replication.forward_role.role_arn

@@ -350,3 +350,42 @@ def test_SEC4_every_function_logs_to_a_30_day_destroyable_log_group(
         assert groups[group_id]["DeletionPolicy"] == "Delete", lid
     provider = [lid for lid in resources(template, "AWS::Lambda::Function") if "AutoDeleteObjects" in lid]
     assert len(provider) == 1
+
+
+# ---- DR7: safe defaults at deploy --------------------------------------------------------------
+def _sdk_calls(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Custom::AWS resources by their create call's action: properties, create call."""
+    calls = {}
+    for r in resources(template, "Custom::AWS").values():
+        create = json.loads(text(props(r)["Create"]))
+        calls[create["action"]] = {"properties": props(r), "create": create}
+    return calls
+
+
+def test_DR7_access_point_routes_100_percent_primary_once_at_creation(
+    primary: dict[str, Any], dr: dict[str, Any]
+) -> None:
+    call = _sdk_calls(primary)["submitMultiRegionAccessPointRoutes"]
+    (mrap_id,) = resources(primary, "AWS::S3::MultiRegionAccessPoint")
+    assert call["create"]["region"] == "us-west-2"  # the failover control plane the CLI uses too
+    parameters = call["create"]["parameters"]
+    assert parameters["Mrap"] == f"arn:aws:s3::{ACCOUNT}:accesspoint/<{mrap_id}.Alias>"
+    assert [(r["Region"], r["TrafficDialPercentage"]) for r in parameters["RouteUpdates"]] == [
+        ("us-east-1", 100),
+        ("eu-west-1", 0),
+    ]
+    assert parameters["RouteUpdates"][1]["Bucket"] == DR_BUCKET
+    # Create only: a routine deploy (an update) never flips a failover back (DR3).
+    assert "Update" not in call["properties"] and "Delete" not in call["properties"]
+    assert "submitMultiRegionAccessPointRoutes" not in _sdk_calls(dr)
+
+
+def test_DR7_standby_alarms_start_with_actions_off_once_at_creation(
+    primary: dict[str, Any], dr: dict[str, Any]
+) -> None:
+    call = _sdk_calls(dr)["disableAlarmActions"]
+    alarms = resources(dr, "AWS::CloudWatch::Alarm")
+    assert len(alarms) >= 5
+    assert sorted(call["create"]["parameters"]["AlarmNames"]) == sorted(f"<{lid}>" for lid in alarms)
+    assert "Update" not in call["properties"] and "Delete" not in call["properties"]
+    assert "disableAlarmActions" not in _sdk_calls(primary)  # the primary pages from day one
