@@ -63,6 +63,9 @@ METRIC_FILES_FAILED = "FilesFailed"
 METRIC_STALE_FILES = "StaleFiles"
 # Emitted by the sweep: SUCCEEDED files whose result message is still not sent (OPS4).
 METRIC_UNNOTIFIED_FILES = "UnnotifiedFiles"
+# Emitted by the sweep: objects under incoming/ older than the stale bound with no status item
+# (their event never arrived; the sweep re-delivers it, SEC4).
+METRIC_UNSEEN_FILES = "UnseenFiles"
 CUSTOM_METRICS = (
     METRIC_ROWS_PROCESSED,
     METRIC_ROWS_REJECTED,
@@ -72,6 +75,7 @@ CUSTOM_METRICS = (
     METRIC_FILES_FAILED,
     METRIC_STALE_FILES,
     METRIC_UNNOTIFIED_FILES,
+    METRIC_UNSEEN_FILES,
 )
 
 # Status-table indexes (OPS1, OPS3). "open-files" is sparse: only file items that are in flight

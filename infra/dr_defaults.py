@@ -150,6 +150,4 @@ class QuietStandbyAlarms(Construct):
             log_group=_sdk_log_group(self, config, "standby-defaults"),
             install_latest_aws_sdk=False,
         )
-        for alarm in alarms:
-            self.resource.node.add_dependency(alarm)
         acknowledge_sdk_function(self.resource, "cloudwatch:DisableAlarmActions on this stack's alarms")

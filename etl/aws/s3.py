@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import datetime
 from collections.abc import Iterator
 from typing import Any, NamedTuple, cast
 
@@ -215,6 +216,14 @@ def list_keys(bucket: str, prefix: str) -> list[str]:
         for page in clients.s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             keys.extend(obj["Key"] for obj in page.get("Contents", []))
     return keys
+
+
+def list_modified(bucket: str, prefix: str) -> Iterator[tuple[str, datetime.datetime]]:
+    """(key, last modified) of every current object under ``prefix`` (paginated, lazily)."""
+    with transient_errors(f"ListObjectsV2 s3://{bucket}/{prefix}"):
+        for page in clients.s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                yield obj["Key"], obj["LastModified"]
 
 
 def delete_prefix(bucket: str, prefix: str) -> int:

@@ -70,7 +70,7 @@ PLAN_BUDGET_BYTES = 160 * 1024
 # SEC4: the largest decompressed size a .csv.gz may have. RUN3 promises 10 GB files; PlanChunks
 # decompresses, splits and uploads at roughly 100 MB/s, so 16 GiB leaves a 15-minute Lambda
 # ample room, and a "zip bomb" (or a 100 GB export) fails with TooLarge instead of a timeout.
-# MAX_DECOMPRESSED_BYTES (environment) overrides it. docs/operations.md states the bound.
+# MAX_DECOMPRESSED_BYTES (environment) overrides it. docs/runtime.md states the bound.
 MAX_DECOMPRESSED_BYTES = 16 * 1024**3
 # After this many decompressed bytes the compression ratio so far predicts the total; a file
 # predicted at more than ESTIMATE_MARGIN x the bound fails at once (seconds, not minutes). The
@@ -93,7 +93,7 @@ class _Counting:
         self.count = 0
 
     def read(self, size: int = -1) -> bytes:
-        data = cast(bytes, self._stream.read(size))
+        data: bytes = self._stream.read(size)
         self.count += len(data)
         return data
 
@@ -111,7 +111,7 @@ class _Bounded:
         self._estimated = False
 
     def read(self, size: int = -1) -> bytes:
-        data = cast(bytes, self._stream.read(size))
+        data: bytes = self._stream.read(size)
         self.count += len(data)
         if self.count > self._bound:
             raise TooLarge(f"the gzip stream decompresses to more than {self._bound:,} bytes (the bound)")
