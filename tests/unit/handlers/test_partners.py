@@ -1,18 +1,13 @@
 """SEC2: a partner without a schema is refused (UnknownPartner) unless declared to use the
-default schema; the CLI refuses such a --partner before uploading."""
+default schema (the CLI's refusal: tests/cli/test_partners_cli.py)."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import pytest
 
 from etl.core.schema import known_partners, schema_for_partner
 from etl.errors import PermanentError, UnknownPartner
 from etl.handlers import register, validate_header
-from etl.stack_outputs import Outputs
-from etl_cli.pipeline import Pipeline, PipelineError
 
 ARN = "arn:aws:states:us-east-1:123456789012:execution:etl-test:run-1"
 
@@ -46,18 +41,3 @@ def test_SEC2_schema_for_partner() -> None:
     for unknown in ("globex", "ACME_BANK", "../default"):
         with pytest.raises(UnknownPartner):
             schema_for_partner(unknown)
-
-
-def test_SEC2_cli_refuses_an_unknown_partner_before_uploading(tmp_path: Path) -> None:
-    outputs = Outputs(
-        bucket="b", table="t", state_machine_arn="arn", default_schema_partners=json.dumps(["globex"])
-    )
-    pipe = Pipeline(session=None, outputs=outputs)
-    path = tmp_path / "f.csv"
-    path.write_text("x\n")
-    with pytest.raises(
-        PipelineError, match=r"unknown partner 'initech'.*known partners: acme_bank, default, globex"
-    ):
-        pipe.upload(path, "initech")  # refused before any client is made (session None)
-    pipe.check_partner("globex")
-    pipe.check_partner("acme_bank")
