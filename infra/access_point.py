@@ -12,7 +12,9 @@ point with every Region active. Active/passive failover is the S3 Control API
 served by the failover control endpoints in us-east-1, us-west-2, ap-southeast-2,
 ap-northeast-1 and eu-west-1, so it works with us-east-1 down; ``etl dr promote/demote`` call it
 with the names from the stack outputs (etl/stack_outputs.py). Keeping routes out of the template
-is also what keeps a routine ``cdk deploy`` from flipping a failover back.
+is also what keeps a routine ``cdk deploy`` from flipping a failover back; the initial routes
+(100 % primary) are submitted once, at creation, by infra/dr_defaults.py (DR7). Who may upload
+through it: one role per partner, under its own prefix (SEC1, infra/partners.py).
 """
 
 from __future__ import annotations
