@@ -43,6 +43,9 @@ DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024
 # Process settings every function gets (and the benchmarks reproduce). Arrow's system allocator
 # returns freed buffers to the OS promptly: measured on a 50 MiB chunk, peak RSS 7.3x the chunk
 # against 8.0-8.2x with jemalloc, at the same speed (docs/benchmarks.md, PERF2).
+# SEC2: ValidateHeader's comma-separated list of partners declared (context ``partners``) to use
+# the default schema; any other partner without a schema file is refused (UnknownPartner).
+DEFAULT_SCHEMA_PARTNERS_ENV = "DEFAULT_SCHEMA_PARTNERS"
 RUNTIME_ENV = {"ARROW_DEFAULT_MEMORY_POOL": "system"}
 
 # Observability names: the handlers emit them (etl/observability.py) and the dashboard and
@@ -60,6 +63,9 @@ METRIC_FILES_FAILED = "FilesFailed"
 METRIC_STALE_FILES = "StaleFiles"
 # Emitted by the sweep: SUCCEEDED files whose result message is still not sent (OPS4).
 METRIC_UNNOTIFIED_FILES = "UnnotifiedFiles"
+# Emitted by the sweep: objects under incoming/ older than the stale bound with no status item
+# (their event never arrived; the sweep re-delivers it, SEC4).
+METRIC_UNSEEN_FILES = "UnseenFiles"
 CUSTOM_METRICS = (
     METRIC_ROWS_PROCESSED,
     METRIC_ROWS_REJECTED,
@@ -69,6 +75,7 @@ CUSTOM_METRICS = (
     METRIC_FILES_FAILED,
     METRIC_STALE_FILES,
     METRIC_UNNOTIFIED_FILES,
+    METRIC_UNSEEN_FILES,
 )
 
 # Status-table indexes (OPS1, OPS3). "open-files" is sparse: only file items that are in flight

@@ -31,6 +31,14 @@ class InvalidEncoding(PermanentError):
     """The bytes are not UTF-8 text (binary garbage, wrong code page)."""
 
 
+class UnknownPartner(PermanentError):
+    """SEC2: the key's partner has no schema file and is not declared to use the default one."""
+
+
+class TooLarge(PermanentError):
+    """SEC4: a gzip object decompresses to more than the pipeline accepts."""
+
+
 class SchemaMismatch(PermanentError):
     """The header does not match the partner's schema; the message names the columns."""
 

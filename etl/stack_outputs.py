@@ -47,6 +47,9 @@ UPLOAD_ACCESS_POINT_NAME = "UploadAccessPointName"  # the S3 Multi-Region Access
 UPLOAD_ACCESS_POINT_ALIAS = "UploadAccessPointAlias"
 UPLOAD_ACCESS_POINT_ARN = "UploadAccessPointArn"
 REPLICATION_ROLE_ARN = "ReplicationRoleArn"
+# SEC2: JSON list of the partners declared (context ``partners``) to use the default schema; the
+# CLI refuses ``--partner`` values that neither a schema file nor this list knows.
+DEFAULT_SCHEMA_PARTNERS = "DefaultSchemaPartners"
 
 # Values of the region-role switch (SPEC DR3).
 ROLE_ACTIVE = "active"
@@ -72,6 +75,7 @@ OUTPUT_FIELDS = {
     REGION_ROLE_PARAMETER: "region_role_parameter",
     PIPELINE_ROLE: "pipeline_role",
     UPLOAD_ACCESS_POINT_ARN: "access_point_arn",
+    DEFAULT_SCHEMA_PARTNERS: "default_schema_partners",
 }
 REQUIRED_OUTPUTS = (BUCKET_NAME, TABLE_NAME, STATE_MACHINE_ARN)
 
@@ -107,6 +111,7 @@ class Outputs:
     region_role_parameter: str | None = None
     pipeline_role: str | None = None  # "primary" or "dr"
     access_point_arn: str | None = None
+    default_schema_partners: str | None = None  # JSON list (SEC2)
     region: str = "us-east-1"
     endpoint: str | None = None
     functions: dict[str, str] = field(default_factory=dict)  # step -> function name

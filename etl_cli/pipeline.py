@@ -20,6 +20,7 @@ from typing import Any
 from etl import contracts
 from etl.aws.status import DUPLICATE_CONTENT, SUCCEEDED, TERMINAL_FILE_STATUSES, StatusRepository
 from etl.core.identity import file_id_for, partner_from_key
+from etl.core.schema import known_partners
 from etl.payloads import ChunkItem, FileItem
 from etl.stack_outputs import MissingStackOutputs, Outputs
 
@@ -134,6 +135,21 @@ class Pipeline:
 
     # -- uploads ---------------------------------------------------------------------------
 
+    def check_partner(self, partner: str) -> None:
+        """SEC2: refuse a partner the pipeline would fail with UnknownPartner (no schema file,
+        not declared in context ``partners`` to use the default schema)."""
+        try:
+            declared = json.loads(self.outputs.default_schema_partners or "[]")
+        except ValueError:
+            declared = []
+        known = known_partners(str(name) for name in declared)
+        if partner not in known:
+            raise PipelineError(
+                f"unknown partner {partner!r}: it has no schema (etl/schemas/{partner}.json) and the "
+                f"stack does not declare it to use the default schema (context partners); known "
+                f"partners: {', '.join(known)}"
+            )
+
     def upload(
         self,
         path: Path,
@@ -146,6 +162,7 @@ class Pipeline:
         ``progress`` is called with the bytes sent since the last call (boto3's ``Callback``).
         """
         partner = partner or contracts.DEFAULT_PARTNER
+        self.check_partner(partner)
         key = f"{contracts.INCOMING_PREFIX}{partner}/{name or Path(path).name}"
         s3 = self.client("s3")
         with open(path, "rb") as fh:

@@ -12,21 +12,26 @@ point with every Region active. Active/passive failover is the S3 Control API
 served by the failover control endpoints in us-east-1, us-west-2, ap-southeast-2,
 ap-northeast-1 and eu-west-1, so it works with us-east-1 down; ``etl dr promote/demote`` call it
 with the names from the stack outputs (etl/stack_outputs.py). Keeping routes out of the template
-is also what keeps a routine ``cdk deploy`` from flipping a failover back.
+is also what keeps a routine ``cdk deploy`` from flipping a failover back; the initial routes
+(100 % primary) are submitted once, at creation, by infra/dr_defaults.py (DR7). Who may upload
+through it: one role per partner, under its own prefix (SEC1, infra/partners.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aws_cdk import Aws
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from etl import contracts
 from infra.config import DR_REGION, EtlConfig
+from infra.partners import UPLOAD_ACTIONS, access_point_object_arn, partner_prefix
 
-# What a partner may do through the access point: upload (single or multipart) and abort its
-# own multipart uploads, under incoming/ only. No reads, lists or deletes.
-PARTNER_ACTIONS = ("s3:PutObject", "s3:AbortMultipartUpload")
+# What a partner may do through the access point (SEC1): upload (single or multipart) and abort
+# its own multipart uploads, under incoming/<partner>/ only. No reads, lists or deletes.
+PARTNER_ACTIONS = UPLOAD_ACTIONS
 
 
 def access_point_name(config: EtlConfig) -> str:
@@ -68,9 +73,14 @@ class UploadAccessPoint(Construct):
         )
         self.alias = self.access_point.attr_alias
         self.arn = f"arn:{Aws.PARTITION}:s3::{Aws.ACCOUNT_ID}:accesspoint/{self.alias}"
-        # Partners are IAM principals of this account (users or roles the operator gives an
-        # identity policy); the access point policy delegates to them and limits what any of
-        # them can do through it to uploads under incoming/.
+        self.policy: s3.CfnMultiRegionAccessPointPolicy | None = None
+
+    def allow_partners(self, roles: Mapping[str, iam.IRole]) -> None:
+        """SEC1: the access point policy: each partner's role may upload under its own prefix,
+        and no other principal (the account root included) is granted anything. Without
+        partners there is no policy, and S3 refuses every request through the access point."""
+        if not roles:
+            return
         self.policy = s3.CfnMultiRegionAccessPointPolicy(
             self,
             "Policy",
@@ -79,12 +89,13 @@ class UploadAccessPoint(Construct):
                 "Version": "2012-10-17",
                 "Statement": [
                     {
-                        "Sid": "PartnerUploadsToIncoming",
+                        "Sid": "Partner" + "".join(part.capitalize() for part in name.split("_")),
                         "Effect": "Allow",
-                        "Principal": {"AWS": f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:root"},
+                        "Principal": {"AWS": role.role_arn},
                         "Action": list(PARTNER_ACTIONS),
-                        "Resource": f"{self.arn}/object/{contracts.INCOMING_PREFIX}*",
+                        "Resource": access_point_object_arn(self.arn, partner_prefix(name) + "*"),
                     }
+                    for name, role in sorted(roles.items())
                 ],
             },
         )

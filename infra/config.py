@@ -6,6 +6,7 @@ so a typo in ``-c key=value`` fails the synth instead of deploying something une
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from etl import contracts
+from etl.core.schema import partner_schemas
 
 PRIMARY_REGION = "us-east-1"
 DR_REGION = "eu-west-1"
@@ -81,6 +83,80 @@ class ConfigError(ValueError):
     """A context value is missing, malformed or out of range."""
 
 
+# SEC1: partner names become a key prefix (incoming/<name>/), a role name and a schema file
+# name (etl/schemas/<name>.json), so they are plain lowercase identifiers.
+_PARTNER_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]{0,39}$")
+_ACCOUNT_RE = re.compile(r"^\d{12}$")
+_ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
+_EXTERNAL_ID_RE = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
+PARTNER_SCHEMA_OWN = "own"
+PARTNER_SCHEMA_DEFAULT = "default"
+
+
+@dataclass(frozen=True)
+class Partner:
+    """SEC1: one partner from context ``partners``: who may assume its upload role.
+
+    ``principal`` is an AWS account id (any principal of that account the partner allows) or
+    one role ARN; ``external_id`` guards the confused deputy (default ``etl-<suffix>-<name>``);
+    ``schema`` is ``own`` (etl/schemas/<name>.json) or ``default`` (SEC2: the partner is known
+    and uses the default schema).
+    """
+
+    name: str
+    principal: str
+    external_id: str | None = None
+    schema: str = PARTNER_SCHEMA_OWN
+
+    @property
+    def account(self) -> str:
+        match = _ROLE_ARN_RE.match(self.principal)
+        return match.group(1) if match else self.principal
+
+    def external_id_for(self, suffix: str) -> str:
+        return self.external_id or f"etl-{suffix}-{self.name}"
+
+
+def _parse_partner(name: Any, value: Any) -> Partner:
+    where = f"partners[{name!r}]"
+    if not isinstance(name, str) or not _PARTNER_NAME_RE.match(name):
+        raise ConfigError(
+            f"{where}: a partner name is 1-40 characters of [a-z0-9_], starting with a letter or digit"
+        )
+    if isinstance(value, str):
+        value = {"principal": value}
+    if not isinstance(value, dict) or set(value) - {"principal", "externalId", "schema"}:
+        raise ConfigError(
+            f"{where} must be an account id, a role ARN or an object with principal, externalId, schema"
+        )
+    principal = str(value.get("principal", "")).strip()
+    if not (_ACCOUNT_RE.match(principal) or _ROLE_ARN_RE.match(principal)):
+        raise ConfigError(
+            f"{where}: principal must be a 12-digit account id or an IAM role ARN; got {principal!r}"
+        )
+    external_id = value.get("externalId")
+    if external_id is not None and not (isinstance(external_id, str) and _EXTERNAL_ID_RE.match(external_id)):
+        raise ConfigError(f"{where}: externalId must be 2-1224 characters of [\\w+=,.@:/-]")
+    schema = value.get("schema", PARTNER_SCHEMA_OWN)
+    if schema not in (PARTNER_SCHEMA_OWN, PARTNER_SCHEMA_DEFAULT):
+        raise ConfigError(f"{where}: schema must be {PARTNER_SCHEMA_OWN!r} or {PARTNER_SCHEMA_DEFAULT!r}")
+    return Partner(name=name, principal=principal, external_id=external_id, schema=schema)
+
+
+def parse_partners(raw: Any) -> tuple[Partner, ...]:
+    """Context ``partners``: an object (cdk.json) or its JSON text (``-c partners='{...}'``)."""
+    if raw is None or raw == "":
+        return ()
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError as exc:
+            raise ConfigError(f"partners is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError('partners must be an object: {"<name>": "<account id or role ARN>", ...}')
+    return tuple(_parse_partner(name, value) for name, value in sorted(raw.items()))
+
+
 @dataclass(frozen=True)
 class EtlConfig:
     """Settings shared by both stacks (primary and DR)."""
@@ -97,6 +173,7 @@ class EtlConfig:
     lambda_concurrency_limit: int = DEFAULT_LAMBDA_CONCURRENCY_LIMIT
     athena_scan_cutoff_gb: int = DEFAULT_ATHENA_SCAN_CUTOFF_GB
     account: str | None = None
+    partners: tuple[Partner, ...] = ()
 
     def __post_init__(self) -> None:
         if not (1 <= len(self.environment_suffix) <= MAX_SUFFIX_LENGTH) or not _SUFFIX_RE.match(
@@ -145,13 +222,29 @@ class EtlConfig:
                 f"staleAfterMinutes must be 1-{MAX_STALE_AFTER_MINUTES} (the execution timeout); "
                 f"got {self.stale_after_minutes!r}"
             )
+        self._check_partners()
         if not 1 <= self.athena_scan_cutoff_gb <= MAX_ATHENA_SCAN_CUTOFF_GB:
             raise ConfigError(
                 f"athenaScanCutoffGb must be 1-{MAX_ATHENA_SCAN_CUTOFF_GB}; "
                 f"got {self.athena_scan_cutoff_gb!r}"
             )
 
+    def _check_partners(self) -> None:
+        """SEC2 at synth time: a partner declared with its own schema has one."""
+        with_schema = set(partner_schemas())
+        for partner in self.partners:
+            if partner.schema == PARTNER_SCHEMA_OWN and partner.name not in with_schema:
+                raise ConfigError(
+                    f"partners[{partner.name!r}] has no schema file etl/schemas/{partner.name}.json: "
+                    f'add one, or declare {{"principal": ..., "schema": "default"}} to use the default schema'
+                )
+
     # ---- derived values -------------------------------------------------------------------
+    @property
+    def default_schema_partners(self) -> tuple[str, ...]:
+        """SEC2: the partners declared to use the default schema."""
+        return tuple(p.name for p in self.partners if p.schema == PARTNER_SCHEMA_DEFAULT)
+
     @property
     def runtime(self) -> lambda_.Runtime:
         """The CDK runtime constant, e.g. ``Runtime.PYTHON_3_13`` for ``python3.13``."""
@@ -280,4 +373,5 @@ class EtlConfig:
             stale_after_minutes=as_int("staleAfterMinutes", DEFAULT_STALE_AFTER_MINUTES),
             athena_scan_cutoff_gb=as_int("athenaScanCutoffGb", DEFAULT_ATHENA_SCAN_CUTOFF_GB),
             account=account,
+            partners=parse_partners(ctx("partners")),
         )

@@ -57,12 +57,14 @@ PUT = ("s3:PutObject",)
 # Deletes without a version id: outputs a re-plan no longer produces, scratch prefixes,
 # unpublished data of a failed file.
 DELETE = ("s3:DeleteObject",)
-# A move (to processed/ or failed/) deletes exactly the copied source version (etl/aws/s3.py
-# move_object): version deletes only where the code moves objects from (OPS5).
-DELETE_VERSION = ("s3:DeleteObjectVersion",)
 # CopyObject (the moves) copies the source's tags as well: read on the source (the moves always
 # copy a named version), write on the copy.
 READ_TAGS = ("s3:GetObjectVersionTagging",)
+# DR5: no function deletes an object version. A move (to processed/ or failed/) copies the
+# source version and hides the source key behind a delete marker (etl/aws/s3.py move_object):
+# it HEADs the key's current version (GetObject) and deletes without a version id
+# (DeleteObject), only on the prefixes the code moves objects from (OPS5).
+MOVE_SOURCE = GET + READ_TAGS + DELETE
 WRITE_TAGS = ("s3:PutObjectTagging",)
 
 
@@ -161,8 +163,7 @@ ACCESS: dict[str, Access] = {
     # conflict), and swaps the table's metadata pointer in Glue (GetTable + UpdateTable).
     "Finalize": Access(
         s3=(
-            (GET_VERSION + READ_TAGS + DELETE_VERSION, (INC,)),
-            (GET + READ_TAGS + DELETE_VERSION, (FAIL,)),
+            (MOVE_SOURCE, (INC, FAIL)),
             (GET_CURRENT + PUT + WRITE_TAGS, (PROC,)),
             (PUT, (MAN,)),
             (GET_CURRENT + DELETE, (SCR,)),
@@ -196,9 +197,9 @@ ACCESS: dict[str, Access] = {
     # landed before Finalize died, and such a commit is undone (TBL4), under the commit lease.
     "MarkFailed": Access(
         s3=(
-            (GET_VERSION + READ_TAGS + DELETE_VERSION, (INC,)),
+            (MOVE_SOURCE, (INC,)),
             (GET_CURRENT + PUT + WRITE_TAGS, (FAIL,)),
-            (GET + READ_TAGS + DELETE_VERSION, (PROC,)),
+            (MOVE_SOURCE, (PROC,)),
             (DELETE, (SCR, OUT)),
             (GET_CURRENT + PUT + DELETE, (TAB,)),
         ),
@@ -294,10 +295,18 @@ class EtlFunctions(Construct):
             "ProcessChunk": config.chunk_reserved_concurrency,
             "StartFiles": STARTER_RESERVED_CONCURRENCY,
         }
+        # SEC2: the header step refuses partners without a schema unless declared to use the default.
+        extra = {"ValidateHeader": {c.DEFAULT_SCHEMA_PARTNERS_ENV: ",".join(config.default_schema_partners)}}
         for step in ACCESS:
             short_name, handler = c.ALL_FUNCTIONS[step]
             self.add_function(
-                self, step, short_name, handler, ACCESS[step], reserved_concurrency=reserved.get(step)
+                self,
+                step,
+                short_name,
+                handler,
+                ACCESS[step],
+                extra_environment=extra.get(step),
+                reserved_concurrency=reserved.get(step),
             )
             if step in c.HANDLERS:
                 self._acknowledge_workflow_step(self.functions[step])

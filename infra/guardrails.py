@@ -28,16 +28,51 @@ from constructs import Construct, IConstruct
 TAGS = {"Environment": "Production", "Project": "ETL"}
 
 DENY_POLICY_NAME = "DenyDestructiveDataDeletes"
-DENY_STATEMENT: dict[str, Any] = {
-    "Sid": "DenyBucketAndTableDeletion",
-    "Effect": "Deny",
-    "Action": ["s3:DeleteBucket", "dynamodb:DeleteTable"],
-    "Resource": "*",
-}
-DENY_POLICY: dict[str, Any] = {
-    "PolicyName": DENY_POLICY_NAME,
-    "PolicyDocument": {"Version": "2012-10-17", "Statement": [DENY_STATEMENT]},
-}
+# INF11: nothing in the stacks deletes its bucket or table.
+# SEC3: nor destroys an object version (DR5: moves leave delete markers), rewrites a bucket's
+# policy, lifecycle or versioning, or deletes a table backup. A bug or a misrouted call
+# in any function then meets an explicit Deny, whatever an Allow elsewhere says.
+DENIED_ACTIONS = (
+    "s3:DeleteBucket",
+    "dynamodb:DeleteTable",
+    "s3:DeleteObjectVersion",
+    "s3:PutBucketPolicy",
+    "s3:DeleteBucketPolicy",
+    "s3:PutLifecycleConfiguration",
+    "s3:PutBucketVersioning",
+    "dynamodb:DeleteBackup",
+)
+# The one exception (SEC3): CDK's auto-delete-objects provider empties a bucket when its stack
+# is destroyed (INF12). It sets a bucket policy that refuses new writes, then deletes every
+# version; its Allow is the bucket policy CDK writes (s3:DeleteObject*, s3:PutBucketPolicy),
+# and an explicit Deny here would override it. It keeps these two and is denied the rest.
+AUTO_DELETE_PROVIDER_PREFIX = "Custom::S3AutoDeleteObjects"
+AUTO_DELETE_NEEDS = ("s3:DeleteObjectVersion", "s3:PutBucketPolicy")
+
+
+def deny_policy(actions: tuple[str, ...] = DENIED_ACTIONS) -> dict[str, Any]:
+    """The inline policy appended to a role: one Deny of ``actions`` on every resource."""
+    statement = {
+        "Sid": "DenyDestructiveChanges",
+        "Effect": "Deny",
+        "Action": list(actions),
+        "Resource": "*",
+    }
+    return {
+        "PolicyName": DENY_POLICY_NAME,
+        "PolicyDocument": {"Version": "2012-10-17", "Statement": [statement]},
+    }
+
+
+DENY_POLICY = deny_policy()
+AUTO_DELETE_DENY_POLICY = deny_policy(tuple(a for a in DENIED_ACTIONS if a not in AUTO_DELETE_NEEDS))
+
+
+def _is_auto_delete_provider_role(node: IConstruct) -> bool:
+    scope = node.node.scope
+    return scope is not None and scope.node.id.startswith(AUTO_DELETE_PROVIDER_PREFIX)
+
+
 # Raw CfnResources (custom-resource providers) bypass the TagManager; tag these types by hand.
 RAW_TAGGABLE_TYPES = ("AWS::IAM::Role", "AWS::Lambda::Function")
 FORBIDDEN_DELETION_POLICIES = (
@@ -65,8 +100,9 @@ def _has_deny(policies: list[Any]) -> bool:
 class _AppendDenyAtRender:
     """Resolves a role's original ``Policies`` (often a Lazy) at render time and appends ours."""
 
-    def __init__(self, original: Any) -> None:
+    def __init__(self, original: Any, policy: dict[str, Any]) -> None:
         self._original = original
+        self._policy = policy
 
     @property
     def creation_stack(self) -> list[str]:
@@ -79,10 +115,10 @@ class _AppendDenyAtRender:
     def resolve(self, context: IResolveContext) -> Any:
         resolved = context.resolve(self._original) if self._original is not None else None
         if resolved is None:
-            return [DENY_POLICY]
+            return [self._policy]
         if not isinstance(resolved, list):
             raise ValueError(f"role Policies resolved to {resolved!r}, not a list")
-        return resolved if _has_deny(resolved) else [*resolved, DENY_POLICY]
+        return resolved if _has_deny(resolved) else [*resolved, self._policy]
 
     def to_string(self) -> str:
         return Token.as_string(self)
@@ -90,7 +126,8 @@ class _AppendDenyAtRender:
 
 @jsii.implements(IAspect)
 class DenyDataDeletionOnEveryRole:
-    """INF11: every ``AWS::IAM::Role`` gets an inline Deny of s3:DeleteBucket/dynamodb:DeleteTable.
+    """INF11 + SEC3: every ``AWS::IAM::Role`` gets an inline Deny of ``DENIED_ACTIONS`` (the
+    auto-delete provider's role: all but ``AUTO_DELETE_NEEDS``).
 
     L2 roles render through ``CfnRole.policies`` (a plain list, or nothing); the provider roles
     CDK synthesizes for custom resources are raw ``CfnResource`` objects whose ``Policies`` is a
@@ -101,24 +138,25 @@ class DenyDataDeletionOnEveryRole:
     def visit(self, node: IConstruct) -> None:
         if not isinstance(node, CfnResource) or node.cfn_resource_type != "AWS::IAM::Role":
             return
+        policy = AUTO_DELETE_DENY_POLICY if _is_auto_delete_provider_role(node) else DENY_POLICY
         if isinstance(node, iam.CfnRole):
             existing = node.policies
             if Token.is_unresolved(existing):
-                node.add_property_override("Policies", _AppendDenyAtRender(existing))
+                node.add_property_override("Policies", _AppendDenyAtRender(existing, policy))
                 return
             current = list(existing or [])  # type: ignore[arg-type]
             if not _has_deny(current):
                 node.policies = [
                     *current,
                     iam.CfnRole.PolicyProperty(
-                        policy_name=DENY_POLICY_NAME, policy_document=DENY_POLICY["PolicyDocument"]
+                        policy_name=DENY_POLICY_NAME, policy_document=policy["PolicyDocument"]
                     ),
                 ]
             return
         properties = node._cfn_properties  # raw CfnResource: plain dict of CFN properties
         if not isinstance(properties, dict):
             raise ValueError(f"unexpected raw role properties at {node.node.path}")
-        node.add_property_override("Policies", _AppendDenyAtRender(properties.get("Policies")))
+        node.add_property_override("Policies", _AppendDenyAtRender(properties.get("Policies"), policy))
 
 
 @jsii.implements(IAspect)

@@ -37,6 +37,7 @@ SYSTEMIC_MIN_FAILURES = 3
 PAGING_ALARMS = (
     "FailureRate",
     "StaleFiles",
+    "UnseenFiles",
     "BufferOldestMessage",
     "ReplicationLatency",
     "ReplicationFailed",
@@ -150,6 +151,21 @@ class Monitoring(Construct):
             "Files non-terminal past the stale bound in two consecutive sweeps: reconciliation is "
             "not clearing them",
             evaluation_periods=2,
+        )
+        # SEC4: an object under incoming/ whose event never arrived (the sweep re-delivered it).
+        alarm(
+            "UnseenFiles",
+            cw.Metric(
+                namespace=CUSTOM_NAMESPACE,
+                metric_name=contracts.METRIC_UNSEEN_FILES,
+                dimensions_map=SERVICE_DIMENSION,
+                statistic="Maximum",
+                period=sweep_period,
+                label="Objects without a status item (sweep)",
+            ),
+            1,
+            "An object under incoming/ had no status item past the stale bound: its event never "
+            "arrived (the sweep re-delivered it); find where events are lost",
         )
         dlq_depth: list[cw.IMetric] = []
         for name, queue in dead_letter_queues.items():

@@ -23,11 +23,9 @@ from etl import contracts as c
 from infra.config import EtlConfig
 from infra.functions import (
     DELETE,
-    DELETE_VERSION,
     GET_CURRENT,
-    GET_VERSION,
+    MOVE_SOURCE,
     PUT,
-    READ_TAGS,
     WRITE_TAGS,
     Access,
     EtlFunctions,
@@ -44,12 +42,12 @@ OUT, REJ, TAB = c.OUTPUT_PREFIX, c.REJECTED_PREFIX, c.TABLES_PREFIX
 ANN = c.ANNOUNCED_PREFIX
 
 # Failing a file as MarkFailed does (move incoming/ -> failed/, scratch cleanup) plus deleting
-# the unpublished data of a stopped execution (output/, rejected/); markers and the outbox
+# the unreferenced data of a stopped execution (output/, tables/); markers and the outbox
 # counters are items of the status table; the two indexes are queried; the region role switch
 # (DR2: a standby sends nothing) and the announcement ledger (DR3).
 ACCESS = Access(
     s3=(
-        (GET_VERSION + READ_TAGS + DELETE_VERSION, (INC,)),
+        (MOVE_SOURCE, (INC,)),
         (GET_CURRENT + PUT + WRITE_TAGS, (FAIL,)),
         (DELETE, (SCR, OUT)),
         # TBL4: the table is checked (and a landed commit of a failing file undone) before

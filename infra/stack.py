@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from etl import contracts
@@ -14,11 +16,14 @@ from infra.access_point import UploadAccessPoint, access_point_name
 from infra.admission import Admission
 from infra.config import DR_REGION, PRIMARY_REGION, EtlConfig
 from infra.dataset import Dataset
+from infra.dr_defaults import InitialRoutes, QuietStandbyAlarms
 from infra.functions import EtlFunctions
 from infra.guardrails import apply_guardrails
 from infra.iceberg_layer import IcebergLayer
 from infra.monitoring import Monitoring
+from infra.nag import logical_id
 from infra.notifications import Notifications
+from infra.partners import PartnerRoles
 from infra.reconciliation import Reconciliation
 from infra.replication import Replication, link_of_region
 from infra.status_table import StatusTable
@@ -115,6 +120,12 @@ class EtlPipelineStack(Stack):
             rule_dead_letter_queue=trigger.dead_letter_queue,
             enabled=True,
         )
+        # SEC4: the sweep re-delivers the event of an object under incoming/ that has no status
+        # item into the admission buffer (etl/handlers/unseen.py).
+        reconciliation.function.add_environment("BUFFER_QUEUE_URL", admission.buffer_queue.queue_url)
+        reconciliation.function.add_to_role_policy(
+            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[admission.buffer_queue.queue_arn])
+        )
         dead_letter_queues = {
             "TriggerDlq": trigger.dead_letter_queue,
             "ResultDlq": notifications.result_dlq,
@@ -148,10 +159,29 @@ class EtlPipelineStack(Stack):
             out.PEER_BUCKET_NAME: config.data_bucket_name(self.account, peer_region),
             out.UPLOAD_ACCESS_POINT_NAME: access_point_name(config),
         }
+        if role == "dr":
+            # DR7: the standby pages nobody from its first deploy on.
+            QuietStandbyAlarms(self, "StandbyDefaults", config=config, alarms=monitoring.alarms)
         if role == "primary":
             replication = Replication(self, "Replication", config=config, primary_bucket=storage.bucket)
             access_point = UploadAccessPoint(
                 self, "UploadAccessPoint", config=config, primary_bucket=storage.bucket
+            )
+            partners = PartnerRoles(
+                self,
+                "Partners",
+                config=config,
+                access_point_arn=access_point.arn,
+                access_point_id=logical_id(access_point.access_point),
+            )
+            access_point.allow_partners(partners.roles)
+            # DR7: uploads go 100 % to the primary from the first deploy on.
+            InitialRoutes(
+                self,
+                "InitialRoutes",
+                config=config,
+                access_point_arn=access_point.arn,  # its GetAtt orders the call after the access point
+                primary_bucket=storage.bucket.bucket_name,
             )
             dr_outputs[out.UPLOAD_ACCESS_POINT_ALIAS] = access_point.alias
             dr_outputs[out.UPLOAD_ACCESS_POINT_ARN] = access_point.arn
@@ -178,6 +208,7 @@ class EtlPipelineStack(Stack):
             out.BUFFER_QUEUE_URL: admission.buffer_queue.queue_url,
             out.BUFFER_DLQ_URL: admission.buffer_dlq.queue_url,
             out.MAX_FILES_IN_FLIGHT: str(config.max_files_in_flight),
+            out.DEFAULT_SCHEMA_PARTNERS: json.dumps(list(config.default_schema_partners)),
             **dr_outputs,
         }
         for step in contracts.ALL_FUNCTIONS:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Aws, CfnResource, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -11,6 +12,14 @@ from infra.config import EtlConfig
 from infra.nag import acknowledge
 
 ATHENA_RESULTS_DAYS = 7
+# The singleton provider CDK adds to the stack for auto_delete_objects (construct id).
+AUTO_DELETE_PROVIDER_ID = "Custom::S3AutoDeleteObjectsCustomResourceProvider"
+# DR5: a move leaves a delete marker and keeps the version (etl/aws/s3.py move_object), so an
+# object version lives on, noncurrent, for this many days: long enough for S3 replication to
+# deliver every version written before or during a regional outage (replication resumes when
+# the region returns; plan for outages up to this long) and for an operator to recover a file.
+# docs/disaster-recovery.md states it as the longest outage the design covers without loss.
+NONCURRENT_VERSION_DAYS = 30
 
 
 class DataStorage(Construct):
@@ -80,10 +89,10 @@ class DataStorage(Construct):
                     expiration=Duration.days(ATHENA_RESULTS_DAYS),
                 ),
                 # Moves (incoming/ -> processed/ or failed/) and re-runs leave noncurrent
-                # versions behind; keep them long enough for an operator to recover a file.
+                # versions behind (DR5); they expire after NONCURRENT_VERSION_DAYS.
                 s3.LifecycleRule(
                     id="expire-noncurrent-versions",
-                    noncurrent_version_expiration=Duration.days(30),
+                    noncurrent_version_expiration=Duration.days(NONCURRENT_VERSION_DAYS),
                     expired_object_delete_marker=True,
                 ),
                 s3.LifecycleRule(
@@ -104,3 +113,26 @@ class DataStorage(Construct):
                 event_bridge_enabled=True
             )
         )
+        self.auto_delete_log_group = self._auto_delete_log_group(config)
+
+    def _auto_delete_log_group(self, config: EtlConfig) -> logs.LogGroup:
+        """SEC4/INF6: CDK's auto-delete-objects function logs to a 30-day, destroyable group.
+
+        The provider is a raw CfnResource CDK creates once per stack; its function gets
+        ``LoggingConfig.LogGroup`` pointing here, so the group exists (created first, through
+        the reference) before the function's first invocation and Lambda never creates an
+        unmanaged, never-expiring ``/aws/lambda/...`` group for it.
+        """
+        provider = Stack.of(self).node.try_find_child(AUTO_DELETE_PROVIDER_ID)
+        handler = provider.node.try_find_child("Handler") if provider is not None else None
+        if not isinstance(handler, CfnResource):
+            raise ValueError("the auto-delete-objects provider function was not found")
+        log_group = logs.LogGroup(
+            self,
+            "AutoDeleteObjectsLogGroup",
+            log_group_name="/aws/lambda/" + config.name("auto-delete-objects"),
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        handler.add_property_override("LoggingConfig", {"LogGroup": log_group.log_group_name})
+        return log_group

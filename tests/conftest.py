@@ -64,6 +64,11 @@ class EtlAws:
         return StatusRepository(self.table_name)
 
 
+# SEC2: partners the tests upload under that have no schema file (context ``partners`` declares
+# such partners with "schema": "default" in a real deployment).
+TEST_DEFAULT_SCHEMA_PARTNERS = ("acme", "acme-bank", "acme2", "bank42", "globex", "other", "p", "x")
+
+
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Environment of the handlers (docs/contracts.md) with fake credentials, no endpoint."""
@@ -82,6 +87,8 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
         # DR2: the region role switch (absent parameter = the default, active).
         "REGION_ROLE_PARAMETER": "/transaction-etl/test/region-role",
         "DEFAULT_REGION_ROLE": "active",
+        # SEC2: the test partners without a schema file, declared to use the default schema.
+        "DEFAULT_SCHEMA_PARTNERS": ",".join(TEST_DEFAULT_SCHEMA_PARTNERS),
     }.items():
         monkeypatch.setenv(name, value)
     # mock_aws intercepts AWS endpoints only: an emulator URL would bypass it.

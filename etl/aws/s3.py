@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import datetime
 from collections.abc import Iterator
 from typing import Any, NamedTuple, cast
 
@@ -217,6 +218,14 @@ def list_keys(bucket: str, prefix: str) -> list[str]:
     return keys
 
 
+def list_modified(bucket: str, prefix: str) -> Iterator[tuple[str, datetime.datetime]]:
+    """(key, last modified) of every current object under ``prefix`` (paginated, lazily)."""
+    with transient_errors(f"ListObjectsV2 s3://{bucket}/{prefix}"):
+        for page in clients.s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                yield obj["Key"], obj["LastModified"]
+
+
 def delete_prefix(bucket: str, prefix: str) -> int:
     """Delete every current key under ``prefix``; returns how many. ``prefix`` must be non-empty
     and end with ``/`` so a bug cannot empty the bucket."""
@@ -236,18 +245,39 @@ def delete_prefix(bucket: str, prefix: str) -> int:
     return len(keys)
 
 
+def _current_version(bucket: str, key: str) -> tuple[bool, str | None]:
+    """(the key has a current version, its version id); (False, None) under a delete marker."""
+    try:
+        return True, head(bucket, key).version_id
+    except SourceMissing:
+        return False, None
+
+
+def _copied_already(bucket: str, dst_key: str, source: ObjectInfo) -> ObjectInfo | None:
+    """The destination's HEAD when it already holds the source's bytes (same size and ETag:
+    an earlier attempt copied it, or an earlier file with the same content), else None."""
+    try:
+        dst = head(bucket, dst_key)
+    except SourceMissing:
+        return None
+    return dst if (dst.size, dst.etag) == (source.size, source.etag) else None
+
+
 def move_object(bucket: str, src_key: str, dst_key: str, version_id: str | None = None) -> dict[str, Any]:
     """Move ``src_key`` (that version, if given) to ``dst_key`` in the same bucket.
 
-    Copy, then delete exactly the copied source version, so a newer upload of the same key
-    (its own event, its own file_id) is never touched. Objects over 5 GiB are copied with the
-    managed multipart copy. Idempotent: if the source is already gone and the destination
-    exists (a previous attempt got as far as the delete), it succeeds with ``moved=False``.
+    Copy, then hide the source key behind a delete marker (SPEC DR5): no version is ever
+    deleted, so a version S3 has not replicated yet still replicates, and an operator can
+    recover any file until lifecycle expires noncurrent versions (infra/storage.py). The marker
+    is placed only while the copied version is the key's current one: a newer upload of the
+    same key (its own event, its own file_id) stays visible. Objects over 5 GiB are copied with
+    the managed multipart copy. Idempotent: a re-run finds the source version noncurrent and
+    the copy in place and changes nothing (``moved=False``).
     Returns ``{"key": dst_key, "version_id": <destination version>, "moved": bool}``.
     """
     if src_key == dst_key:
         # Already where it belongs (a reprocessed file that fails again stays in failed/):
-        # copying onto itself and deleting the source version would delete the file.
+        # copying onto itself and hiding the source would hide the file.
         dst = head(bucket, dst_key)
         return {"key": dst_key, "version_id": dst.version_id, "moved": False}
     try:
@@ -262,23 +292,33 @@ def move_object(bucket: str, src_key: str, dst_key: str, version_id: str | None 
         return {"key": dst_key, "version_id": dst.version_id, "moved": False}
 
     source_version = version_id or info.version_id
+    is_current, current_version = _current_version(bucket, src_key)
+    hide_source = is_current and current_version == source_version
+    copied = _copied_already(bucket, dst_key, info)
+    if copied is not None and not hide_source:
+        return {"key": dst_key, "version_id": copied.version_id, "moved": False}
+    if copied is not None:
+        dst_version = copied.version_id
+    else:
+        dst_version = _copy(bucket, src_key, dst_key, source_version, info)
+    if hide_source:
+        # No version id: a delete marker on versioned buckets (the version stays, noncurrent);
+        # on an unversioned bucket the object itself (there is nothing else to delete).
+        delete_object(bucket, src_key)
+    return {"key": dst_key, "version_id": dst_version, "moved": True}
+
+
+def _copy(
+    bucket: str, src_key: str, dst_key: str, source_version: str | None, info: ObjectInfo
+) -> str | None:
+    """Copy that version of ``src_key`` to ``dst_key``; the destination's version id."""
     copy_source: dict[str, str] = {"Bucket": bucket, "Key": src_key, **_version_args(source_version)}
     s3 = clients.s3()
     where = f"{_where(bucket, src_key, source_version)} -> {dst_key}"
     with transient_errors(f"CopyObject {where}"):
         if info.size > MAX_SINGLE_COPY_BYTES:
             s3.copy(copy_source, bucket, dst_key, Config=_MULTIPART_COPY)
-            dst_version = head(bucket, dst_key).version_id
-        else:
-            resp = s3.copy_object(
-                CopySource=copy_source, Bucket=bucket, Key=dst_key, MetadataDirective="COPY"
-            )
-            dst_version = resp.get("VersionId")
-    # Delete the exact version we copied (a real move, not a delete marker that leaves the
-    # bytes behind); on unversioned buckets there is no version to name.
-    delete_object(bucket, src_key, source_version)
-    return {
-        "key": dst_key,
-        "version_id": None if dst_version in (None, "null") else dst_version,
-        "moved": True,
-    }
+            return head(bucket, dst_key).version_id
+        resp = s3.copy_object(CopySource=copy_source, Bucket=bucket, Key=dst_key, MetadataDirective="COPY")
+    version = resp.get("VersionId")
+    return None if version in (None, "null") else str(version)

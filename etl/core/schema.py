@@ -27,10 +27,11 @@ import functools
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from etl.errors import PermanentError
+from etl.errors import PermanentError, UnknownPartner
 
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schemas")
 DEFAULT_SCHEMA = "default"
@@ -465,6 +466,25 @@ def schema_path(partner: str) -> str:
         if os.path.isfile(candidate):
             return candidate
     return os.path.join(SCHEMA_DIR, DEFAULT_SCHEMA + ".json")
+
+
+def known_partners(default_schema_partners: Iterable[str] = ()) -> list[str]:
+    """SEC2: the partners a key may name: those with a schema file, those declared (context
+    ``partners``) to use the default schema, and ``default`` itself."""
+    return sorted({DEFAULT_SCHEMA, *partner_schemas(), *default_schema_partners})
+
+
+def schema_for_partner(partner: str, default_schema_partners: Iterable[str] = ()) -> Schema:
+    """SEC2: the partner's schema, or the default one if the partner is declared to use it;
+    any other partner raises :class:`~etl.errors.UnknownPartner` naming the known ones (a typo
+    in a prefix, or a partner onboarded without a schema, is refused instead of guessed)."""
+    known = known_partners(default_schema_partners)
+    if partner not in known:
+        raise UnknownPartner(
+            f"partner {partner!r} has no schema (etl/schemas/{partner}.json) and is not declared to "
+            f"use the default schema; known partners: {', '.join(known)}"
+        )
+    return load_schema(partner)
 
 
 def load_schema(partner: str) -> Schema:

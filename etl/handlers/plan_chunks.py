@@ -28,6 +28,7 @@ import collections
 import concurrent.futures
 import gzip
 import json
+import os
 import zlib
 from typing import Any, cast
 
@@ -39,7 +40,7 @@ from etl.contracts import chunk_id
 from etl.core.boundaries import LINE_BYTES, ChunkRange, line_cap, plan_chunks, split_stream
 from etl.core.content import ContentHasher, HashingReader, hashing
 from etl.core.schema import load_schema
-from etl.errors import CorruptGzip
+from etl.errors import CorruptGzip, TooLarge
 from etl.handlers import content
 from etl.handlers.common import (
     chunk_size_bytes,
@@ -64,6 +65,74 @@ UPLOADS_IN_FLIGHT = 2
 # bound the chunk size grows to ceil(data bytes / bound), and the plan says so.
 STATE_LIMIT_BYTES = 256 * 1024
 PLAN_BUDGET_BYTES = 160 * 1024
+
+
+# SEC4: the largest decompressed size a .csv.gz may have. RUN3 promises 10 GB files; PlanChunks
+# decompresses, splits and uploads at roughly 100 MB/s, so 16 GiB leaves a 15-minute Lambda
+# ample room, and a "zip bomb" (or a 100 GB export) fails with TooLarge instead of a timeout.
+# MAX_DECOMPRESSED_BYTES (environment) overrides it. docs/runtime.md states the bound.
+MAX_DECOMPRESSED_BYTES = 16 * 1024**3
+# After this many decompressed bytes the compression ratio so far predicts the total; a file
+# predicted at more than ESTIMATE_MARGIN x the bound fails at once (seconds, not minutes). The
+# margin keeps a file whose later part compresses better than its start from being refused on a
+# guess; the exact count still stops any file at the bound itself.
+ESTIMATE_AFTER_BYTES = 64 * 1024 * 1024
+ESTIMATE_MARGIN = 4
+
+
+def max_decompressed_bytes() -> int:
+    raw = os.environ.get("MAX_DECOMPRESSED_BYTES", "")
+    return int(raw) if raw.strip() else MAX_DECOMPRESSED_BYTES
+
+
+class _Counting:
+    """Counts the compressed bytes gzip pulls from the object."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self._stream.read(size)
+        self.count += len(data)
+        return data
+
+
+class _Bounded:
+    """The decompressed stream, refusing to go past the bound (SEC4): TooLarge as soon as the
+    count crosses it, or as soon as the ratio so far predicts a total far above it."""
+
+    def __init__(self, stream: Any, compressed: _Counting, compressed_size: int, bound: int) -> None:
+        self._stream = stream
+        self._compressed = compressed
+        self._compressed_size = compressed_size
+        self._bound = bound
+        self.count = 0
+        self._estimated = False
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self._stream.read(size)
+        self.count += len(data)
+        if self.count > self._bound:
+            raise TooLarge(f"the gzip stream decompresses to more than {self._bound:,} bytes (the bound)")
+        if not self._estimated and self.count >= ESTIMATE_AFTER_BYTES and self._compressed.count:
+            self._estimated = True
+            estimate = self.count * self._compressed_size // self._compressed.count
+            if estimate > ESTIMATE_MARGIN * self._bound:
+                raise TooLarge(
+                    f"the gzip stream would decompress to about {estimate:,} bytes (ratio of its first "
+                    f"{self.count:,}), over the bound of {self._bound:,}"
+                )
+        return data
+
+
+def check_compressed_size(size: int, bound: int) -> None:
+    """Deflate never shrinks data below ~1/1032 nor grows it by more than a few bytes per 16 KB
+    block: a compressed object larger than the bound decompresses to more than it."""
+    if size > bound + bound // 100 + 1024:
+        raise TooLarge(
+            f"the gzip object is {size:,} bytes compressed, over the decompressed bound of {bound:,}"
+        )
 
 
 class _Replay:
@@ -153,14 +222,19 @@ def _split_gzip(
     s3.delete_prefix(bucket, scratch_prefix(file_id))  # leftovers of an earlier plan
     entries: list[dict[str, Any]] = []
     pending: collections.deque[concurrent.futures.Future[Any]] = collections.deque()
+    bound = max_decompressed_bytes()
+    check_compressed_size(int(file["size"]), bound)
     body = s3.open_stream(bucket, file["key"], source_version(file))
     pool = concurrent.futures.ThreadPoolExecutor(UPLOADS_IN_FLIGHT, thread_name_prefix="scratch-put")
     try:
         # Network errors while streaming are transient; gzip errors are CorruptGzip.
         # (One line, no parentheses: parenthesised context managers are Python 3.10+.)
         reading = f"reading gzip s3://{bucket}/{file['key']}"
-        with transient_errors(reading), gzip.GzipFile(fileobj=body, mode="rb") as gz_stream:
-            gz = HashingReader(gz_stream, hasher)  # the content digest is of the decompressed bytes
+        compressed = _Counting(body)
+        source: Any = compressed  # a file-like read(); typeshed wants a named protocol
+        with transient_errors(reading), gzip.GzipFile(fileobj=source, mode="rb") as gz_stream:
+            bounded = _Bounded(gz_stream, compressed, int(file["size"]), bound)  # SEC4
+            gz = HashingReader(bounded, hasher)  # the content digest is of the decompressed bytes
             try:
                 head = gz.read(int(header["header_bytes"]))
             except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError

@@ -53,6 +53,7 @@ from etl.handlers.failure import (
     reason_text,
     s3_event_of,
 )
+from etl.handlers.unseen import sweep_unseen
 from etl.payloads import FileItem
 
 STATUS_CHANGE = "Step Functions Execution Status Change"
@@ -348,6 +349,7 @@ def sweep(repo: StatusRepository, now: datetime.datetime | None = None) -> dict[
         if is_stale:
             stale.append((item, execution))
     obs.add_metric(contracts.METRIC_STALE_FILES, len(stale))
+    unseen = sweep_unseen(repo, now, stale_after_seconds())  # SEC4: events that never arrived
     reconciled = []
     for item, execution in stale:
         message = "non-terminal ({}) since {}; its execution {} is {}".format(
@@ -377,6 +379,7 @@ def sweep(repo: StatusRepository, now: datetime.datetime | None = None) -> dict[
             "reconciled": reconciled,
             "resent": [],
             "unsent": [],
+            **unseen,
         }
     obs.add_metric(contracts.METRIC_UNNOTIFIED_FILES, len(unnotified))
     resent, unsent = _resend_all(repo, unnotified, "reconcile sweep (scheduled)")
@@ -385,6 +388,7 @@ def sweep(repo: StatusRepository, now: datetime.datetime | None = None) -> dict[
         "reconciled": reconciled,
         "resent": resent,
         "unsent": unsent,
+        **unseen,
     }
 
 

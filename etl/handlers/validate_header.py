@@ -10,15 +10,17 @@ Shipped to Lambda: Python 3.9 compatible.
 from __future__ import annotations
 
 import gzip
+import os
 import zlib
 from typing import Any
 
+from etl import contracts
 from etl import observability as obs
 from etl.aws import s3
 from etl.aws.errors import transient_errors
 from etl.aws.status import REGISTERED, VALIDATING, StatusRepository
 from etl.core.header import parse_header
-from etl.core.schema import load_schema
+from etl.core.schema import schema_for_partner
 from etl.errors import CorruptGzip, EmptyFile
 from etl.handlers.common import HEAD_BYTES, file_of, source_version, table_name
 from etl.payloads import HeaderInfo
@@ -40,11 +42,18 @@ def read_gzip_head(bucket: str, key: str, version_id: str | None, limit: int) ->
     return head[:limit], len(head) <= limit
 
 
+def default_schema_partners() -> list[str]:
+    """SEC2: the partners the stack declares to use the default schema (infra/functions.py)."""
+    raw = os.environ.get(contracts.DEFAULT_SCHEMA_PARTNERS_ENV, "")
+    return [name.strip() for name in raw.split(",") if name.strip()]
+
+
 @obs.lambda_handler("ValidateHeader")
 def handler(event: Any, context: Any = None) -> HeaderInfo:
     """Validate the header line; file status VALIDATING with the schema id/version."""
     file = file_of(event)
-    schema = load_schema(file["partner"])
+    # SEC2: a partner with no schema that is not declared to use the default one is refused.
+    schema = schema_for_partner(file["partner"], default_schema_partners())
     repo = StatusRepository(table_name())
     # REGISTERED -> VALIDATING (VALIDATING again on a retry of this step).
     repo.transition_file(

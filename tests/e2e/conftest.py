@@ -28,9 +28,16 @@ SMALL_CHUNK = 64 * 1024
 WAIT_TIMEOUT = 120.0
 
 
+# SEC2: the partners e2e tests upload under without a schema file of their own, declared as a
+# deployment declares them (context ``partners``, "schema": "default").
+E2E_PARTNERS = {
+    name: {"principal": "123456789012", "schema": "default"} for name in ("acme", "acme2", "globex")
+}
+
+
 @pytest.fixture(scope="session")
 def template() -> dict[str, Any]:
-    return synth_primary_template(LOCAL_SUFFIX)
+    return synth_primary_template(LOCAL_SUFFIX, context={"partners": json.dumps(E2E_PARTNERS)})
 
 
 @pytest.fixture(scope="session")

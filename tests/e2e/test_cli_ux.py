@@ -36,6 +36,7 @@ def cli_base(stack: Stack, name: str) -> list[str]:
         "StateMachineArn": o.state_machine_arn,
         "ResultQueueUrl": o.results_queue_url,
         "AlertTopicArn": o.alerts_topic_arn,
+        "DefaultSchemaPartners": o.default_schema_partners,  # SEC2: acme, acme2 (tests/e2e/conftest.py)
     }
     template = {
         "Resources": {"Marker": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": f"{name}-marker"}}},

@@ -89,8 +89,16 @@ def test_DR1_forward_rules_replicate_every_prefix_to_eu_west_1_with_rtc_and_metr
     assert config["Role"] == f"<{forward_id}.Arn>"
 
 
+def reverse_rules(primary: dict[str, Any]) -> dict[str, Any]:
+    """The custom resource that puts the reverse rules (DR7 adds another Custom::AWS)."""
+    (resource,) = [
+        r for lid, r in resources(primary, "Custom::AWS").items() if lid.startswith("ReplicationReverse")
+    ]
+    return resource
+
+
 def reverse_call(primary: dict[str, Any], phase: str) -> dict[str, Any]:
-    (resource,) = resources(primary, "Custom::AWS").values()
+    resource = reverse_rules(primary)
     call: dict[str, Any] = json.loads(text(props(resource)[phase]))
     return call
 
@@ -116,7 +124,7 @@ def test_DR1_reverse_rules_put_incoming_and_announced_back_from_eu_west_1(primar
         {"Bucket": DR_BUCKET},
     )
     # The destination (the primary bucket) exists before the rule is put.
-    (resource,) = resources(primary, "Custom::AWS").values()
+    resource = reverse_rules(primary)
     assert data_bucket_id(primary) in resource.get("DependsOn", [])
 
 
@@ -126,7 +134,9 @@ def test_DR1_dr_stack_never_touches_replication_and_primary_deploys_after_it(
     """The DR template holds no replication, so deploying it leaves the reverse rules alone; the
     primary (owner of every cross-region link) depends on the DR stack, whose bucket S3 needs."""
     assert "ReplicationConfiguration" not in props(resources(dr)[data_bucket_id(dr)])
-    assert not resources(dr, "Custom::AWS")
+    # Its one SDK call is DR7's (alarm actions off at creation), never replication.
+    calls = [json.loads(text(props(r)["Create"]))["action"] for r in resources(dr, "Custom::AWS").values()]
+    assert calls == ["disableAlarmActions"]
     assert not resources(dr, "AWS::S3::MultiRegionAccessPoint")
     primary_artifact = default_synth.assembly.get_stack_by_name(PRIMARY)
     assert DR in [d.id for d in primary_artifact.dependencies]
@@ -201,7 +211,8 @@ def test_DR1_reverse_rule_writer_may_only_put_that_configuration_and_pass_that_r
     primary: dict[str, Any],
 ) -> None:
     reverse_id, _ = role_by_description(primary, "S3 replication eu-west-1")
-    (resource,) = resources(primary, "Custom::AWS").values()
+    resource = reverse_rules(primary)
+    (mrap_id,) = resources(primary, "AWS::S3::MultiRegionAccessPoint")
     function = resources(primary)[props(resource)["ServiceToken"]["Fn::GetAtt"][0]]
     writer_role_id = props(function)["Role"]["Fn::GetAtt"][0]
     statements = [
@@ -213,6 +224,8 @@ def test_DR1_reverse_rule_writer_may_only_put_that_configuration_and_pass_that_r
     assert grants(statements) == {
         ("s3:PutReplicationConfiguration", arn(DR_BUCKET)),
         ("iam:PassRole", f"<{reverse_id}.Arn>"),
+        # DR7: the same (stack-singleton) function submits the initial access point routes.
+        ("s3:SubmitMultiRegionAccessPointRoutes", f"arn:aws:s3::{ACCOUNT}:accesspoint/<{mrap_id}.Alias>"),
     }
     (pass_role,) = [s for s in statements if s["Action"] == "iam:PassRole"]
     assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "s3.amazonaws.com"}}
@@ -296,17 +309,11 @@ def test_DR3_one_multi_region_access_point_over_both_buckets(primary: dict[str, 
     assert set(p) == {"Name", "Regions", "PublicAccessBlockConfiguration"}
 
 
-def test_DR3_access_point_policy_allows_uploads_under_incoming_only(primary: dict[str, Any]) -> None:
-    (mrap_id,) = resources(primary, "AWS::S3::MultiRegionAccessPoint")
-    (policy,) = resources(primary, "AWS::S3::MultiRegionAccessPointPolicy").values()
-    assert props(policy)["MrapName"] == {"Ref": mrap_id}
-    (statement,) = props(policy)["Policy"]["Statement"]
-    assert statement["Effect"] == "Allow"
-    assert sorted(as_list(statement["Action"])) == ["s3:AbortMultipartUpload", "s3:PutObject"]
-    assert text(statement["Resource"]) == (
-        f"arn:aws:s3::{ACCOUNT}:accesspoint/<{mrap_id}.Alias>/object/{contracts.INCOMING_PREFIX}*"
-    )
-    assert text(statement["Principal"]) == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
+def test_DR3_SEC1_access_point_has_no_policy_without_partners(primary: dict[str, Any]) -> None:
+    # SEC1: the policy names each partner's role (tests/infra/test_dr_sec.py); with no partner
+    # in context there is none, so S3 refuses every request through the access point.
+    assert not resources(primary, "AWS::S3::MultiRegionAccessPointPolicy")
+    assert contracts.INCOMING_PREFIX == "incoming/"
 
 
 @pytest.mark.parametrize("stack", [PRIMARY, DR])

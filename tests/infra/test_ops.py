@@ -155,7 +155,8 @@ def test_OPS1_reconcile_role_is_least_privilege(primary: dict[str, Any]) -> None
     (topic_id,) = resources(primary, "AWS::SNS::Topic")
     assert [ref_id(r) for r in by_action["sns:Publish"]] == [topic_id]
     queues = {props(resources(primary)[ref_id(r)])["QueueName"] for r in by_action["sqs:SendMessage"]}
-    assert queues == {f"etl-results-{SUFFIX}.fifo", f"etl-reconcile-dlq-{SUFFIX}"}
+    # SEC4: the buffer queue, where the sweep re-delivers the events of unseen objects.
+    assert queues == {f"etl-results-{SUFFIX}.fifo", f"etl-reconcile-dlq-{SUFFIX}", f"etl-buffer-{SUFFIX}"}
     s3_resources = {str(r) for a, rs in by_action.items() if a.startswith("s3:Put") for r in rs}
     # failed/: the quarantine; announced/: the DR3 ledger marker written after a re-send.
     assert all(("incoming/" in r or "failed/" in r or "announced/" in r) for r in s3_resources), s3_resources
@@ -266,6 +267,7 @@ def test_OPS3_one_failure_pages_once(primary: dict[str, Any]) -> None:
     assert paging == {
         "failurerate",
         "stalefiles",
+        "unseenfiles",  # SEC4: an event went missing (the sweep re-delivered it)
         "triggerdlqdepth",
         "resultdlqdepth",
         "reconciledlqdepth",

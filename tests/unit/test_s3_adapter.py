@@ -159,12 +159,30 @@ def test_move_object_moves_exactly_that_version(etl_aws):
     out = s3.move_object(etl_aws.bucket, "incoming/p/f.csv", "processed/p/id/f.csv", version_id=v1)
     assert out["moved"] is True
     assert etl_aws.get("processed/p/id/f.csv") == b"v1 bytes"
-    # The newer upload is untouched; the moved version is gone (deleted by version, not masked).
+    # The newer upload stays current (no delete marker over it); v1 is kept, noncurrent (DR5).
     assert etl_aws.get("incoming/p/f.csv") == b"v2 bytes (a newer upload)"
     versions = etl_aws.s3.list_object_versions(Bucket=etl_aws.bucket, Prefix="incoming/")
-    assert [v["VersionId"] for v in versions.get("Versions", [])] != [] and v1 not in [
-        v["VersionId"] for v in versions["Versions"]
-    ]
+    assert v1 in [v["VersionId"] for v in versions["Versions"]]
+    assert not versions.get("DeleteMarkers")
+
+
+def test_dr5_move_object_leaves_a_delete_marker_and_keeps_the_version(etl_aws):
+    v1 = etl_aws.put("incoming/p/f.csv", b"v1 bytes")["VersionId"]
+    out = s3.move_object(etl_aws.bucket, "incoming/p/f.csv", "processed/p/id/f.csv", version_id=v1)
+    assert out["moved"] is True
+    current_keys = etl_aws.keys()
+    assert "incoming/p/f.csv" not in current_keys  # hidden: the current is a delete marker
+    versions = etl_aws.s3.list_object_versions(Bucket=etl_aws.bucket, Prefix="incoming/")
+    assert [v["VersionId"] for v in versions["Versions"]] == [v1]  # never deleted
+    assert [(m["Key"], m["IsLatest"]) for m in versions["DeleteMarkers"]] == [("incoming/p/f.csv", True)]
+    body = etl_aws.s3.get_object(Bucket=etl_aws.bucket, Key="incoming/p/f.csv", VersionId=v1)["Body"]
+    assert body.read() == b"v1 bytes"
+    # A retry (the step ran again) adds neither a second copy nor a second marker.
+    again = s3.move_object(etl_aws.bucket, "incoming/p/f.csv", "processed/p/id/f.csv", version_id=v1)
+    assert again["moved"] is False
+    versions = etl_aws.s3.list_object_versions(Bucket=etl_aws.bucket, Prefix="")
+    assert len(versions["DeleteMarkers"]) == 1
+    assert [v["Key"] for v in versions["Versions"]].count("processed/p/id/f.csv") == 1
 
 
 def test_move_object_is_idempotent(etl_aws):

@@ -619,10 +619,15 @@ def _reconcile_scenarios(chain: Any, etl_aws: Any, monkeypatch: pytest.MonkeyPat
     ok = chain.run(chain.upload("incoming/acme/ok.csv", chain.make_csv(10)), arn=ok_arn)
     from etl.handlers import reconcile
 
+    # SEC4: an object whose event never arrived; the sweep re-delivers it to the buffer queue.
+    etl_aws.put("incoming/acme/unseen.csv", chain.make_csv(3))
+    buffer_url = sqs.create_queue(QueueName="etl-buffer-iam")["QueueUrl"]
+    monkeypatch.setenv("BUFFER_QUEUE_URL", buffer_url)
     later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
     monkeypatch.setattr(reconcile, "_now", lambda: later)
     out = chain.reconcile({"mode": "sweep"}, None)
     assert out["reconciled"] and ok.state["file"]["file_id"] in out["resent"] and out["missing"], out
+    assert "incoming/acme/unseen.csv" in out["unseen"], out  # (and earlier scenarios' unregistered uploads)
     # `etl notify --force`, then a send that fails (recorded, alerted).
     fid = ok.state["file"]["file_id"]
     assert chain.reconcile({"mode": "notify", "file_id": fid, "force": True}, None)["sent"]

@@ -326,3 +326,29 @@ def test_unknown_input_is_refused(etl_aws: Any) -> None:
 
     with pytest.raises(InvalidEvent):
         reconcile.handler({"mode": "nope"}, None)
+
+
+def test_SEC4_the_sweep_redelivers_the_event_of_an_object_without_a_status_item(
+    chain: Any, etl_aws: Any, ops: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from etl.handlers import register
+
+    buffer_url = ops.sqs.create_queue(QueueName="etl-buffer-test")["QueueUrl"]
+    monkeypatch.setenv("BUFFER_QUEUE_URL", buffer_url)
+    seen, _ = _half_processed(chain, "incoming/acme/seen.csv")
+    lost = "incoming/acme/Q1 résumé+lost.csv"  # its event never arrived (and S3 would encode it)
+    put = etl_aws.put(lost, chain.make_csv(3))
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    # Younger than the stale bound: it may still be in flight.
+    assert reconcile.sweep(etl_aws.repo, now)["unseen"] == []
+    later = now + datetime.timedelta(seconds=contracts.STALE_AFTER_SECONDS + 1)
+    assert reconcile.sweep(etl_aws.repo, later)["unseen"] == [lost]
+    (message,) = ops.sqs.receive_message(QueueUrl=buffer_url, MaxNumberOfMessages=10)["Messages"]
+    event = json.loads(message["Body"])
+    # The re-delivered event is what S3 sends: RegisterFile registers exactly that version.
+    file = register.handler({"event": event, "execution_arn": ARN}, None)
+    assert (file["key"], file["version_id"]) == (lost, put["VersionId"])
+    # Registered now: the next sweep finds nothing (UnseenFiles back to 0).
+    assert reconcile.sweep(etl_aws.repo, later)["unseen"] == []
+    assert seen
