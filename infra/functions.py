@@ -90,7 +90,7 @@ ANN = c.ANNOUNCED_PREFIX
 # Powertools from the lock) instead of the managed Powertools layer, to stay within Lambda's
 # 250 MB (docs/infrastructure.md, "Size budget"). The table-creation function of
 # infra/dataset.py gets the same layers.
-ICEBERG_STEPS = ("Finalize",)
+ICEBERG_STEPS = ("Finalize", c.MAINTAIN_STEP)
 
 
 def glue_arns(scope: Construct, database: str) -> list[str]:
@@ -217,10 +217,12 @@ class EtlFunctions(Construct):
         # sets it; a deploy never flips it); while it is absent the region's default applies.
         self.region_role_parameter = region_role_parameter(config.environment_suffix)
         self.default_region_role = default_region_role
-        if set(ACCESS) != set(c.ALL_FUNCTIONS) - {c.RECONCILE_STEP}:
+        # The reconcile and maintenance functions are added by their own constructs
+        # (infra/reconciliation.py, infra/maintenance.py).
+        if set(ACCESS) != set(c.ALL_FUNCTIONS) - {c.RECONCILE_STEP, c.MAINTAIN_STEP}:
             raise ValueError("ACCESS and etl.contracts.ALL_FUNCTIONS list different functions")
-        if not set(ICEBERG_STEPS) <= set(c.HANDLERS):
-            raise ValueError("ICEBERG_STEPS names a step that etl.contracts.HANDLERS does not have")
+        if not set(ICEBERG_STEPS) <= set(c.ALL_FUNCTIONS):
+            raise ValueError("ICEBERG_STEPS names a function that etl.contracts.ALL_FUNCTIONS does not have")
 
         # L3: resolved by CloudFormation at deploy time from the public SSM parameters of the
         # deploy region (a template parameter of type AWS::SSM::Parameter::Value<String>), so

@@ -47,7 +47,7 @@ def test_DATA7_every_function_with_its_layers_fits_250_mb(bundled: Synth) -> Non
     budgets = function_budgets(bundled.templates[PRIMARY], bundled.outdir, managed)
     print("\n" + table(budgets, LIMIT))
     by_name = {b.name: b for b in budgets}
-    iceberg = {f"etl-{contracts.HANDLERS[step][0]}-{SUFFIX}" for step in ICEBERG_STEPS}
+    iceberg = {f"etl-{contracts.ALL_FUNCTIONS[step][0]}-{SUFFIX}" for step in ICEBERG_STEPS}
     iceberg.add(f"etl-ensure-tables-{SUFFIX}")
     # every function (workflow steps, StartFiles, reconcile) + ensure-tables
     assert iceberg <= set(by_name) and len(budgets) == len(contracts.ALL_FUNCTIONS) + 1
