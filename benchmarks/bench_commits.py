@@ -33,7 +33,9 @@ sys.path.insert(0, str(ROOT))
 PARTNERS = 5
 
 
-def small_file(rows: int, n: int, day: datetime.date, partner: str, key: str, version: str) -> tuple[str, bytes]:
+def small_file(
+    rows: int, n: int, day: datetime.date, partner: str, key: str, version: str
+) -> tuple[str, bytes]:
     """One data file as ProcessChunk writes it: ``rows`` rows of one date, lineage columns set."""
     import numpy as np
     import pyarrow as pa
@@ -47,7 +49,7 @@ def small_file(rows: int, n: int, day: datetime.date, partner: str, key: str, ve
             "account_id": pa.array([f"acct{i % 7}" for i in range(rows)]),
             "transaction_date": pa.array([day] * rows, pa.date32()),
             "posted_at": pa.array(
-                [datetime.datetime(day.year, day.month, day.day, 12, tzinfo=datetime.timezone.utc)] * rows,
+                [datetime.datetime(day.year, day.month, day.day, 12, tzinfo=datetime.UTC)] * rows,
                 pa.timestamp("us", tz="UTC"),
             ),
             "amount": pa.array([f"{i}.25" for i in range(rows)]).cast(pa.decimal128(18, 2)),
@@ -69,7 +71,7 @@ def window_median(times: list[float], at: int, width: int) -> float:
     return statistics.median(times[lo:hi])
 
 
-def main() -> None:  # noqa: C901 - a linear script: setup, loop, report
+def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--commits", type=int, default=1000)
     ap.add_argument("--rows", type=int, default=20)
@@ -119,14 +121,14 @@ def main() -> None:  # noqa: C901 - a linear script: setup, loop, report
             s3.put_object(Bucket=bucket, Key=data_key, Body=body)
             lineage = dataset.Lineage(file_id, partner, key, f"v{n}")
             t0 = time.perf_counter()
-            published = catalog.publish(db, "transactions", bucket, [data_key], lineage, None, f"exec-{n}", cat)
+            published = catalog.publish(
+                db, "transactions", bucket, [data_key], lineage, None, f"exec-{n}", cat
+            )
             times.append(time.perf_counter() - t0)
             if published.added_rows != args.rows:
                 raise SystemExit(f"commit {n}: {published.added_rows} rows added, expected {args.rows}")
             if args.expire_every and n % args.expire_every == 0:
-                expired += maintenance.expire_snapshots(
-                    cat, ident, retention_seconds=0, keep=args.keep
-                )[1]
+                expired += maintenance.expire_snapshots(cat, ident, retention_seconds=0, keep=args.keep)[1]
             if n in (10, 100, 500, args.commits) or n % 250 == 0:
                 table = cat.load_table(ident)
                 md_bytes = s3.head_object(
@@ -134,7 +136,7 @@ def main() -> None:  # noqa: C901 - a linear script: setup, loop, report
                 )["ContentLength"]
                 manifests = len(table.current_snapshot().manifests(table.io))
                 growth.append((n, md_bytes, len(table.metadata.snapshots), manifests))
-        print(f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, load {os.getloadavg()[0]:.1f}")
+        print(f"# {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, load {os.getloadavg()[0]:.1f}")
         print(
             f"{args.commits} commits of {args.rows}-row files, manifest merge "
             f"{'off' if args.no_merge else 'on'}, expiry "
@@ -143,12 +145,17 @@ def main() -> None:  # noqa: C901 - a linear script: setup, loop, report
         )
         marks = [m for m in (10, 100, 500, args.commits) if m <= args.commits]
         for m in marks:
-            print(f"commit #{m}: median {window_median(times, m, args.window) * 1000:.0f} ms (window {args.window})")
+            print(
+                f"commit #{m}: median {window_median(times, m, args.window) * 1000:.0f} ms "
+                f"(window {args.window})"
+            )
         for n, md_bytes, snaps, manifests in growth:
             print(f"after {n}: metadata.json {md_bytes:,} B, {snaps} snapshots, {manifests} manifests")
         ratio = window_median(times, args.commits, args.window) / window_median(times, 10, args.window)
         verdict = "MET" if ratio <= 2 else "MISSED"
-        print(f"#{args.commits} / #10 = {ratio:.2f}: {verdict} (target: {args.commits}th within 2x of the 10th)")
+        print(
+            f"#{args.commits} / #10 = {ratio:.2f}: {verdict} (target: {args.commits}th within 2x of the 10th)"
+        )
 
 
 if __name__ == "__main__":

@@ -38,14 +38,15 @@ SCHEDULE = events.Schedule.cron(minute="17", hour="3")
 SCHEDULE_INPUT = {"mode": "scheduled"}
 
 # What etl/aws/maintenance.py does through pyiceberg and boto3 (OPS5: the IAM coverage test
-# records every call): loads each table (GetTable), commits the expiry (UpdateTable, a new
-# metadata file under tables/), reads metadata, manifest lists and manifests, lists the table's
-# objects and deletes the orphans (and pyiceberg deletes metadata files beyond the kept ones).
+# records every call): loads each table (GetTable; GetDatabase, as pyiceberg's GlueCatalog does
+# on a commit), commits the expiry (UpdateTable, a new metadata file under tables/), reads
+# metadata, manifest lists and manifests, lists the table's objects and deletes the orphans (and
+# pyiceberg deletes metadata files beyond the kept ones).
 ACCESS = Access(
     s3=((GET_CURRENT + PUT + DELETE, (TAB,)),),
     table=(),
     list_prefixes=(TAB,),
-    glue=("glue:GetTable", "glue:UpdateTable"),
+    glue=("glue:GetDatabase", "glue:GetTable", "glue:UpdateTable"),
 )
 
 

@@ -172,7 +172,10 @@ def build_record(
     if rejects is not None:
         rejects_added = rejects.added_rows
         rj_table = cat.load_table(f"{database}.{REJECTS_TABLE}")
-        if rejects.snapshot_id is not None and rj_table.metadata.snapshot_by_id(rejects.snapshot_id) is not None:
+        if (
+            rejects.snapshot_id is not None
+            and rj_table.metadata.snapshot_by_id(rejects.snapshot_id) is not None
+        ):
             rejects_added = rows_by_file(rj_table, [lineage.file_id], rejects.snapshot_id)[lineage.file_id]
     return LoadRecord(
         file_id=lineage.file_id,

@@ -84,14 +84,18 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-def snapshots_to_expire(metadata: Any, now: datetime.datetime, retention_seconds: float, keep: int) -> list[int]:
+def snapshots_to_expire(
+    metadata: Any, now: datetime.datetime, retention_seconds: float, keep: int
+) -> list[int]:
     """Ids of the snapshots older than ``now - retention`` that are neither among the newest
     ``keep`` nor the head of a branch or tag."""
     cutoff_ms = int((now.timestamp() - retention_seconds) * 1000)
     protected = {ref.snapshot_id for ref in metadata.refs.values()}
     ordered = sorted(metadata.snapshots, key=lambda s: (s.timestamp_ms, s.sequence_number or 0))
     candidates = ordered[: max(0, len(ordered) - keep)]
-    return [s.snapshot_id for s in candidates if s.timestamp_ms < cutoff_ms and s.snapshot_id not in protected]
+    return [
+        s.snapshot_id for s in candidates if s.timestamp_ms < cutoff_ms and s.snapshot_id not in protected
+    ]
 
 
 def expire_snapshots(
@@ -220,7 +224,9 @@ def sync_properties(catalog: Any, ident: str, attempts: int = COMMIT_ATTEMPTS) -
             table.transaction().set_properties(changed).commit_transaction()
         except CommitFailedException:
             if attempt == attempts:
-                raise TransientError(f"updating the properties of {ident} conflicted {attempt} times") from None
+                raise TransientError(
+                    f"updating the properties of {ident} conflicted {attempt} times"
+                ) from None
             time.sleep(random.uniform(0, min(5.0, 0.2 * 2**attempt)))
             continue
         return changed

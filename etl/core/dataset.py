@@ -481,7 +481,9 @@ def sort_order(table: str, schema: Any) -> Any:
     from pyiceberg.table.sorting import SortField, SortOrder
     from pyiceberg.transforms import IdentityTransform
 
-    columns = {TRANSACTIONS_TABLE: SORT_COLUMNS, REJECTS_TABLE: ("line",), LOADS_TABLE: ("committed_at",)}[table]
+    columns = {TRANSACTIONS_TABLE: SORT_COLUMNS, REJECTS_TABLE: ("line",), LOADS_TABLE: ("committed_at",)}[
+        table
+    ]
     return SortOrder(
         *[SortField(source_id=schema.find_field(c).field_id, transform=IdentityTransform()) for c in columns],
         order_id=1,

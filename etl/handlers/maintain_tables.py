@@ -20,7 +20,6 @@ from typing import Any
 
 from etl import observability as obs
 from etl.aws import catalog, maintenance
-
 from etl.aws.maintenance import ENV_MIN_SNAPSHOTS, ENV_ORPHAN_AGE_HOURS, ENV_RETENTION_DAYS
 
 
@@ -36,7 +35,8 @@ def handler(event: Any = None, context: Any = None) -> dict[str, Any]:
     reports = maintenance.maintain(
         catalog.load_catalog(),
         catalog.glue_database_name(),
-        retention_seconds=_float_env(ENV_RETENTION_DAYS, maintenance.SNAPSHOT_RETENTION_SECONDS / 86400) * 86400,
+        retention_seconds=_float_env(ENV_RETENTION_DAYS, maintenance.SNAPSHOT_RETENTION_SECONDS / 86400)
+        * 86400,
         min_snapshots=int(_float_env(ENV_MIN_SNAPSHOTS, maintenance.MIN_SNAPSHOTS)),
         orphan_age_seconds=_float_env(ENV_ORPHAN_AGE_HOURS, maintenance.ORPHAN_AGE_SECONDS / 3600) * 3600,
     )

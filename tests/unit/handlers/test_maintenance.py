@@ -49,7 +49,9 @@ def data_file(etl: Any, n: int, rows: int, partner: str = "acme", key: str | Non
     return lineage, k
 
 
-def load(etl: Any, n: int, rows: int, key: str | None = None, execution: str | None = None) -> tuple[Any, Any]:
+def load(
+    etl: Any, n: int, rows: int, key: str | None = None, execution: str | None = None
+) -> tuple[Any, Any]:
     """Publish file f<n> and record its load, as Finalize does."""
     from etl.aws import catalog, loads
 
@@ -70,7 +72,9 @@ def test_TBL6_transaction_loads_table_is_created_with_its_layout(etl_dataset: An
     table = cat().load_table(f"{DB}.{contracts.LOADS_TABLE}")
     assert [f.name for f in table.schema().fields] == list(dataset.LOADS_COLUMNS)
     assert [f.name for f in table.spec().fields] == ["partner"]
-    assert [table.schema().find_column_name(f.source_id) for f in table.sort_order().fields] == ["committed_at"]
+    assert [table.schema().find_column_name(f.source_id) for f in table.sort_order().fields] == [
+        "committed_at"
+    ]
     assert str(table.schema().find_field("committed_at").field_type) == "timestamptz"
 
 
@@ -105,7 +109,9 @@ def test_TBL6_record_load_writes_one_row_per_commit_counted_from_the_data(etl_da
     assert rows[1]["committed_at"].tzinfo is not None
 
 
-def test_TBL6_record_load_retries_a_conflicting_append(etl_dataset: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_TBL6_record_load_retries_a_conflicting_append(
+    etl_dataset: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from pyiceberg.exceptions import CommitFailedException
     from pyiceberg.table import Transaction
 
@@ -205,7 +211,13 @@ def test_TBL6_maintenance_expires_snapshots_and_removes_only_old_orphans(etl_dat
     assert old_orphan not in keys and young_orphan in keys
     assert f1_key not in keys  # only expired snapshots referenced the replaced file
     # The current rows are intact and readable; every load is still in transaction_loads.
-    assert loads.rows_by_file(after, ["f1", "f2", "f3", "f4", "f5"]) == {"f1": 0, "f2": 3, "f3": 3, "f4": 3, "f5": 2}
+    assert loads.rows_by_file(after, ["f1", "f2", "f3", "f4", "f5"]) == {
+        "f1": 0,
+        "f2": 3,
+        "f3": 3,
+        "f4": 3,
+        "f5": 2,
+    }
     assert after.scan().to_arrow().num_rows == 11
     assert [r["file_id"] for r in loads_rows()] == ["f1", "f2", "f3", "f4", "f5"]
     # Nothing the current metadata reaches was deleted.
@@ -219,7 +231,12 @@ def test_TBL6_expiry_keeps_the_newest_and_recent_snapshots() -> None:
 
     now = datetime.datetime(2026, 12, 8, tzinfo=datetime.timezone.utc)
     day_ms = 86_400_000
-    snaps = [SimpleNamespace(snapshot_id=i, timestamp_ms=int(now.timestamp() * 1000) - (10 - i) * day_ms, sequence_number=i) for i in range(10)]
+    snaps = [
+        SimpleNamespace(
+            snapshot_id=i, timestamp_ms=int(now.timestamp() * 1000) - (10 - i) * day_ms, sequence_number=i
+        )
+        for i in range(10)
+    ]
     md = SimpleNamespace(snapshots=snaps, refs={"main": SimpleNamespace(snapshot_id=9)})
     # Older than 7 days: ids 0..2; keep the newest 8 -> only 0 and 1 may go.
     assert snapshots_to_expire(md, now, 7 * 86400, 8) == [0, 1]
