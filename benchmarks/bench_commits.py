@@ -129,6 +129,9 @@ def main() -> None:
                 raise SystemExit(f"commit {n}: {published.added_rows} rows added, expected {args.rows}")
             if args.expire_every and n % args.expire_every == 0:
                 expired += maintenance.expire_snapshots(cat, ident, retention_seconds=0, keep=args.keep)[1]
+            if n % 100 == 0:
+                recent = statistics.median(times[-10:]) * 1000
+                print(f"... {n} commits, last 10 median {recent:.0f} ms", file=sys.stderr, flush=True)
             if n in (10, 100, 500, args.commits) or n % 250 == 0:
                 table = cat.load_table(ident)
                 md_bytes = s3.head_object(
