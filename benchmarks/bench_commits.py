@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import signal
 import statistics
 import sys
 import time
@@ -81,6 +82,12 @@ def main() -> None:
     ap.add_argument("--expire-every", type=int, default=0)
     ap.add_argument("--keep", type=int, default=100)
     args = ap.parse_args()
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM stops the run early and still reports (SIGINT is ignored in background jobs).
+    signal.signal(signal.SIGTERM, stop)
     os.environ.update(
         AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1"
     )
@@ -110,51 +117,72 @@ def main() -> None:
         cpu: list[float] = []
         growth: list[tuple[int, int, int, int]] = []
         expired = 0
-        for n in range(1, args.commits + 1):
-            partner = f"partner{n % PARTNERS}"
-            correction = args.correct_every and n % args.correct_every == 0 and n > PARTNERS
-            # A correction re-delivers the key of the same partner's previous file.
-            key_n = n - PARTNERS if correction else n
-            key = f"incoming/{partner}/file-{key_n:05d}.csv"
-            day = first_day + datetime.timedelta(days=n // PARTNERS)
-            file_id, body = small_file(args.rows, n, day, partner, key, f"v{n}")
-            data_key = dataset.transactions_data_key(file_id, 1, day.isoformat())
-            s3.put_object(Bucket=bucket, Key=data_key, Body=body)
-            lineage = dataset.Lineage(file_id, partner, key, f"v{n}")
-            t0, c0 = time.perf_counter(), time.process_time()
-            published = catalog.publish(
-                db, "transactions", bucket, [data_key], lineage, None, f"exec-{n}", cat
-            )
-            times.append(time.perf_counter() - t0)
-            # CPU time of this process (client, pyiceberg and the in-process moto server alike):
-            # the curve that does not depend on what else the machine runs.
-            cpu.append(time.process_time() - c0)
-            if published.added_rows != args.rows:
-                raise SystemExit(f"commit {n}: {published.added_rows} rows added, expected {args.rows}")
-            if args.expire_every and n % args.expire_every == 0:
-                expired += maintenance.expire_snapshots(cat, ident, retention_seconds=0, keep=args.keep)[1]
-            if n % 100 == 0:
-                wall, busy = statistics.median(times[-10:]) * 1000, statistics.median(cpu[-10:]) * 1000
-                print(
-                    f"... {n} commits, last 10: {wall:.0f} ms wall, {busy:.0f} ms CPU",
-                    file=sys.stderr,
-                    flush=True,
+        try:
+            for n in range(1, args.commits + 1):
+                partner = f"partner{n % PARTNERS}"
+                correction = args.correct_every and n % args.correct_every == 0 and n > PARTNERS
+                # A correction re-delivers the key of the same partner's previous file.
+                key_n = n - PARTNERS if correction else n
+                key = f"incoming/{partner}/file-{key_n:05d}.csv"
+                day = first_day + datetime.timedelta(days=n // PARTNERS)
+                file_id, body = small_file(args.rows, n, day, partner, key, f"v{n}")
+                data_key = dataset.transactions_data_key(file_id, 1, day.isoformat())
+                s3.put_object(Bucket=bucket, Key=data_key, Body=body)
+                lineage = dataset.Lineage(file_id, partner, key, f"v{n}")
+                t0, c0 = time.perf_counter(), time.process_time()
+                published = catalog.publish(
+                    db, "transactions", bucket, [data_key], lineage, None, f"exec-{n}", cat
                 )
-            if n in (10, 100, 500, args.commits) or n % 250 == 0:
-                table = cat.load_table(ident)
-                md_bytes = s3.head_object(
-                    Bucket=bucket, Key=table.metadata_location.split(f"{bucket}/", 1)[1]
-                )["ContentLength"]
-                manifests = len(table.current_snapshot().manifests(table.io))
-                growth.append((n, md_bytes, len(table.metadata.snapshots), manifests))
+                times.append(time.perf_counter() - t0)
+                # CPU time of this process (client, pyiceberg and the in-process moto server alike):
+                # the curve that does not depend on what else the machine runs.
+                cpu.append(time.process_time() - c0)
+                if published.added_rows != args.rows:
+                    raise SystemExit(f"commit {n}: {published.added_rows} rows added, expected {args.rows}")
+                if args.expire_every and n % args.expire_every == 0:
+                    expired += maintenance.expire_snapshots(cat, ident, retention_seconds=0, keep=args.keep)[
+                        1
+                    ]
+                if n % 100 == 0:
+                    wall, busy = statistics.median(times[-10:]) * 1000, statistics.median(cpu[-10:]) * 1000
+                    print(
+                        f"... {n} commits, last 10: {wall:.0f} ms wall, {busy:.0f} ms CPU",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                if n in (10, 500) or n % 100 == 0:
+                    table = cat.load_table(ident)
+                    md_bytes = s3.head_object(
+                        Bucket=bucket, Key=table.metadata_location.split(f"{bucket}/", 1)[1]
+                    )["ContentLength"]
+                    manifests = len(table.current_snapshot().manifests(table.io))
+                    growth.append((n, md_bytes, len(table.metadata.snapshots), manifests))
+        except KeyboardInterrupt:
+            # Stopped early (SIGINT, when the machine is too busy for the whole run): the
+            # curve up to the last commit done.
+            print(f"... interrupted after {len(times)} commits", file=sys.stderr, flush=True)
+        done = len(times)
+        if not growth or growth[-1][0] != done:
+            table = cat.load_table(ident)
+            md_key = table.metadata_location.split(f"{bucket}/", 1)[1]
+            md_bytes = s3.head_object(Bucket=bucket, Key=md_key)["ContentLength"]
+            growth.append(
+                (
+                    done,
+                    md_bytes,
+                    len(table.metadata.snapshots),
+                    len(table.current_snapshot().manifests(table.io)),
+                )
+            )
+
         print(f"# {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, load {os.getloadavg()[0]:.1f}")
         print(
-            f"{args.commits} commits of {args.rows}-row files, manifest merge "
+            f"{done} commits of {args.rows}-row files, manifest merge "
             f"{'off' if args.no_merge else 'on'}, expiry "
             f"{f'every {args.expire_every} commits keeping {args.keep}' if args.expire_every else 'off'}"
             f" ({expired} snapshots expired); total {sum(times):.0f} s"
         )
-        marks = [m for m in (10, 100, 500, args.commits) if m <= args.commits]
+        marks = [m for m in (10, 100, 500, done) if m <= done]
         for m in marks:
             print(
                 f"commit #{m}: median {window_median(times, m, args.window) * 1000:.0f} ms wall, "
@@ -163,11 +191,11 @@ def main() -> None:
         for n, md_bytes, snaps, manifests in growth:
             print(f"after {n}: metadata.json {md_bytes:,} B, {snaps} snapshots, {manifests} manifests")
         for label, series in (("wall", times), ("CPU", cpu)):
-            ratio = window_median(series, args.commits, args.window) / window_median(series, 10, args.window)
+            ratio = window_median(series, done, args.window) / window_median(series, 10, args.window)
             verdict = "MET" if ratio <= 2 else "MISSED"
             print(
-                f"{label}: #{args.commits} / #10 = {ratio:.2f}: {verdict} "
-                f"(target: the {args.commits}th within 2x of the 10th)"
+                f"{label}: #{done} / #10 = {ratio:.2f}: {verdict} "
+                f"(target: the {done}th within 2x of the 10th)"
             )
 
 
