@@ -38,7 +38,10 @@ from etl.errors import PermanentError, TransientError
 
 # Defaults of the scheduled run (the function's environment may raise them, never lower the
 # orphan bound below the minimum).
-SNAPSHOT_RETENTION_SECONDS = 7 * 24 * 3600
+# One day: every commit's cost grows with the snapshots the table keeps (pyiceberg copies the
+# whole table metadata many times per commit: docs/benchmarks.md "TBL6"), and the audit trail
+# does not need them (transaction_loads).
+SNAPSHOT_RETENTION_SECONDS = 24 * 3600
 MIN_SNAPSHOTS = 100
 ORPHAN_AGE_SECONDS = 3 * 24 * 3600
 # The longest an object under tables/ may legitimately stay unreferenced: a data file written

@@ -1,6 +1,6 @@
 """MaintainTables: the dataset tables' scheduled upkeep (SPEC TBL6).
 
-Invoked by an EventBridge schedule (infra/maintenance.py, both stacks; daily). For each table of
+Invoked by an EventBridge schedule (infra/maintenance.py, both stacks; every 6 hours). For each table of
 the dataset (``transactions``, ``transaction_rejects``, ``transaction_loads``): expire the
 snapshots older than the retention, keeping the newest ones, then delete the orphan files older
 than the orphan bound (etl/aws/maintenance.py; docs/dataset.md "Maintenance" for why the bounds

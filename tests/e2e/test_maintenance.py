@@ -85,7 +85,7 @@ def test_TBL6_scheduled_maintenance_on_the_emulator_keeps_rows_and_load_history(
     assert snapshots_before >= 5
 
     name = maintenance_function(stack)
-    # The deployed defaults (7 days, 3 days): everything here is minutes old, nothing goes.
+    # The deployed defaults (1 day, 3 days): everything here is minutes old, nothing goes.
     untouched = invoke(stack, name)["tables"]
     assert all(t["snapshots_expired"] == 0 and t["orphans_deleted"] == 0 for t in untouched), untouched
     # Three days on (to one second before the young orphan turns 3 days old), with a one-day

@@ -63,7 +63,7 @@ def test_TBL6_daily_schedule_targets_the_function_with_retries_and_a_dlq(
     ]
     assert len(rules) == 1
     p = props(rules[0])
-    assert p["ScheduleExpression"] == "cron(17 3 * * ? *)"
+    assert p["ScheduleExpression"] == "cron(17 */6 * * ? *)"
     assert p.get("State", "ENABLED") == "ENABLED"
     (target,) = p["Targets"]
     assert json.loads(target["Input"]) == {"mode": "scheduled"}

@@ -253,7 +253,7 @@ def test_TBL6_scheduled_handler_maintains_every_table_with_its_environment(
     load(etl_dataset, 1, 2)
     load(etl_dataset, 2, 2)
     monkeypatch.setenv(maintenance.ENV_MIN_SNAPSHOTS, "1")
-    # Ten days on: every snapshot but the newest is past the 7-day retention.
+    # Ten days on: every snapshot but the newest is past the one-day retention.
     later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=10)
     monkeypatch.setattr(maintenance, "_now", lambda: later)
     out = maintain_tables.handler({"mode": "scheduled"})
