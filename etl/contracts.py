@@ -24,10 +24,13 @@ TABLES_PREFIX = "tables/"
 # Athena query results (the workgroup's output location; expired by a lifecycle rule).
 ATHENA_RESULTS_PREFIX = "athena-results/"
 
-# The published dataset (SPEC DATA1): two Iceberg tables in one Glue database per environment.
+# The published dataset (SPEC DATA1): Iceberg tables in one Glue database per environment. The
+# load audit trail is a table of its own (SPEC TBL6: one row per committed file), so expiring
+# snapshots of the other two erases nothing.
 TRANSACTIONS_TABLE = "transactions"
 REJECTS_TABLE = "transaction_rejects"
-DATASET_TABLES = (TRANSACTIONS_TABLE, REJECTS_TABLE)
+LOADS_TABLE = "transaction_loads"
+DATASET_TABLES = (TRANSACTIONS_TABLE, REJECTS_TABLE, LOADS_TABLE)
 
 
 def glue_database(environment_suffix: str) -> str:
@@ -122,9 +125,14 @@ RECONCILE_FUNCTION = ("reconcile", "etl.handlers.reconcile.handler")
 # handler). StartFiles is admission control (SPEC OPS2): it starts queued files' executions
 # while fewer than maxFilesInFlight are running; Reconcile is OPS1/OPS3/OPS4 (its construct is
 # infra/reconciliation.py).
+# MaintainTables is SPEC TBL6 (its construct is infra/maintenance.py): the scheduled expiry of
+# snapshots and removal of orphan files of the dataset tables.
+MAINTAIN_STEP = "MaintainTables"
+MAINTAIN_FUNCTION = ("maintain-tables", "etl.handlers.maintain_tables.handler")
 SERVICE_HANDLERS = {
     "StartFiles": ("start-files", "etl.handlers.start_files.handler"),
     RECONCILE_STEP: RECONCILE_FUNCTION,
+    MAINTAIN_STEP: MAINTAIN_FUNCTION,
 }
 ALL_FUNCTIONS = {**HANDLERS, **SERVICE_HANDLERS}
 # How long a buffered S3 event stays hidden after StartFiles received it (the buffer queue's

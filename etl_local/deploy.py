@@ -502,10 +502,11 @@ def _create_rules(d: _Deploy) -> None:
         if not target_arns or not set(target_arns) <= runnable:
             continue  # a rule whose targets do nothing locally
         if "ScheduleExpression" in rp and any("Input" in t for t in rp.get("Targets") or []):
-            # The reconcile sweep (a schedule whose target gets a fixed input): its bounds are
-            # minutes and hours of real time (stale files, partner due-by), so the compressed
-            # clock would fire it pointlessly and page in the background of unrelated runs.
-            # Run it on demand: `etl sweep` (docs/local-mode.md).
+            # The reconcile sweep and the table maintenance (schedules whose target gets a
+            # fixed input): their bounds are minutes, hours and days of real time (stale files,
+            # partner due-by, snapshot retention, orphan age), so the compressed clock would
+            # fire them pointlessly and page in the background of unrelated runs. Run them on
+            # demand: `etl sweep`, or invoke MaintainTables (docs/local-mode.md).
             continue
         rule_name = d.r.refs[lid]
         relay_name = f"{RELAY_QUEUE_PREFIX}{hashlib.sha256(rule_name.encode()).hexdigest()[:12]}"

@@ -1,5 +1,5 @@
-"""DATA1: the published dataset: Glue database, the two Iceberg tables, Athena workgroup and
-named queries.
+"""DATA1: the published dataset: Glue database, the Iceberg tables (transactions, rejects and
+the load audit table of TBL6), Athena workgroup and named queries.
 
 The tables are created by a custom resource running ``etl.handlers.ensure_tables.handler`` with
 pyiceberg, not by ``AWS::Glue::Table``: CloudFormation's ``OpenTableFormatInput.IcebergInput``
@@ -30,15 +30,18 @@ ENSURE_TABLES_HANDLER = "etl.handlers.ensure_tables.handler"
 TABLES_RESOURCE_TYPE = "Custom::IcebergTables"
 # What ensure_tables' pyiceberg GlueCatalog calls (OPS5: tests/unit/handlers/test_iam_coverage.py
 # records them): GetDatabase (the namespace's properties) on the catalog and the database;
-# GetTable (exists?) and CreateTable on the catalog, the database and its tables. It never lists
-# tables nor commits to an existing one (that is Finalize's UpdateTable).
+# GetTable (exists?) and CreateTable on the catalog, the database and its tables; UpdateTable when
+# an existing table's properties are behind the definition (SPEC TBL6: a deploy upgrades them).
+# It never lists tables. (A property update may leave a metadata file beyond the kept ones that
+# pyiceberg would delete: without s3:DeleteObject it stays, and the orphan sweep removes it.)
 GLUE_DATABASE_ACTIONS = ("glue:GetDatabase",)
-GLUE_TABLE_ACTIONS = ("glue:GetTable", "glue:CreateTable")
+GLUE_TABLE_ACTIONS = ("glue:GetTable", "glue:CreateTable", "glue:UpdateTable")
 
 # Named queries (DATA1, DATA4d). ``{db}`` is the Glue database. Column names are the tables'
 # (etl/ defines them); tests/infra/test_dataset.py runs each one in DuckDB against empty tables of
-# those columns, so a misspelt column fails the build. The load history reads the Iceberg
-# ``$snapshots`` metadata table, whose summary carries the ``etl.*`` keys Finalize writes.
+# those columns, so a misspelt column fails the build. The load history reads the
+# ``transaction_loads`` table (SPEC TBL6): snapshot summaries carry the same facts, but snapshots
+# are expired on a schedule.
 NAMED_QUERIES: dict[str, tuple[str, str]] = {
     "daily-totals": (
         "Rows and amount per transaction day, partner and currency",
@@ -58,17 +61,12 @@ GROUP BY partner, rule, column_name
 ORDER BY rejects DESC, partner, rule, column_name""",
     ),
     "load-history": (
-        "Every commit to the transactions table: which file, version, manifest and execution",
-        """SELECT committed_at, snapshot_id, parent_id, operation,
-       summary['etl.file_id'] AS file_id,
-       summary['etl.partner'] AS partner,
-       summary['etl.source_key'] AS source_key,
-       summary['etl.source_version'] AS source_version,
-       summary['etl.manifest_key'] AS manifest_key,
-       summary['etl.execution_arn'] AS execution_arn,
-       summary['added-records'] AS added_records,
-       summary['deleted-records'] AS deleted_records
-FROM "{db}"."transactions$snapshots"
+        "Every load (one row per committed file): file, partner, key, version, manifest, execution, "
+        "snapshot and rows, newest first",
+        """SELECT committed_at, file_id, partner, source_key, source_version,
+       rows_added, rows_removed, rejects_added,
+       snapshot_id, rejects_snapshot_id, manifest_key, execution_arn, commit_token
+FROM "{db}"."transaction_loads"
 ORDER BY committed_at DESC""",
     ),
     "duplicate-ids-across-files": (
@@ -119,7 +117,7 @@ class Dataset(Construct):
             database_input=glue.CfnDatabase.DatabaseInputProperty(
                 name=self.database_name,
                 description=f"Published transactions ({config.environment_suffix}): Iceberg tables "
-                f"{c.TRANSACTIONS_TABLE} and {c.REJECTS_TABLE}",
+                f"{c.TRANSACTIONS_TABLE}, {c.REJECTS_TABLE} and {c.LOADS_TABLE}",
                 location_uri=warehouse,
             ),
         )

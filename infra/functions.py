@@ -96,8 +96,8 @@ ANN = c.ANNOUNCED_PREFIX
 # 250 MB (docs/infrastructure.md, "Size budget"). The table-creation function of
 # infra/dataset.py gets the same layers.
 # MarkFailed and Reconcile too: failing a file checks the table (a commit that landed before
-# Finalize died is undone, TBL4) and removes only unreferenced data files.
-ICEBERG_STEPS = ("Finalize", "MarkFailed", c.RECONCILE_STEP)
+# Finalize died is undone, TBL4) and removes only unreferenced data files. MaintainTables: TBL6.
+ICEBERG_STEPS = ("Finalize", "MarkFailed", c.RECONCILE_STEP, c.MAINTAIN_STEP)
 
 
 def glue_arns(scope: Construct, database: str) -> list[str]:
@@ -245,10 +245,14 @@ class EtlFunctions(Construct):
         # sets it; a deploy never flips it); while it is absent the region's default applies.
         self.region_role_parameter = region_role_parameter(config.environment_suffix)
         self.default_region_role = default_region_role
-        if set(ACCESS) != set(c.ALL_FUNCTIONS) - {c.RECONCILE_STEP}:
+        # The reconcile and maintenance functions are added by their own constructs
+        # (infra/reconciliation.py, infra/maintenance.py).
+        if set(ACCESS) != set(c.ALL_FUNCTIONS) - {c.RECONCILE_STEP, c.MAINTAIN_STEP}:
             raise ValueError("ACCESS and etl.contracts.ALL_FUNCTIONS list different functions")
         if not set(ICEBERG_STEPS) <= set(c.ALL_FUNCTIONS):
-            raise ValueError("ICEBERG_STEPS names a step that etl.contracts.HANDLERS does not have")
+# MarkFailed and Reconcile too: failing a file checks the table (a commit that landed before
+# Finalize died is undone, TBL4) and removes only unreferenced data files. MaintainTables: TBL6.
+ICEBERG_STEPS = ("Finalize", "MarkFailed", c.RECONCILE_STEP, c.MAINTAIN_STEP)
 
         # L3: resolved by CloudFormation at deploy time from the public SSM parameters of the
         # deploy region (a template parameter of type AWS::SSM::Parameter::Value<String>), so

@@ -20,6 +20,7 @@ from infra.dr_defaults import InitialRoutes, QuietStandbyAlarms
 from infra.functions import EtlFunctions
 from infra.guardrails import apply_guardrails
 from infra.iceberg_layer import IcebergLayer
+from infra.maintenance import TableMaintenance
 from infra.monitoring import Monitoring
 from infra.nag import logical_id
 from infra.notifications import Notifications
@@ -102,6 +103,15 @@ class EtlPipelineStack(Stack):
             alert_key=notifications.alert_key,
             result_queue=notifications.result_queue,
             schedule_enabled=True,
+        )
+        # TBL6: snapshot expiry and orphan removal of the dataset tables, daily, in both regions.
+        TableMaintenance(
+            self,
+            "Maintenance",
+            config=config,
+            functions=functions,
+            alert_topic=notifications.alert_topic,
+            dead_letter_queue=reconciliation.dead_letter_queue,
         )
         trigger = S3Trigger(
             self,

@@ -65,7 +65,8 @@ def ensure_tables(database: str, warehouse: str, catalog: Any = None) -> dict[st
 
     ``warehouse`` is ``s3://<bucket>/tables/``; each table lives at ``<warehouse><table>``.
     The database must exist (CloudFormation creates it on AWS, the local deploy locally).
-    Returns ``{table: "<database>.<table>"}``. An existing table is left as it is.
+    Returns ``{table: "<database>.<table>"}``. An existing table keeps its schema and data; its
+    mutable properties are set to the current definition (``maintenance.sync_properties``).
     """
     from pyiceberg.exceptions import TableAlreadyExistsError
 
@@ -86,6 +87,11 @@ def ensure_tables(database: str, warehouse: str, catalog: Any = None) -> dict[st
                     sort_order=dataset.sort_order(name, schema),
                     properties=dataset.table_properties(schema),
                 )
+        else:
+            # SPEC TBL6: a deploy brings an existing table's properties up to date.
+            from etl.aws.maintenance import sync_properties
+
+            sync_properties(catalog, ident)
         out[name] = ident
     return out
 

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as _pc
 import pyarrow.parquet as pq
 
-from etl.contracts import REJECTS_TABLE, TABLES_PREFIX, TRANSACTIONS_TABLE
+from etl.contracts import LOADS_TABLE, REJECTS_TABLE, TABLES_PREFIX, TRANSACTIONS_TABLE
 from etl.core import rejects as rejects_mod
 from etl.core import workers
 
@@ -59,7 +59,26 @@ DATE_COLUMN = "transaction_date"
 # (Iceberg's default metrics mode truncates strings to 16 characters, which would turn the
 # metadata-only delete of a file's rows into a rewrite).
 EXACT_METRICS_COLUMNS = ("file_id", "partner", "source_key", "source_version")
-# Table properties both tables are created with.
+# The load audit trail (SPEC TBL6): one row per committed file, written by etl.aws.loads after
+# the file's commits. Counts are taken from the data by lineage columns (not from snapshot
+# summaries), so they stay right after a compaction that mixes files.
+LOADS_COLUMNS = (
+    "file_id",
+    "partner",
+    "source_key",
+    "source_version",
+    "manifest_key",
+    "execution_arn",
+    "snapshot_id",
+    "rejects_snapshot_id",
+    "rows_added",
+    "rows_removed",
+    "rejects_added",
+    "committed_at",
+    "commit_token",
+)
+# Properties every table is created with; ensure_tables sets them on an existing table whose
+# values differ (a deploy upgrades the tables it finds).
 TABLE_PROPERTIES = {
     "format-version": "2",
     "write.parquet.compression-codec": "snappy",
@@ -67,7 +86,21 @@ TABLE_PROPERTIES = {
     # not inside pyiceberg: one explicit policy, the same on every pyiceberg version.
     "commit.retry.num-retries": "0",
     **{f"write.metadata.metrics.column.{c}": "full" for c in EXACT_METRICS_COLUMNS},
+    # SPEC TBL6: bounded metadata. Every commit writes a metadata.json; keep the last 20 (the
+    # metadata log) and let the committer delete older ones (pyiceberg honours both on commit).
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "20",
+    # Every add_files goes through pyiceberg's merge-append when this is on: once a spec has
+    # min-count manifests they are merged into manifests of up to target-size bytes, so the
+    # manifest list of a table with 1,000 loads does not hold 1,000 manifests
+    # (docs/benchmarks.md, "1,000 commits").
+    "commit.manifest-merge.enabled": "true",
+    "commit.manifest.min-count-to-merge": "20",
+    "commit.manifest.target-size-bytes": str(8 * 1024 * 1024),
 }
+# Properties a deploy may change on an existing table (the rest are fixed at creation:
+# format-version cannot go down, the name mapping follows the schema).
+MUTABLE_PROPERTIES = tuple(k for k in TABLE_PROPERTIES if k != "format-version")
 # Snapshot summary keys every commit sets (the load audit trail, SPEC DATA2).
 SUMMARY_PREFIX = "etl."
 
@@ -165,6 +198,28 @@ def rejects_arrow_schema() -> pa.Schema:
             pa.field("rule", pa.string(), nullable=False),
             pa.field("value", pa.string(), nullable=True),
             pa.field("reason", pa.string(), nullable=False),
+        ]
+    )
+
+
+def loads_arrow_schema() -> pa.Schema:
+    """``transaction_loads``: one row per committed file (SPEC TBL6). ``snapshot_id`` is null
+    for a file whose commit changed nothing (no valid rows, nothing to replace)."""
+    return pa.schema(
+        [
+            pa.field("file_id", pa.string(), nullable=False),
+            pa.field("partner", pa.string(), nullable=False),
+            pa.field("source_key", pa.string(), nullable=False),
+            pa.field("source_version", pa.string(), nullable=True),
+            pa.field("manifest_key", pa.string(), nullable=True),
+            pa.field("execution_arn", pa.string(), nullable=True),
+            pa.field("snapshot_id", pa.int64(), nullable=True),
+            pa.field("rejects_snapshot_id", pa.int64(), nullable=True),
+            pa.field("rows_added", pa.int64(), nullable=False),
+            pa.field("rows_removed", pa.int64(), nullable=False),
+            pa.field("rejects_added", pa.int64(), nullable=False),
+            pa.field("committed_at", pa.timestamp("us", tz="UTC"), nullable=False),
+            pa.field("commit_token", pa.string(), nullable=False),
         ]
     )
 
@@ -399,6 +454,7 @@ def iceberg_schemas() -> dict[str, Any]:
     for name, arrow in (
         (TRANSACTIONS_TABLE, transactions_arrow_schema()),
         (REJECTS_TABLE, rejects_arrow_schema()),
+        (LOADS_TABLE, loads_arrow_schema()),
     ):
         mapping = NameMapping(
             [
@@ -413,7 +469,7 @@ def iceberg_schemas() -> dict[str, Any]:
 
 def partition_spec(table: str, schema: Any) -> Any:
     """identity(partner), identity(transaction_date) for transactions; identity(partner) for
-    the rejects."""
+    the rejects and the loads (a partner's load history reads one partition)."""
     from pyiceberg.partitioning import PartitionField, PartitionSpec
     from pyiceberg.transforms import IdentityTransform
 
@@ -431,11 +487,14 @@ def partition_spec(table: str, schema: Any) -> Any:
 
 
 def sort_order(table: str, schema: Any) -> Any:
-    """(account_id, transaction_id) for transactions; (line) for the rejects."""
+    """(account_id, transaction_id) for transactions; (line) for the rejects; (committed_at)
+    for the loads ("partner P since T" prunes by the time's min/max)."""
     from pyiceberg.table.sorting import SortField, SortOrder
     from pyiceberg.transforms import IdentityTransform
 
-    columns = SORT_COLUMNS if table == TRANSACTIONS_TABLE else ("line",)
+    columns = {TRANSACTIONS_TABLE: SORT_COLUMNS, REJECTS_TABLE: ("line",), LOADS_TABLE: ("committed_at",)}[
+        table
+    ]
     return SortOrder(
         *[SortField(source_id=schema.find_field(c).field_id, transform=IdentityTransform()) for c in columns],
         order_id=1,

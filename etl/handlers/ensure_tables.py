@@ -4,13 +4,15 @@ Called by the CDK Provider framework (``custom_resources.Provider``, ``on_event_
 ``ResourceProperties`` ``{"Database": <Glue database>, "Warehouse": "s3://<bucket>/tables/"}``:
 
 - ``Create``/``Update``: :func:`etl.aws.catalog.ensure_tables` creates the tables that are
-  missing (idempotent; an existing table and its data are left alone).
+  missing (idempotent; an existing table keeps its schema and data, its mutable properties are
+  brought up to date: SPEC TBL6).
 - ``Delete``: nothing. The Glue database (its own CloudFormation resource) removes its tables
   when it is deleted; the data under ``tables/`` follows the bucket's removal policy.
 
 Returns ``{"PhysicalResourceId": "<database>/tables", "Data": {"TransactionsTable": ...,
-"RejectsTable": ...}}``. Glue calls: GetTable (exists?), CreateTable; S3: PutObject of the
-first metadata JSON under ``tables/<table>/metadata/``.
+"RejectsTable": ..., "LoadsTable": ...}}``. Glue calls: GetTable (exists?), CreateTable,
+UpdateTable (properties of an existing table); S3: PutObject of a metadata JSON under
+``tables/<table>/metadata/``, GetObject of an existing table's.
 
 Shipped to Lambda: Python 3.9 compatible (pyiceberg needs Python >= 3.10).
 """
@@ -21,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from etl.aws import catalog
-from etl.contracts import REJECTS_TABLE, TRANSACTIONS_TABLE
+from etl.contracts import DATASET_TABLES, LOADS_TABLE, REJECTS_TABLE, TRANSACTIONS_TABLE
 from etl.errors import InvalidEvent
 
 
@@ -38,11 +40,15 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     if request in ("Create", "Update"):
         tables = catalog.ensure_tables(str(database), str(warehouse))
     elif request == "Delete":
-        tables = {name: f"{database}.{name}" for name in (TRANSACTIONS_TABLE, REJECTS_TABLE)}
+        tables = {name: f"{database}.{name}" for name in DATASET_TABLES}
         physical_id = str(event.get("PhysicalResourceId") or physical_id)
     else:
         raise InvalidEvent(f"unknown RequestType {request!r}")
     return {
         "PhysicalResourceId": physical_id,
-        "Data": {"TransactionsTable": tables[TRANSACTIONS_TABLE], "RejectsTable": tables[REJECTS_TABLE]},
+        "Data": {
+            "TransactionsTable": tables[TRANSACTIONS_TABLE],
+            "RejectsTable": tables[REJECTS_TABLE],
+            "LoadsTable": tables[LOADS_TABLE],
+        },
     }

@@ -38,7 +38,7 @@ from typing import Any, cast
 
 from etl import contracts, faults
 from etl import observability as obs
-from etl.aws import catalog, s3
+from etl.aws import catalog, loads, s3
 from etl.aws.status import FAILED, PLANNED, PROCESSING, SUCCEEDED, StatusRepository, utc_now
 from etl.core import dataset
 from etl.core.counts import check_conservation
@@ -197,6 +197,8 @@ def publish_file(
         rejects_snapshot_id=rejects.snapshot_id,
         published_rejects=rejects.added_rows,
     )
+    # SPEC TBL6: the load audit trail, one row per committed file (idempotent by commit token).
+    loads.record_load(database, lineage, data_keys, manifest_key, execution_arn, rows, rejects, cat)
     obs.logger.info(
         "file published",
         extra={

@@ -355,7 +355,7 @@ def test_DATA6_local_up_json_names_the_catalog(
     info = json.loads(result.output.strip().splitlines()[-1])
     assert info["endpoint"] == stack.emulator.endpoint
     assert info["glue_database"] == stack.outputs.glue_database
-    assert info["tables"] == ["transactions", "transaction_rejects"]
+    assert info["tables"] == ["transactions", "transaction_rejects", "transaction_loads"]
     # Any Iceberg client with these settings reads the tables.
     cat = emulator_catalog(info["endpoint"], info["region"])
     assert {t for _, t in cat.list_tables(info["glue_database"])} == set(info["tables"])

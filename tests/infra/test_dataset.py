@@ -109,8 +109,9 @@ def test_DATA1_tables_role_is_least_privilege(primary: dict[str, Any]) -> None:
     ]
     assert as_list(database["Action"]) == ["glue:GetDatabase"] == list(GLUE_DATABASE_ACTIONS)
     assert sorted(literal_text(r) for r in as_list(database["Resource"])) == catalog_and_database
-    # Create-if-missing only: no GetTables, no UpdateTable (OPS5 records the calls).
-    assert sorted(as_list(tables["Action"])) == ["glue:CreateTable", "glue:GetTable"]
+    # Create-if-missing, and (TBL6) property updates of an existing table: no GetTables (OPS5
+    # records the calls).
+    assert sorted(as_list(tables["Action"])) == ["glue:CreateTable", "glue:GetTable", "glue:UpdateTable"]
     assert sorted(literal_text(r) for r in as_list(tables["Resource"])) == sorted(
         [*catalog_and_database, f"arn:aws:glue:us-east-1:<ref>:table/{DATABASE}/*"]
     )
@@ -198,14 +199,21 @@ LINEAGE = {
     "line": "BIGINT",
 }
 REJECTS = {**LINEAGE, "column_name": "VARCHAR", "rule": "VARCHAR", "value": "VARCHAR", "reason": "VARCHAR"}
-# Athena's "$snapshots" metadata table of an Iceberg table.
-SNAPSHOTS = {
-    "committed_at": "TIMESTAMP WITH TIME ZONE",
+# SPEC TBL6: the load audit table (etl.core.dataset.loads_arrow_schema, in DuckDB types).
+LOADS = {
+    "file_id": "VARCHAR",
+    "partner": "VARCHAR",
+    "source_key": "VARCHAR",
+    "source_version": "VARCHAR",
+    "manifest_key": "VARCHAR",
+    "execution_arn": "VARCHAR",
     "snapshot_id": "BIGINT",
-    "parent_id": "BIGINT",
-    "operation": "VARCHAR",
-    "manifest_list": "VARCHAR",
-    "summary": "MAP(VARCHAR, VARCHAR)",
+    "rejects_snapshot_id": "BIGINT",
+    "rows_added": "BIGINT",
+    "rows_removed": "BIGINT",
+    "rejects_added": "BIGINT",
+    "committed_at": "TIMESTAMP WITH TIME ZONE",
+    "commit_token": "VARCHAR",
 }
 
 
@@ -216,7 +224,7 @@ def test_DATA1_query_columns_match_the_default_schema() -> None:
 
 @pytest.fixture
 def dataset_db() -> duckdb.DuckDBPyConnection:
-    """DuckDB with empty stand-ins of the two tables (and of transactions$snapshots)."""
+    """DuckDB with empty stand-ins of the three tables."""
     con = duckdb.connect()
     con.execute(f'CREATE SCHEMA "{DATABASE}"')
 
@@ -227,14 +235,12 @@ def dataset_db() -> duckdb.DuckDBPyConnection:
 
     create("transactions", {**DEFAULT_COLUMNS, **LINEAGE})
     create("transaction_rejects", REJECTS)
-    create("transactions_snapshots", SNAPSHOTS)
+    create("transaction_loads", LOADS)
     return con
 
 
 def run(con: duckdb.DuckDBPyConnection, name: str) -> tuple[list[str], list[tuple[Any, ...]]]:
     sql = named_query_sql(name, DATABASE)
-    # The only rewrite: DuckDB has no Iceberg metadata tables, so $snapshots is a stand-in.
-    sql = sql.replace(f'"{DATABASE}"."transactions$snapshots"', f'"{DATABASE}"."transactions_snapshots"')
     # Through Arrow: DuckDB's own Python conversion of TIMESTAMPTZ needs pytz.
     table = con.sql(sql).to_arrow_table()
     return table.column_names, [tuple(row.values()) for row in table.to_pylist()]
@@ -261,11 +267,9 @@ def test_DATA1_named_queries_answer_their_question(dataset_db: duckdb.DuckDBPyCo
         ('f1','acme','k1','v1',5,'currency','enum','XXX','not ISO 4217')"""
     )
     con.execute(
-        f"""INSERT INTO "{DATABASE}"."transactions_snapshots" VALUES
-        ('2026-11-28 01:00:00+00', 7, NULL, 'append', 's3://b/m.avro',
-         MAP {{'etl.file_id': 'f1', 'etl.partner': 'acme', 'etl.source_key': 'k1',
-              'etl.source_version': 'v1', 'etl.manifest_key': 'manifests/f1.json',
-              'etl.execution_arn': 'arn:x', 'added-records': '2'}})"""
+        f"""INSERT INTO "{DATABASE}"."transaction_loads" VALUES
+        ('f0','acme','k1','v0','manifests/f0.json','arn:w',6,NULL,5,0,0,'2026-11-27 01:00:00+00','t0'),
+        ('f1','acme','k1','v1','manifests/f1.json','arn:x',7,8,2,5,3,'2026-11-28 01:00:00+00','t1')"""
     )
     columns, rows = run(con, "daily-totals")
     assert columns == ["transaction_date", "partner", "currency", "transactions", "total_amount"]
@@ -273,13 +277,17 @@ def test_DATA1_named_queries_answer_their_question(dataset_db: duckdb.DuckDBPyCo
     columns, rows = run(con, "rejects-by-rule")
     assert rows == [("acme", "type", "amount", 2), ("acme", "enum", "currency", 1)]
     columns, rows = run(con, "load-history")
-    record = dict(zip(columns, rows[0], strict=True))
-    assert (record["file_id"], record["source_key"], record["manifest_key"], record["added_records"]) == (
-        "f1",
-        "k1",
-        "manifests/f1.json",
-        "2",
-    )
+    record = dict(zip(columns, rows[0], strict=True))  # newest first
+    assert (
+        record["file_id"],
+        record["source_key"],
+        record["manifest_key"],
+        record["rows_added"],
+        record["rows_removed"],
+        record["rejects_added"],
+        record["snapshot_id"],
+    ) == ("f1", "k1", "manifests/f1.json", 2, 5, 3, 7)
+    assert [r[1] for r in rows] == ["f1", "f0"]
     columns, rows = run(con, "duplicate-ids-across-files")
     assert [(r[0], r[1], r[2], sorted(r[3])) for r in rows] == [("T1", 2, 2, ["f1", "f2"])]
 

@@ -495,7 +495,7 @@ def test_INF6_every_function_has_3072mb_900s_tracing_and_30_day_log_group(
 ) -> None:
     template = templates[stack]
     fns = functions_by_step(template)
-    assert len(fns) == len(contracts.ALL_FUNCTIONS) == 8
+    assert len(fns) == len(contracts.ALL_FUNCTIONS) == 9
     for step, fn in fns.items():
         p = props(fn)
         assert p["MemorySize"] == 3072, step
@@ -522,6 +522,8 @@ def test_INF6_environment_matches_the_contract(primary: dict[str, Any]) -> None:
             # SEC4: the sweep re-delivers events of unseen objects into the buffer queue.
             "Reconcile": {"ALERT_TOPIC_ARN", "RESULT_QUEUE_URL", "STALE_AFTER_SECONDS", "BUFFER_QUEUE_URL"},
             "ValidateHeader": {contracts.DEFAULT_SCHEMA_PARTNERS_ENV},  # SEC2
+            # TBL6: the maintenance bounds.
+            "MaintainTables": {"SNAPSHOT_RETENTION_DAYS", "MIN_SNAPSHOTS", "ORPHAN_AGE_HOURS"},
         }
         assert set(env) - own.get(step, set()) == {
             "BUCKET_NAME",
@@ -601,6 +603,7 @@ EXPECTED_PREFIXES = {
     "MarkFailed": {"incoming/", "failed/", "processed/", "scratch/", "output/", "rejected/", "tables/"},
     "StartFiles": set(),
     "Reconcile": {"incoming/", "failed/", "scratch/", "output/", "rejected/", "tables/", "announced/"},
+    "MaintainTables": {"tables/"},  # TBL6: the tables' own objects only
 }
 WRITERS = {
     "PlanChunks": {"scratch/"},
@@ -608,6 +611,7 @@ WRITERS = {
     "Finalize": {"processed/", "manifests/", "tables/"},
     "MarkFailed": {"failed/"},
     "Reconcile": {"failed/", "announced/"},
+    "MaintainTables": {"tables/"},
 }
 
 
@@ -1002,15 +1006,16 @@ def test_L2_L3_INF6_context_knobs_reach_functions_layers_and_nag(variant_synth: 
 
 
 def test_DATA1_only_finalize_may_commit_and_only_to_the_two_tables(primary: dict[str, Any]) -> None:
-    """Glue actions: Finalize alone (GetDatabase/GetTable/UpdateTable), on the catalog, the
-    environment's database and its two tables; no wildcard, no CreateTable/DeleteTable."""
+    """Glue actions: Finalize and (TBL6) the table maintenance alone (GetDatabase/GetTable/
+    UpdateTable), on the catalog, the environment's database and its tables (transactions,
+    rejects, the load audit table); no wildcard, no CreateTable/DeleteTable."""
     db = contracts.glue_database(SUFFIX)
     for step, fn in functions_by_step(primary).items():
         statements = [
             s for s in role_statements(primary, ref_id(props(fn)["Role"])) if s["Effect"] == "Allow"
         ]
         glue = [s for s in statements if any(a.startswith("glue:") for a in as_list(s["Action"]))]
-        if step != "Finalize":
+        if step not in ("Finalize", contracts.MAINTAIN_STEP):
             assert glue == [], step
             continue
         pairs = {
@@ -1019,7 +1024,11 @@ def test_DATA1_only_finalize_may_commit_and_only_to_the_two_tables(primary: dict
             for action in as_list(s["Action"])
             for r in as_list(s["Resource"])
         }
-        tables = [f"table/{db}/transactions", f"table/{db}/transaction_rejects"]
+        tables = [
+            f"table/{db}/transactions",
+            f"table/{db}/transaction_rejects",
+            f"table/{db}/transaction_loads",
+        ]
         # GetDatabase is checked against the catalog and the database only (OPS5: nothing more).
         assert pairs == {
             *(("glue:GetDatabase", t) for t in ["catalog", f"database/{db}"]),

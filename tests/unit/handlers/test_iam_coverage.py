@@ -331,6 +331,7 @@ def run_scenarios(chain: Any, etl_aws: Any, admission: Any, monkeypatch: pytest.
     assert etl_aws.repo.get_file(landed.state["file"]["file_id"]).get("unpublished_snapshot_id")
 
     _reconcile_scenarios(chain, etl_aws, monkeypatch)
+    _maintain_tables_scenario(monkeypatch)
     _ensure_tables_scenario(etl_aws)
 
 
@@ -352,33 +353,60 @@ def _move_failing_into_processed() -> Callable[..., Any]:
     return move
 
 
+def _maintain_tables_scenario(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TBL6: the scheduled maintenance ten days after the loads above, keeping one snapshot per
+    table: every table's expiry commits (GetTable, UpdateTable, a new metadata file) and the
+    files only expired snapshots referenced are deleted as orphans (ListBucket, DeleteObject)."""
+    import datetime
+
+    from etl.aws import maintenance
+    from etl.handlers import maintain_tables
+
+    later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=10)
+    with monkeypatch.context() as patched:
+        patched.setattr(maintenance, "_now", lambda: later)
+        patched.setenv(maintenance.ENV_MIN_SNAPSHOTS, "1")
+        _current["step"] = contracts.MAINTAIN_STEP
+        try:
+            out = maintain_tables.handler({"mode": "scheduled"})
+        finally:
+            _current["step"] = "?"
+    assert all(t["snapshots_expired"] >= 1 for t in out["tables"]), out
+    assert any(t["orphans_deleted"] for t in out["tables"]), out
+
+
 ENSURE_TABLES = "etl.handlers.ensure_tables.handler"
 
 
 def _ensure_tables_scenario(etl_aws: Any) -> None:
     """The table-creation custom resource: Create on a catalog without the tables (GetTable
-    finds none, CreateTable, the first metadata object under tables/), then Update (both exist:
-    GetTable only) and Delete (no calls). Last, because it replaces the tables the other
+    finds none, CreateTable, the first metadata object under tables/), then Update (all exist;
+    one with an outdated property: GetTable, its metadata read, UpdateTable, TBL6) and Delete
+    (no calls). Last, because it replaces the tables the other
     scenarios published into."""
-    from etl.aws import clients
+    from etl.aws import catalog, clients
     from etl.contracts import REJECTS_TABLE, TRANSACTIONS_TABLE
     from etl.handlers import ensure_tables
 
     database = os.environ["GLUE_DATABASE"]  # the dataset fixture's catalog
     glue = clients.client("glue")
-    for table in (TRANSACTIONS_TABLE, REJECTS_TABLE):  # bookkeeping (step "?"), not the handler's
+    for table in contracts.DATASET_TABLES:  # bookkeeping (step "?"), not the handler's
         glue.delete_table(DatabaseName=database, Name=table)
     props = {"Database": database, "Warehouse": f"s3://{etl_aws.bucket}/tables/"}
-    _current["step"] = ENSURE_TABLES
-    try:
-        for request in ("Create", "Update", "Delete"):
-            event = {"RequestType": request, "ResourceProperties": props}
-            if request == "Delete":
-                event["PhysicalResourceId"] = f"{database}/tables"
+    for request in ("Create", "Update", "Delete"):
+        if request == "Update":  # TBL6: a table created by an older version (bookkeeping)
+            catalog.load_catalog().load_table(
+                f"{database}.{TRANSACTIONS_TABLE}"
+            ).transaction().set_properties({"commit.manifest-merge.enabled": "false"}).commit_transaction()
+        event = {"RequestType": request, "ResourceProperties": props}
+        if request == "Delete":
+            event["PhysicalResourceId"] = f"{database}/tables"
+        _current["step"] = ENSURE_TABLES
+        try:
             out = ensure_tables.handler(event)
-            assert out["Data"]["TransactionsTable"] == f"{database}.{TRANSACTIONS_TABLE}"
-    finally:
-        _current["step"] = "?"
+        finally:
+            _current["step"] = "?"
+        assert out["Data"]["TransactionsTable"] == f"{database}.{TRANSACTIONS_TABLE}"
     assert {t["Name"] for t in glue.get_tables(DatabaseName=database)["TableList"]} >= {
         TRANSACTIONS_TABLE,
         REJECTS_TABLE,
@@ -462,6 +490,8 @@ NOT_HANDLER_CALLS = {
     # pyiceberg deletes the metadata/manifest files of a commit that lost an optimistic
     # concurrency conflict; no scenario here makes two commits race.
     ("Finalize", "s3:DeleteObject", "arn:aws:s3:::etl-data-test/tables/*"),
+    # Lambda sends a failed asynchronous (scheduled) invocation to the function's DLQ.
+    (contracts.MAINTAIN_STEP, "sqs:SendMessage", "arn:aws:sqs:us-east-1:123456789012:etl-reconcile-dlq-iam"),
 }
 NO_SCENARIO_YET: dict[str, str] = {}
 

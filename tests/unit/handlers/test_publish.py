@@ -39,7 +39,11 @@ def test_DATA1_ensure_tables_custom_resource_is_idempotent_and_delete_does_nothi
         out = ensure_tables.handler({"RequestType": request, "ResourceProperties": props})
         assert out == {
             "PhysicalResourceId": f"{DB}/tables",
-            "Data": {"TransactionsTable": f"{DB}.transactions", "RejectsTable": f"{DB}.transaction_rejects"},
+            "Data": {
+                "TransactionsTable": f"{DB}.transactions",
+                "RejectsTable": f"{DB}.transaction_rejects",
+                "LoadsTable": f"{DB}.transaction_loads",
+            },
         }
     assert table(etl_dataset).metadata_location == before  # an existing table is left alone
     gone = ensure_tables.handler(
@@ -60,6 +64,7 @@ def test_DATA1_ensure_tables_creates_a_missing_table(etl_dataset: Any) -> None:
     assert catalog.ensure_tables(DB, f"s3://{etl_dataset.bucket}/tables/") == {
         "transactions": f"{DB}.transactions",
         "transaction_rejects": f"{DB}.transaction_rejects",
+        "transaction_loads": f"{DB}.transaction_loads",
     }
     assert cat.table_exists(f"{DB}.transaction_rejects")
 
