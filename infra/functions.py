@@ -250,9 +250,7 @@ class EtlFunctions(Construct):
         if set(ACCESS) != set(c.ALL_FUNCTIONS) - {c.RECONCILE_STEP, c.MAINTAIN_STEP}:
             raise ValueError("ACCESS and etl.contracts.ALL_FUNCTIONS list different functions")
         if not set(ICEBERG_STEPS) <= set(c.ALL_FUNCTIONS):
-# MarkFailed and Reconcile too: failing a file checks the table (a commit that landed before
-# Finalize died is undone, TBL4) and removes only unreferenced data files. MaintainTables: TBL6.
-ICEBERG_STEPS = ("Finalize", "MarkFailed", c.RECONCILE_STEP, c.MAINTAIN_STEP)
+            raise ValueError("ICEBERG_STEPS names a function that etl.contracts.ALL_FUNCTIONS does not have")
 
         # L3: resolved by CloudFormation at deploy time from the public SSM parameters of the
         # deploy region (a template parameter of type AWS::SSM::Parameter::Value<String>), so

@@ -163,8 +163,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "grant-finalize-dedupe-rewrite",
         "infra/functions.py",
-        "            (GET_CURRENT + PUT + DELETE, (OUT, REJ)),\n",
-        "            (DELETE, (OUT, REJ)),\n",
+        "            (GET_CURRENT + PUT, (REJ,)),\n",
+        "            (DELETE, (REJ,)),\n",
         (IAM,),
     ),
     Mutation(
