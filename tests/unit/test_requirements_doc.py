@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "requirements.md"
 # An id is a known family followed by a number, not glued to other letters or digits
 # (`test_INF6_...` and "RUN4:" count; "HTML5" or "sha256" do not).
-ID = re.compile(r"(?<![A-Za-z0-9])((?:INF|RUN|LOC|PERF|DATA|OPS|DX|UX|DR|SEC|L)[0-9]+)(?![0-9])")
+ID = re.compile(r"(?<![A-Za-z0-9])((?:INF|RUN|LOC|PERF|DATA|OPS|DX|UX|DR|SEC|TBL|L)[0-9]+)(?![0-9])")
 DEFINITION = re.compile(r"^- \*\*([A-Z]+[0-9]+)\*\* — \S", re.MULTILINE)
 SCANNED_DIRS = ("etl", "infra", "etl_cli", "etl_local", "tests", "benchmarks", "docs", "tools")
 SCANNED_FILES = ("README.md", "app.py", "Makefile", "pyproject.toml", "cdk.json")
