@@ -43,6 +43,7 @@ import json
 import re
 import sys
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -565,6 +566,13 @@ def _from_handler_code() -> bool:
     return False
 
 
+def _to_emulator(request: Any) -> bool:
+    """Whether a request goes to the local emulator (which listens on loopback only)."""
+    url = str((request or {}).get("url") or "") if isinstance(request, dict) else ""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
 def _service_name(model: Any) -> str:
     return str(model.service_model.service_name)
 
@@ -598,9 +606,14 @@ class _Checker:
             "", _service_name(model), model.name, dict(params), region=self.region
         )
 
-    def before_call(self, model: Any, context: dict[str, Any], **_: Any) -> Any:
+    def before_call(self, model: Any, context: dict[str, Any], params: Any = None, **_: Any) -> Any:
         call = context.get("etl_local_iam")
         if call is None or not _ENFORCING.is_set():
+            return None
+        if not _to_emulator(params):
+            # Not a call to the emulator (e.g. a unit test's moto mock in the same process as a
+            # session emulator): local mode's IAM is the emulator's, not the process's.
+            context.pop("etl_local_iam", None)
             return None
         principal = self.principal()
         if principal is None:

@@ -105,7 +105,7 @@ class EtlPipelineStack(Stack):
             schedule_enabled=True,
         )
         # TBL6: snapshot expiry and orphan removal of the dataset tables, daily, in both regions.
-        TableMaintenance(
+        maintenance = TableMaintenance(
             self,
             "Maintenance",
             config=config,
@@ -171,7 +171,9 @@ class EtlPipelineStack(Stack):
         }
         if role == "dr":
             # DR7: the standby pages nobody from its first deploy on.
-            QuietStandbyAlarms(self, "StandbyDefaults", config=config, alarms=monitoring.alarms)
+            QuietStandbyAlarms(
+                self, "StandbyDefaults", config=config, alarms=[*monitoring.alarms, maintenance.alarm]
+            )
         if role == "primary":
             replication = Replication(self, "Replication", config=config, primary_bucket=storage.bucket)
             access_point = UploadAccessPoint(

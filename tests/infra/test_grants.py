@@ -80,8 +80,9 @@ def test_TBL1_finalize_may_read_and_rewrite_a_chunks_output_and_rejects(
     templates: dict[str, Any], stack: str
 ) -> None:
     """DATA4(c): Finalize rewrites the Parquet part and rejects CSV of a chunk holding a repeated
-    transaction id (etl/handlers/dedupe.py), so it reads and writes output/ and rejected/;
-    evaluated by the evaluator local mode enforces (etl_local/iam.py)."""
+    transaction id (etl/handlers/dedupe.py), so it reads and writes output/ and rejected/, and
+    may not delete rejects (TBL7); evaluated by the evaluator local mode enforces
+    (etl_local/iam.py)."""
     from etl import contracts
     from etl_local import iam
     from infra.template_tools import resolve_intrinsics
@@ -101,11 +102,20 @@ def test_TBL1_finalize_may_read_and_rewrite_a_chunks_output_and_rejects(
     role = _role_id(props(fn)["Role"])
     statements = iam.role_statements(template, role, lambda v: resolve_intrinsics(v, resolver))
     buckets = [lid for lid, kind in kinds.items() if kind == "AWS::S3::Bucket"]
-    for prefix in (contracts.OUTPUT_PREFIX, contracts.REJECTED_PREFIX):
-        for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"):
+    # DeleteObject on output/ only: a failed file's rejects under rejected/ are kept (TBL7).
+    for prefix, actions in (
+        (contracts.OUTPUT_PREFIX, ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")),
+        (contracts.REJECTED_PREFIX, ("s3:GetObject", "s3:PutObject")),
+    ):
+        for action in actions:
             assert any(
                 iam.is_allowed(
                     statements, iam.Need(action, f"arn:aws:s3:::{b}/{prefix}p/file_id=f/part-00002")
                 )
                 for b in buckets
             ), f"Finalize lacks {action} on {prefix}"
+    rejects = f"{contracts.REJECTED_PREFIX}p/file_id=f/part-00002.csv"
+    assert not any(
+        iam.is_allowed(statements, iam.Need("s3:DeleteObject", f"arn:aws:s3:::{b}/{rejects}"))
+        for b in buckets
+    ), "Finalize may delete a partner's rejects (TBL7)"

@@ -158,8 +158,11 @@ def test_OPS1_reconcile_role_is_least_privilege(primary: dict[str, Any]) -> None
     # SEC4: the buffer queue, where the sweep re-delivers the events of unseen objects.
     assert queues == {f"etl-results-{SUFFIX}.fifo", f"etl-reconcile-dlq-{SUFFIX}", f"etl-buffer-{SUFFIX}"}
     s3_resources = {str(r) for a, rs in by_action.items() if a.startswith("s3:Put") for r in rs}
-    # failed/: the quarantine; announced/: the DR3 ledger marker written after a re-send.
-    assert all(("incoming/" in r or "failed/" in r or "announced/" in r) for r in s3_resources), s3_resources
+    # failed/: the quarantine; announced/: the DR3 ledger marker written after a re-send;
+    # tables/: undoing a landed commit of a file it fails writes table metadata (TBL4).
+    assert all(
+        any(p in r for p in ("incoming/", "failed/", "announced/", "tables/")) for r in s3_resources
+    ), s3_resources
     deletes = {str(r) for r in by_action["s3:DeleteObject"]}
     assert not any(p in r for r in deletes for p in ("processed/", "manifests/")), deletes
     assert any("/index/open-files" in str(r) for r in by_action["dynamodb:Query"])

@@ -600,17 +600,20 @@ EXPECTED_PREFIXES = {
         "tables/",
         "announced/",  # DR3: HeadObject of the ledger marker
     },
-    "MarkFailed": {"incoming/", "failed/", "processed/", "scratch/", "output/", "rejected/", "tables/"},
+    # TBL7: a failed file's rejects under rejected/ are kept, so neither may touch them.
+    "MarkFailed": {"incoming/", "failed/", "processed/", "scratch/", "output/", "tables/"},
     "StartFiles": set(),
-    "Reconcile": {"incoming/", "failed/", "scratch/", "output/", "rejected/", "tables/", "announced/"},
+    "Reconcile": {"incoming/", "failed/", "scratch/", "output/", "tables/", "announced/"},
     "MaintainTables": {"tables/"},  # TBL6: the tables' own objects only
 }
 WRITERS = {
     "PlanChunks": {"scratch/"},
     "ProcessChunk": {"output/", "rejected/", "scratch/", "tables/"},
-    "Finalize": {"processed/", "manifests/", "tables/"},
-    "MarkFailed": {"failed/"},
-    "Reconcile": {"failed/", "announced/"},
+    # DATA4(c): cross-chunk duplicates rewrite a chunk's output/ Parquet and rejected/ CSV (TBL1).
+    "Finalize": {"processed/", "manifests/", "tables/", "output/", "rejected/"},
+    # TBL4: undoing a landed commit writes new table metadata under tables/.
+    "MarkFailed": {"failed/", "tables/"},
+    "Reconcile": {"failed/", "announced/", "tables/"},
     "MaintainTables": {"tables/"},
 }
 
@@ -1006,16 +1009,18 @@ def test_L2_L3_INF6_context_knobs_reach_functions_layers_and_nag(variant_synth: 
 
 
 def test_DATA1_only_finalize_may_commit_and_only_to_the_two_tables(primary: dict[str, Any]) -> None:
-    """Glue actions: Finalize and (TBL6) the table maintenance alone (GetDatabase/GetTable/
-    UpdateTable), on the catalog, the environment's database and its tables (transactions,
-    rejects, the load audit table); no wildcard, no CreateTable/DeleteTable."""
+    """Glue actions: Finalize, (TBL6) the table maintenance and (TBL4) MarkFailed/reconcile alone
+    (GetDatabase/GetTable/UpdateTable), on the catalog, the environment's database and its
+    tables (transactions, rejects, the load audit table; the failure path updates transactions
+    only);
+    no wildcard, no CreateTable/DeleteTable."""
     db = contracts.glue_database(SUFFIX)
     for step, fn in functions_by_step(primary).items():
         statements = [
             s for s in role_statements(primary, ref_id(props(fn)["Role"])) if s["Effect"] == "Allow"
         ]
         glue = [s for s in statements if any(a.startswith("glue:") for a in as_list(s["Action"]))]
-        if step not in ("Finalize", contracts.MAINTAIN_STEP):
+        if step not in ("Finalize", contracts.MAINTAIN_STEP, "MarkFailed", contracts.RECONCILE_STEP):
             assert glue == [], step
             continue
         pairs = {
@@ -1029,12 +1034,11 @@ def test_DATA1_only_finalize_may_commit_and_only_to_the_two_tables(primary: dict
             f"table/{db}/transaction_rejects",
             f"table/{db}/transaction_loads",
         ]
+        # TBL4: MarkFailed and reconcile only ever undo a landed commit of transactions.
+        written = tables[:1] if step in ("MarkFailed", contracts.RECONCILE_STEP) else tables
         # GetDatabase is checked against the catalog and the database only (OPS5: nothing more).
         assert pairs == {
             *(("glue:GetDatabase", t) for t in ["catalog", f"database/{db}"]),
-            *(
-                (a, t)
-                for a in ("glue:GetTable", "glue:UpdateTable")
-                for t in ["catalog", f"database/{db}", *tables]
-            ),
+            *(("glue:GetTable", t) for t in ["catalog", f"database/{db}", *tables]),
+            *(("glue:UpdateTable", t) for t in ["catalog", f"database/{db}", *written]),
         }
