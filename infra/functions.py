@@ -82,6 +82,8 @@ class Access:
     # The tables its glue:UpdateTable is for, when not all of them (MarkFailed and reconcile
     # only ever undo a commit on transactions, TBL4).
     glue_write_tables: tuple[str, ...] = ()
+    # The tables its other Glue table actions are for, when not all of them.
+    glue_tables: tuple[str, ...] = ()
     # DR2/DR3: reads the region role switch (ssm:GetParameter on that one parameter).
     region_role: bool = False
 
@@ -213,6 +215,7 @@ ACCESS: dict[str, Access] = {
         list_prefixes=(INC, FAIL, PROC, SCR, OUT, TAB),
         glue=("glue:GetDatabase", "glue:GetTable", "glue:UpdateTable"),
         glue_write_tables=(c.TRANSACTIONS_TABLE,),
+        glue_tables=(c.TRANSACTIONS_TABLE, c.REJECTS_TABLE),
         region_role=True,
     ),
     # Admission control (OPS2): no bucket or table access; its queue and state machine grants
@@ -493,7 +496,10 @@ class EtlFunctions(Construct):
                         resources=[
                             glue_arn("catalog"),
                             glue_arn("database", database),
-                            *(glue_arn("table", f"{database}/{t}") for t in c.DATASET_TABLES),
+                            *(
+                                glue_arn("table", f"{database}/{t}")
+                                for t in access.glue_tables or c.DATASET_TABLES
+                            ),
                         ],
                     )
                 )

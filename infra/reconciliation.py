@@ -66,6 +66,7 @@ ACCESS = Access(
     list_prefixes=(INC, FAIL, SCR, OUT, TAB, ANN),
     glue=("glue:GetDatabase", "glue:GetTable", "glue:UpdateTable"),
     glue_write_tables=(c.TRANSACTIONS_TABLE,),
+    glue_tables=(c.TRANSACTIONS_TABLE, c.REJECTS_TABLE),
     region_role=True,
 )
 

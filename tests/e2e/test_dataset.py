@@ -172,7 +172,9 @@ def contracts_rules() -> tuple[str, ...]:
     return RULES
 
 
-def test_DATA2_failed_by_threshold_leaves_no_rows_and_no_data_objects(stack: Stack, tmp_path: Path) -> None:
+def test_DATA2_TBL7_failed_by_threshold_leaves_no_rows_and_keeps_its_rejects(
+    stack: Stack, tmp_path: Path
+) -> None:
     path, _ = make_csv(tmp_path, rows=2000, bad_share=0.2, seed=3)
     info = stack.upload(path, "default")
     rep = stack.wait(info["file_id"])
@@ -180,10 +182,21 @@ def test_DATA2_failed_by_threshold_leaves_no_rows_and_no_data_objects(stack: Sta
     assert "TooManyRejects" in (rep.error or "")
     assert len(stack.calls("ProcessChunk")) >= 2  # data files were written, then removed
     db = stack.outputs.glue_database
-    assert rows_of_file(catalog_of(stack), db, info["file_id"]).num_rows == 0
-    assert rows_of_file(catalog_of(stack), db, info["file_id"], contracts.REJECTS_TABLE).num_rows == 0
-    assert data_objects(stack, info["file_id"]) == []
-    assert file_snapshots(stack, info["file_id"]) == []
+    fid = info["file_id"]
+    assert rows_of_file(catalog_of(stack), db, fid).num_rows == 0
+    assert file_snapshots(stack, fid) == []
+    # TBL7: its rejects stay diagnosable, marked as from a load that did not publish.
+    rejects = rows_of_file(catalog_of(stack), db, fid, contracts.REJECTS_TABLE)
+    assert rejects.num_rows == rep.rows_rejected
+    marks = {
+        s["summary"].get("etl.load_outcome") for s in file_snapshots(stack, fid, contracts.REJECTS_TABLE)
+    }
+    assert marks == {"FAILED"}
+    # Only rejects data files remain (referenced by that commit); no transactions data file.
+    assert data_objects(stack, fid)
+    assert all(
+        k.startswith(dataset.data_prefix(contracts.REJECTS_TABLE, fid)) for k in data_objects(stack, fid)
+    )
 
 
 def test_DATA2_failing_last_chunk_leaves_nothing_and_reprocess_publishes_once(

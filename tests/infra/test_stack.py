@@ -1034,11 +1034,14 @@ def test_DATA1_only_finalize_may_commit_and_only_to_the_two_tables(primary: dict
             f"table/{db}/transaction_rejects",
             f"table/{db}/transaction_loads",
         ]
-        # TBL4: MarkFailed and reconcile only ever undo a landed commit of transactions.
-        written = tables[:1] if step in ("MarkFailed", contracts.RECONCILE_STEP) else tables
+        # TBL4: MarkFailed and reconcile read the two tables holding file data and only ever
+        # undo a landed commit of transactions.
+        failure_path = step in ("MarkFailed", contracts.RECONCILE_STEP)
+        read = tables[:2] if failure_path else tables
+        written = tables[:1] if failure_path else tables
         # GetDatabase is checked against the catalog and the database only (OPS5: nothing more).
         assert pairs == {
             *(("glue:GetDatabase", t) for t in ["catalog", f"database/{db}"]),
-            *(("glue:GetTable", t) for t in ["catalog", f"database/{db}", *tables]),
+            *(("glue:GetTable", t) for t in ["catalog", f"database/{db}", *read]),
             *(("glue:UpdateTable", t) for t in ["catalog", f"database/{db}", *written]),
         }

@@ -158,7 +158,7 @@ def test_DR2_standby_sweep_reconciles_stale_files_but_sends_nothing(
     )
     out = reconcile.sweep(etl_aws.repo, later)
     fid = stale["file"]["file_id"]
-    assert out == {"stale": [fid], "reconciled": [fid], "resent": [], "unsent": []}
+    assert out == {"stale": [fid], "reconciled": [fid], "resent": [], "unsent": [], "unseen": []}
     item = etl_aws.repo.get_file(fid)
     assert item["status"] == "FAILED" and item["error_type"] == "StaleFile"
     assert item["suppressed_alerts"] and ops.alerts() == [] and ops.results() == []

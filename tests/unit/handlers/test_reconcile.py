@@ -100,7 +100,8 @@ def test_OPS1_a_stopped_execution_fails_its_file_once(chain: Any, etl_aws: Any, 
     assert contracts.OPEN_STATE not in item  # off the sweep's index
     assert etl_aws.keys("incoming/") == []
     assert etl_aws.keys("failed/") == [f"failed/acme/{fid}/tx.csv"]
-    assert etl_aws.keys("output/") == [] and etl_aws.keys("rejected/") == []  # unpublished data gone
+    # Unpublished data gone; the rejects CSV stays for the partner (TBL7).
+    assert etl_aws.keys("output/") == [] and etl_aws.keys("rejected/")
     assert {c["status"] for c in etl_aws.repo.list_chunks(fid)} <= {"SUCCEEDED", "FAILED"}
     sent = ops.alerts()
     assert len(sent) == 1

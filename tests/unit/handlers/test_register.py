@@ -28,6 +28,7 @@ def test_registers_file_item_and_returns_file(chain, etl_aws):
         "compression": "none",
         "duplicate": False,
         "force": False,
+        "rollback": False,
     }
     item = etl_aws.repo.get_file(file["file_id"])
     assert item["status"] == "REGISTERED"
