@@ -197,8 +197,11 @@ def publish_file(
         rejects_snapshot_id=rejects.snapshot_id,
         published_rejects=rejects.added_rows,
     )
-    # SPEC TBL6: the load audit trail, one row per committed file (idempotent by commit token).
-    loads.record_load(database, lineage, data_keys, manifest_key, execution_arn, rows, rejects, cat)
+    # SPEC TBL6: the load audit trail, one row per committed file (idempotent by commit token),
+    # under its table's lease too: an append that loses a race leaves a data file no snapshot
+    # references (found by the burst test's I4 check before the lease was taken here).
+    with commit_turn(repo, contracts.LOADS_TABLE, owner):
+        loads.record_load(database, lineage, data_keys, manifest_key, execution_arn, rows, rejects, cat)
     obs.logger.info(
         "file published",
         extra={
