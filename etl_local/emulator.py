@@ -86,7 +86,7 @@ class Emulator:
         faults.arm_from_env()
         # Every handler call and state machine integration is authorized against its role from
         # the synthesized template (docs/local-mode.md, "IAM is enforced locally").
-        iam.install()
+        iam.install(loopback_only=True)
         glue_versions.install()  # optimistic Glue commits, as on AWS (Iceberg conflicts)
         retry_clock.install(sleep=self.retry_sleep, jitter=self.retry_jitter)  # type: ignore[arg-type]
         if not self.port:

@@ -610,7 +610,7 @@ class _Checker:
         call = context.get("etl_local_iam")
         if call is None or not _ENFORCING.is_set():
             return None
-        if not _to_emulator(params):
+        if _SCOPE["loopback_only"] and not _to_emulator(params):
             # Not a call to the emulator (e.g. a unit test's moto mock in the same process as a
             # session emulator): local mode's IAM is the emulator's, not the process's.
             context.pop("etl_local_iam", None)
@@ -751,10 +751,14 @@ def _state_machine_client(region: str, service: str, state_credentials: Any = No
 _ENFORCING = threading.Event()
 _install_lock = threading.Lock()
 _installs = {"count": 0}
+# The emulator enforces IAM on the calls that reach it (loopback) only; the unit tests of this
+# module install it on moto's in-process mock, where every call counts.
+_SCOPE = {"loopback_only": False}
 
 
-def install() -> None:
-    """Enforce IAM in this process (the emulator calls it on start; nested starts count)."""
+def install(loopback_only: bool = False) -> None:
+    """Enforce IAM in this process (the emulator calls it on start with ``loopback_only``;
+    nested starts count)."""
     from etl.aws import clients
 
     with _install_lock:
@@ -762,6 +766,7 @@ def install() -> None:
         _installs["count"] += 1
         if _installs["count"] > 1:
             return
+        _SCOPE["loopback_only"] = loopback_only
         for module in _parser_users():
             setattr(module, PARSER_CLIENT_FUNCTION, _state_machine_client)
         concurrent.futures.ThreadPoolExecutor.submit = _submit_in_context  # type: ignore[method-assign]
