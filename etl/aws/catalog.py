@@ -4,14 +4,13 @@
   custom resource (``etl.handlers.ensure_tables``) on AWS and by the local deploy.
 - :func:`publish` commits one file: in ONE Iceberg transaction on a table it deletes the
   file's earlier rows (same ``file_id``: a reprocess) and the rows of earlier versions of the
-  same source key (a correction, DATA4(b)), then adds the file's data files. A conflict with a
-  concurrent commit (another file's Finalize) reloads the table and redoes the transaction,
-  bounded, then raises ``TransientError`` (the state machine retries the step).
-- :func:`delete_unpublished` removes a never-published file's data files (the failure path;
-  the operations' reconcile can call it too).
+  same source key (a correction, DATA4(b)), then adds the file's data files. The protocol
+  under faults (no replayed commits, "outcome unknown" resolved by the commit token, a lost
+  race re-planned) is docs/dataset.md "Commit protocol under faults" (SPEC TBL4).
+- :func:`unpublish` undoes a failing file's landed commit; :func:`remove_unreferenced` deletes
+  the file's data objects that no snapshot references (the failure path and Finalize).
 
-pyiceberg is imported inside the functions that need it: MarkFailed (which only deletes
-objects) and ProcessChunk do not pay for it.
+pyiceberg is imported inside the functions that need it: ProcessChunk does not pay for it.
 
 Shipped to Lambda: Python 3.9 compatible (pyiceberg itself needs Python >= 3.10: on the
 python3.9 runtime publication is not available, see README "Known limits").
@@ -30,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from etl.aws import clients, s3
-from etl.contracts import DATASET_TABLES, REJECTS_TABLE, TRANSACTIONS_TABLE
+from etl.contracts import DATASET_TABLES
 from etl.core import dataset
 from etl.errors import TransientError
 
@@ -403,14 +402,3 @@ def unpublish(
             return Published(table_name, snap.snapshot_id if snap else None, 0, 0, attempts=attempt)
         _backoff(attempt)
     raise TransientError(f"could not unpublish file {lineage.file_id} from {ident}")
-
-
-def delete_unpublished(bucket: str, file_id: str) -> int:
-    """Delete the data files of a file that has NO committed snapshot (both tables).
-
-    Only call it for a file whose item records no ``snapshot_id``: once committed, these
-    objects are the published rows. Returns how many objects were deleted.
-    """
-    return sum(
-        s3.delete_prefix(bucket, dataset.data_prefix(t, file_id)) for t in (TRANSACTIONS_TABLE, REJECTS_TABLE)
-    )

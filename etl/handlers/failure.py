@@ -2,7 +2,7 @@
 
 Both record the reason on the file item, quarantine the source under ``failed/``, abort the
 chunks that had not finished, remove the gzip scratch objects and delete the unpublished data
-(:func:`delete_unpublished_data`: a file without a committed snapshot leaves no data files).
+(:func:`delete_unpublished_data`: no visible rows, no unreferenced data objects, rejects kept).
 Both shape the same alert (etl/core/alerts.py).
 
 Shipped to Lambda: Python 3.9 compatible.

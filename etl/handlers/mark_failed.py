@@ -1,8 +1,9 @@
 """MarkFailed: record why the file failed, quarantine the source, shape the alert.
 
-A file with no committed Iceberg snapshot (``snapshot_id`` on its item) has its unpublished
-data files deleted (``etl.aws.catalog.delete_unpublished``); a file committed before a later
-step failed keeps them: a failure after the commit never unpublishes.
+A FAILED file has no visible rows (SPEC TBL3 I1): the table decides, not the file item. A commit
+that landed before Finalize died is undone (``etl.aws.catalog.unpublish``), then the file's data
+objects that no snapshot references are deleted; its rejects stay (TBL7). See
+``etl.handlers.failure.delete_unpublished_data``.
 
 Input: the whole state (``$``): ``error`` = ``{"Error", "Cause"}`` from the Catch (``Cause`` is
 usually Lambda's JSON ``{"errorMessage", "errorType", ...}``), ``file`` when RegisterFile had

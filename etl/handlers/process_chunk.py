@@ -2,10 +2,11 @@
 typed Parquet and rejects, record the counts.
 
 Input ``{"file", "header", "chunk"}``; output ``{"chunk_id", "rows_in", "rows_valid",
-"rows_rejected"}``. Object names are deterministic (``part-<index>``) and the bytes are a
-function of the input, so a retry or a re-run overwrites with identical objects. The rejects
-object is written only when the chunk has rejects (``rejects_key`` is then null on the chunk
-item); an object left by an earlier run of the same chunk is deleted so it cannot linger.
+"rows_rejected"}``. The bytes are a function of the input; the Iceberg data files are named by
+their content (a retry writes identical objects, other rows get other names: no referenced
+object is ever rewritten, SPEC TBL3). The rejects CSV is written only when the chunk has
+rejects (``rejects_key`` is then null on the chunk item); one left by an earlier run of the same
+chunk is deleted so it cannot linger.
 
 Shipped to Lambda: Python 3.9 compatible.
 """
