@@ -52,7 +52,10 @@ size-budget: layer ## Unzipped size per function (code + layers) against Lambda'
 	$(PY) -m infra.size_budget
 
 test: install test-deps layer ## Run every test (unit, property, infra, end-to-end)
-	$(PY) -m pytest -n 2 --dist loadfile
+	@# Two runs: an end-to-end session keeps its emulator (and its scheduled functions) alive in
+	@# its worker until the session ends, and must not share a process with the unit tests.
+	$(PY) -m pytest -n 2 --dist loadfile --ignore=tests/e2e
+	$(PY) -m pytest -n 2 --dist loadfile tests/e2e
 
 test-fast: ## Unit + property tests only, without reinstalling
 	$(PY) -m pytest tests/unit tests/property -q
