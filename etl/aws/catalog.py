@@ -318,9 +318,7 @@ def remove_unreferenced(database: str, bucket: str, file_id: str, catalog: Any =
         table = catalog.load_table(f"{database}.{name}")
         referenced = referenced_paths(table, f"s3://{bucket}/{prefix}")
         doomed = [k for k in keys if f"s3://{bucket}/{k}" not in referenced]
-        for key in doomed:
-            s3.delete_object(bucket, key)
-        deleted += len(doomed)
+        deleted += s3.delete_keys(bucket, doomed, "unreferenced data files")
     return deleted
 
 

@@ -32,9 +32,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 from etl import contracts
-from etl.aws import clients
+from etl.aws import clients, s3
 from etl.aws.errors import transient_errors
-from etl.errors import PermanentError, TransientError
+from etl.errors import TransientError
 
 # Defaults of the scheduled run (the function's environment may raise them, never lower the
 # orphan bound below the minimum).
@@ -167,19 +167,6 @@ def _listing(bucket: str, prefix: str) -> Iterable[tuple[str, datetime.datetime]
                 yield obj["Key"], obj["LastModified"]
 
 
-def _delete_keys(bucket: str, keys: list[str]) -> None:
-    for i in range(0, len(keys), 1000):
-        batch = [{"Key": k} for k in keys[i : i + 1000]]
-        with transient_errors(f"DeleteObjects s3://{bucket}/ ({len(batch)} orphans)"):
-            resp = clients.s3().delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
-        if resp.get("Errors"):
-            first = resp["Errors"][0]
-            raise PermanentError(
-                f"could not delete {len(resp['Errors'])} orphan objects in s3://{bucket}/ "
-                f"(first: {first.get('Key')} {first.get('Message')})"
-            )
-
-
 def remove_orphans(
     table: Any,
     now: datetime.datetime | None = None,
@@ -204,7 +191,7 @@ def remove_orphans(
             report.orphans_kept_young += 1
             continue
         doomed.append(key)
-    _delete_keys(bucket, doomed)
+    s3.delete_keys(bucket, doomed, "orphans")
     report.orphans_deleted.extend(doomed)
     return report
 

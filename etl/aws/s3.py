@@ -226,23 +226,28 @@ def list_modified(bucket: str, prefix: str) -> Iterator[tuple[str, datetime.date
                 yield obj["Key"], obj["LastModified"]
 
 
+def delete_keys(bucket: str, keys: list[str], what: str = "objects") -> int:
+    """Delete ``keys`` (current versions; delete markers on versioned buckets), 1,000 per
+    DeleteObjects call; returns how many. ``what`` names them in an error."""
+    for i in range(0, len(keys), 1000):
+        batch = [{"Key": k} for k in keys[i : i + 1000]]
+        with transient_errors(f"DeleteObjects s3://{bucket}/ ({len(batch)} {what})"):
+            resp = clients.s3().delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+        if resp.get("Errors"):
+            first = resp["Errors"][0]
+            raise PermanentError(
+                f"could not delete {len(resp['Errors'])} {what} in s3://{bucket}/ "
+                f"(first: {first.get('Key')} {first.get('Message')})"
+            )
+    return len(keys)
+
+
 def delete_prefix(bucket: str, prefix: str) -> int:
     """Delete every current key under ``prefix``; returns how many. ``prefix`` must be non-empty
     and end with ``/`` so a bug cannot empty the bucket."""
     if not prefix or not prefix.endswith("/"):
         raise ValueError(f"refusing to delete under prefix {prefix!r}")
-    keys = list_keys(bucket, prefix)
-    for i in range(0, len(keys), 1000):
-        batch = [{"Key": k} for k in keys[i : i + 1000]]
-        with transient_errors(f"DeleteObjects s3://{bucket}/{prefix}"):
-            resp = clients.s3().delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
-        if resp.get("Errors"):
-            first = resp["Errors"][0]
-            raise PermanentError(
-                f"could not delete {len(resp['Errors'])} objects under s3://{bucket}/{prefix} "
-                f"(first: {first.get('Key')} {first.get('Message')})"
-            )
-    return len(keys)
+    return delete_keys(bucket, list_keys(bucket, prefix), f"objects under {prefix}")
 
 
 def _current_version(bucket: str, key: str) -> tuple[bool, str | None]:
